@@ -1,0 +1,51 @@
+"""Shared helpers for benchmark scripts: machine description and bootstrap intervals."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+import numpy as np
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory, OS and Python, for the header of a results file."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = ""
+    try:
+        with open("/proc/meminfo") as handle:
+            kib = int(next(line.split()[1] for line in handle if line.startswith("MemTotal")))
+            memory = f", {kib / 2**20:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        pass
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}; {system}; Python {platform.python_version()}"
+
+
+def package_versions(names: Sequence[str]) -> str:
+    """``name version`` pairs of the installed packages that matter to a result."""
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float], data: np.ndarray, *, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """A 95% percentile bootstrap interval of ``statistic`` over the rows of ``data``."""
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    values = [statistic(data[rng.integers(0, n, n)]) for _ in range(n_resamples)]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)

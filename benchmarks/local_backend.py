@@ -1,0 +1,137 @@
+"""Speed of the embedded backend: greedy answers with and without log-probs, and 5-sample requests.
+
+Run: ``.venv/bin/python -m benchmarks.local_backend [--questions 50] [--baseline-questions 10]``
+Writes ``benchmarks/results/local_backend.md``. Targets (issue 2): log-probs cost at most 1.3x the plain
+answer; 5 samples cost at most 3x one answer. The baseline is llama-cpp-python's own log-probs
+(``logits_all=True``) on a few questions, to show what computing them ourselves saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import bootstrap_interval, machine_description, package_versions
+from gate.datasets import load_trivia
+from gate.local import LocalLLM, model_file
+from gate.prompt_format import QA_STOP, render_chat
+
+RESULTS = Path(__file__).parent / "results" / "local_backend.md"
+MAX_TOKENS = 16
+SEED = 0
+
+
+async def _time(llm: LocalLLM, messages: list[dict[str, str]], **kwargs: object) -> tuple[float, int]:
+    started = time.perf_counter()
+    generations = await llm.generate(messages, max_tokens=MAX_TOKENS, **kwargs)
+    return time.perf_counter() - started, sum(g.usage.completion_tokens for g in generations)
+
+
+async def measure(questions: list[str]) -> dict[str, np.ndarray]:
+    """Seconds per request for each mode, question by question (modes interleaved to share drift)."""
+    llm = LocalLLM()
+    await llm.load()
+    await llm.generate([{"role": "user", "content": "warm up"}], max_tokens=4)
+    modes = {
+        "greedy": {},
+        "greedy + logprobs (top 5)": {"logprobs": 5},
+        "5 samples, T=1": {"n": 5, "temperature": 1.0, "seed": SEED},
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in modes}
+    tokens: dict[str, list[int]] = {name: [] for name in modes}
+    for question in questions:
+        messages = [{"role": "user", "content": question}]
+        for name, kwargs in modes.items():
+            took, produced = await _time(llm, messages, **kwargs)
+            seconds[name].append(took)
+            tokens[name].append(produced)
+    return {name: np.array(values) for name, values in seconds.items()} | {
+        f"tokens: {name}": np.array(values) for name, values in tokens.items()
+    }
+
+
+def measure_logits_all(questions: list[str]) -> np.ndarray:
+    """llama-cpp-python's own log-probs, which require ``logits_all=True``: seconds per answer."""
+    from llama_cpp import Llama
+
+    model = Llama(model_path=str(model_file()), n_ctx=2048, logits_all=True, verbose=False)
+    model.create_completion(render_chat([{"role": "user", "content": "warm up"}]), max_tokens=4, logprobs=5)
+    seconds = []
+    for question in questions:
+        prompt = render_chat([{"role": "user", "content": question}])
+        started = time.perf_counter()
+        model.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0, logprobs=5, stop=list(QA_STOP))
+        seconds.append(time.perf_counter() - started)
+    return np.array(seconds)
+
+
+def _ratio_row(name: str, numerator: np.ndarray, denominator: np.ndarray, target: float) -> str:
+    pairs = np.column_stack([numerator, denominator])
+    ratio = numerator.mean() / denominator.mean()
+    low, high = bootstrap_interval(lambda rows: rows[:, 0].mean() / rows[:, 1].mean(), pairs)
+    verdict = "met" if ratio <= target else f"missed by {ratio - target:.2f}x"
+    return f"| {name} | {ratio:.2f}x | [{low:.2f}, {high:.2f}] | <= {target}x | {verdict} |"
+
+
+def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questions: int) -> str:
+    """The results file, in Markdown."""
+    lines = [
+        "# Embedded backend speed (Gemma 3 270M Q4_K_M, llama-cpp-python)",
+        "",
+        f"- Command: `.venv/bin/python -m benchmarks.local_backend --questions {n_questions}`",
+        f"- Machine: {machine_description()}",
+        f"- Packages: {package_versions(['llama-cpp-python', 'numpy'])}",
+        f"- Data: the first {n_questions} questions of `trivia_dev.txt`; chat rendered to the few-shot Q/A format;"
+        f" max {MAX_TOKENS} new tokens, stop at end of line; sampling seed {SEED}.",
+        "- Each request is timed end to end through `LocalLLM.generate` (async wrapper, worker thread);"
+        " modes are interleaved per question. Intervals: 95% bootstrap over questions (2,000 resamples).",
+        "",
+        "| mode | mean s/request | median s | 95% CI of mean | mean completion tokens |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("greedy", "greedy + logprobs (top 5)", "5 samples, T=1"):
+        values = results[name]
+        low, high = bootstrap_interval(lambda rows: rows.mean(), values)
+        lines.append(
+            f"| {name} | {values.mean():.4f} | {np.median(values):.4f} | [{low:.4f}, {high:.4f}] |"
+            f" {results[f'tokens: {name}'].mean():.1f} |"
+        )
+    if baseline is not None:
+        low, high = bootstrap_interval(lambda rows: rows.mean(), baseline)
+        lines.append(
+            f"| baseline: llama-cpp-python `logits_all=True` + logprobs=5 ({len(baseline)} questions) |"
+            f" {baseline.mean():.4f} | {np.median(baseline):.4f} | [{low:.4f}, {high:.4f}] | - |"
+        )
+    lines += [
+        "",
+        "| ratio | measured | 95% CI | target | verdict |",
+        "|---|---|---|---|---|",
+        _ratio_row("log-probs / plain", results["greedy + logprobs (top 5)"], results["greedy"], 1.3),
+        _ratio_row("5 samples / one answer", results["5 samples, T=1"], results["greedy"], 3.0),
+        "",
+        "Note: 5 samples at T=1 are longer than the greedy answer on average (see the token column), so the"
+        " sampling ratio also reflects longer outputs, not only per-token cost. The prompt is evaluated once"
+        " per request and its KV cache reused for every sample.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--baseline-questions", type=int, default=10, help="0 skips the logits_all baseline")
+    args = parser.parse_args()
+    questions = [item.question for item in load_trivia(limit=args.questions)]
+    results = asyncio.run(measure(questions))
+    baseline = measure_logits_all(questions[: args.baseline_questions]) if args.baseline_questions else None
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report(results, baseline, len(questions)))
+    print(RESULTS.read_text())
+
+
+if __name__ == "__main__":
+    main()

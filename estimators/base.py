@@ -1,0 +1,147 @@
+"""Core types shared by every estimator: generations, the LLM protocol, signals and costs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "LLM",
+    "Cost",
+    "Estimator",
+    "Generation",
+    "Message",
+    "Prompt",
+    "Signal",
+    "SupportsContinuationLogprobs",
+    "TokenLogprob",
+    "total_cost",
+]
+
+Message = Mapping[str, str]
+"""One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+Prompt = str | Sequence[Message]
+"""A raw completion prompt (``str``) or a list of chat messages."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Cost(_Frozen):
+    """What some LLM work cost: calls made, prompt and completion tokens, wall seconds."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            calls=self.calls + other.calls,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            seconds=self.seconds + other.seconds,
+        )
+
+
+def total_cost(items: Iterable[Generation | Cost]) -> Cost:
+    """Sum the cost of generations (their ``usage``) and costs."""
+    total = Cost()
+    for item in items:
+        total = total + (item.usage if isinstance(item, Generation) else item)
+    return total
+
+
+class TokenLogprob(_Frozen):
+    """One generated token, its log-probability, and the most likely alternatives at that step."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+class Generation(_Frozen):
+    """One completion: its text, optional per-token log-probs, why it stopped, and its share of the cost.
+
+    A call that returns ``n`` generations books the call and its prompt tokens on the first one, so
+    summing ``usage`` over the returned list gives the call's total.
+    """
+
+    text: str
+    tokens: tuple[TokenLogprob, ...] | None = None
+    finish_reason: str | None = None
+    usage: Cost = Field(default_factory=Cost)
+
+    @property
+    def logprobs(self) -> list[float] | None:
+        """The per-token log-probs, or ``None`` when the endpoint returned none."""
+        return None if self.tokens is None else [t.logprob for t in self.tokens]
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """Anything that can generate: the litellm client, the embedded model, the scripted fake."""
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """Return ``n`` generations; ``logprobs=k`` asks for token log-probs with ``k`` alternatives."""
+        ...
+
+
+@runtime_checkable
+class SupportsContinuationLogprobs(Protocol):
+    """An LLM that can score a forced continuation (white-box backends such as the embedded model)."""
+
+    async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
+        """Log-probs of each token of ``continuation`` given ``prompt``."""
+        ...
+
+
+class Signal(_Frozen):
+    """One estimator's verdict on one answer, with what it cost and why."""
+
+    name: str
+    confidence: float | None = None
+    raw: float | None = None
+    cost: Cost = Field(default_factory=Cost)
+    details: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+    @field_validator("confidence")
+    @classmethod
+    def _in_unit_interval(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"confidence must lie in [0, 1], got {value!r}")
+        return value
+
+
+class Estimator(Protocol):
+    """The contract every signal follows; it never raises for model misbehaviour."""
+
+    name: str
+
+    async def score(
+        self,
+        question: str,
+        answer: str,
+        *,
+        llm: LLM,
+        samples: Sequence[str] | None = None,
+        references: Sequence[str] | None = None,
+        logprobs: Sequence[float] | None = None,
+    ) -> Signal:
+        """Score ``answer`` to ``question``; higher confidence = more likely correct."""
+        ...

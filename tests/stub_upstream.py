@@ -1,0 +1,122 @@
+"""A tiny OpenAI-compatible upstream on loopback, for testing the litellm client over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class StubState:
+    """What the stub answers, and what it received."""
+
+    text: str = "Paris"
+    fail_first: int = 0
+    fail_status: int = 500
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _chat_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
+    words = state.text.split()
+    logprobs = None
+    if request.get("logprobs"):
+        k = int(request.get("top_logprobs") or 0)
+        logprobs = {
+            "content": [
+                {
+                    "token": w,
+                    "logprob": -0.25,
+                    "bytes": None,
+                    "top_logprobs": [{"token": w, "logprob": -0.25, "bytes": None}][:k]
+                    + [{"token": "x", "logprob": -3.0, "bytes": None}] * max(0, k - 1),
+                }
+                for w in words
+            ]
+        }
+    choices = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": state.text},
+            "finish_reason": "stop",
+            "logprobs": logprobs,
+        }
+        for i in range(int(request.get("n") or 1))
+    ]
+    usage = {"prompt_tokens": 7, "completion_tokens": len(words) * len(choices), "total_tokens": 7 + len(words)}
+    return {
+        "id": "stub-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model"),
+        "choices": choices,
+        "usage": usage,
+    }
+
+
+def _text_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
+    words = state.text.split()
+    logprobs = None
+    if request.get("logprobs") is not None:
+        logprobs = {
+            "tokens": words,
+            "token_logprobs": [-0.5] * len(words),
+            "top_logprobs": [{w: -0.5} for w in words],
+            "text_offset": [0] * len(words),
+        }
+    choices = [
+        {"index": i, "text": state.text, "finish_reason": "stop", "logprobs": logprobs}
+        for i in range(int(request.get("n") or 1))
+    ]
+    return {
+        "id": "stub-2",
+        "object": "text_completion",
+        "created": 0,
+        "model": request.get("model"),
+        "choices": choices,
+        "usage": {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 9},
+    }
+
+
+def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep test output clean
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            request = json.loads(self.rfile.read(length) or b"{}")
+            state.requests.append(request)
+            if len(state.requests) <= state.fail_first:
+                self._send(state.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
+            elif self.path.endswith("/chat/completions"):
+                self._send(200, _chat_body(state, request))
+            else:
+                self._send(200, _text_body(state, request))
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
+
+
+@contextmanager
+def stub_upstream(state: StubState) -> Iterator[str]:
+    """Serve ``state`` on a free loopback port; yields the base URL (ending in ``/v1``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()

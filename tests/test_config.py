@@ -1,0 +1,63 @@
+"""Settings: defaults, YAML, environment precedence, readable errors, masked secrets."""
+
+import pytest
+
+from gate.config import DEFAULT_MODEL, load_settings
+from gate.errors import ConfigError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("GATE_CONFIG", "GATE_MODEL", "GATE_TIMEOUT_S", "GATE_API_KEY", "GATE_NATIVE_N"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults_are_the_embedded_model():
+    settings = load_settings()
+    assert settings.model == DEFAULT_MODEL and settings.api_base is None
+
+
+def test_yaml_then_env_wins_then_explicit_wins(tmp_path, monkeypatch):
+    path = tmp_path / "gate.yaml"
+    path.write_text("model: openai/from-yaml\ntimeout_s: 5\nmax_retries: 1\n")
+    assert load_settings(config_file=path).model == "openai/from-yaml"
+    monkeypatch.setenv("GATE_MODEL", "openai/from-env")
+    settings = load_settings(config_file=path)
+    assert (settings.model, settings.timeout_s, settings.max_retries) == ("openai/from-env", 5.0, 1)
+    assert load_settings(config_file=path, model="openai/explicit").model == "openai/explicit"
+
+
+def test_config_file_from_environment(tmp_path, monkeypatch):
+    path = tmp_path / "gate.yaml"
+    path.write_text("max_tokens: 12\n")
+    monkeypatch.setenv("GATE_CONFIG", str(path))
+    assert load_settings().max_tokens == 12
+
+
+def test_invalid_value_names_field_and_allowed_values(monkeypatch):
+    monkeypatch.setenv("GATE_NATIVE_N", "sometimes")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "native_n (GATE_NATIVE_N)" in str(info.value) and "'auto'" in str(info.value)
+
+
+def test_unknown_yaml_field_is_an_error(tmp_path):
+    path = tmp_path / "gate.yaml"
+    path.write_text("modle: typo\n")
+    with pytest.raises(ConfigError, match="modle"):
+        load_settings(config_file=path)
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(config_file=tmp_path / "nope.yaml")
+
+
+def test_secret_is_masked_in_display_and_errors(monkeypatch):
+    monkeypatch.setenv("GATE_API_KEY", "sk-very-secret")
+    shown = load_settings().display()
+    assert shown["api_key"] == "***" and "sk-very-secret" not in str(shown)
+    monkeypatch.setenv("GATE_TIMEOUT_S", "-1")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "sk-very-secret" not in str(info.value)

@@ -1,0 +1,108 @@
+"""The litellm-backed client against a real OpenAI-compatible server on loopback."""
+
+import pytest
+
+from estimators.base import total_cost
+from gate.errors import UnknownModelError, UpstreamError
+from gate.llm import LiteLLMClient, classify_error, parse_response
+from tests.stub_upstream import StubState, stub_upstream
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def client(base_url: str, **kwargs) -> LiteLLMClient:
+    return LiteLLMClient("openai/stub-model", api_base=base_url, api_key="sk-test", backoff_s=0.01, **kwargs)
+
+
+async def test_chat_with_logprobs_and_native_n():
+    state = StubState(text="Paris France")
+    with stub_upstream(state) as url:
+        gens = await client(url).generate(QUESTION, n=3, temperature=0.7, logprobs=2, max_tokens=5, seed=1)
+    assert [g.text for g in gens] == ["Paris France"] * 3
+    assert gens[0].logprobs == [-0.25, -0.25]
+    assert gens[0].tokens[0].top[0] == ("Paris", -0.25) and len(gens[0].tokens[0].top) == 2
+    assert len(state.requests) == 1 and state.requests[0]["n"] == 3  # one call, native n
+    assert state.requests[0]["temperature"] == 0.7 and state.requests[0]["max_tokens"] == 5
+    cost = total_cost(gens)
+    assert (cost.calls, cost.prompt_tokens, cost.completion_tokens) == (1, 7, 6)
+    assert cost.seconds > 0
+
+
+async def test_separate_calls_when_native_n_is_off():
+    state = StubState()
+    with stub_upstream(state) as url:
+        gens = await client(url, native_n="never").generate(QUESTION, n=3, seed=10)
+    assert len(gens) == 3 and len(state.requests) == 3
+    assert sorted(r["seed"] for r in state.requests) == [10, 11, 12]
+    assert total_cost(gens).calls == 3
+
+
+async def test_text_completion_logprobs_are_normalised():
+    state = StubState(text="Jane Austen")
+    with stub_upstream(state) as url:
+        gens = await client(url).generate("Q: Who wrote Emma?\nA:", logprobs=1, stop=["\n"])
+    assert gens[0].text == "Jane Austen"
+    assert gens[0].logprobs == [-0.5, -0.5] and gens[0].tokens[0].top == (("Jane", -0.5),)
+    assert state.requests[0]["stop"] == ["\n"] and state.requests[0]["prompt"].endswith("A:")
+
+
+async def test_no_logprobs_when_not_asked():
+    with stub_upstream(StubState()) as url:
+        gens = await client(url).generate(QUESTION)
+    assert gens[0].tokens is None
+
+
+async def test_retries_on_5xx_then_succeeds():
+    state = StubState(fail_first=2, fail_status=503)
+    with stub_upstream(state) as url:
+        gens = await client(url, max_retries=2).generate(QUESTION)
+    assert gens[0].text == "Paris" and len(state.requests) == 3
+
+
+async def test_gives_up_after_bounded_retries_with_gateway_status():
+    state = StubState(fail_first=10, fail_status=500)
+    with stub_upstream(state) as url, pytest.raises(UpstreamError) as info:
+        await client(url, max_retries=1).generate(QUESTION)
+    assert info.value.status == 502 and len(state.requests) == 2
+
+
+async def test_client_errors_are_not_retried():
+    state = StubState(fail_first=10, fail_status=401)
+    with stub_upstream(state) as url, pytest.raises(UpstreamError) as info:
+        await client(url, max_retries=3).generate(QUESTION)
+    assert info.value.status == 401 and len(state.requests) == 1
+
+
+async def test_unreachable_endpoint_is_a_502_after_retries():
+    llm = LiteLLMClient(
+        "openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=1, backoff_s=0.01, timeout_s=2
+    )
+    with pytest.raises(UpstreamError) as info:
+        await llm.generate(QUESTION)
+    assert info.value.status in (502, 504) and info.value.retryable
+
+
+async def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(UnknownModelError, match="unknown model 'no-such-provider-xyz'"):
+        await LiteLLMClient("no-such-provider-xyz").generate(QUESTION)
+
+
+def test_api_key_never_in_repr():
+    assert "sk-test" not in repr(LiteLLMClient("openai/x", api_key="sk-test"))
+
+
+def test_response_without_choices_is_an_upstream_error():
+    with pytest.raises(UpstreamError, match="no choices"):
+        parse_response({"choices": []}, chat=True)
+
+
+def test_classify_timeout_and_status():
+    class Timeout(Exception):  # noqa: N818 -- named like litellm's class
+        pass
+
+    class RateLimitError(Exception):
+        status_code = 429
+
+    assert classify_error(Timeout("slow"), "m").status == 504
+    limited = classify_error(RateLimitError("busy"), "m")
+    assert limited.status == 429 and limited.retryable
