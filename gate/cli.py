@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
-from gate.errors import GateError
+from gate.cli_errors import friendly_errors
+from gate.index_cli import index_app
 
 app = typer.Typer(
     name="gate",
@@ -22,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
@@ -29,25 +29,6 @@ ConfigOption = Annotated[
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Model name, e.g. local/gemma-3-270m or openai/gpt-4o-mini.")
 ]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(command: F) -> F:
-    """Report the gate's own errors (and Ctrl-C) as one line on stderr, exit status 2, no traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (GateError, ValueError, FileNotFoundError) as exc:
-            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.secho("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _setup_logging(level: str) -> None:

@@ -1,0 +1,62 @@
+"""The `gate` command as a user meets it: answers, clear one-line errors, the effective config."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gate.cli import app
+from tests.stub_upstream import StubState, stub_upstream
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("GATE_CONFIG", "GATE_MODEL", "GATE_API_BASE", "GATE_API_KEY", "GATE_MAX_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_ask_prints_the_upstream_answer(monkeypatch):
+    state = StubState(text="William Shakespeare")
+    with stub_upstream(state) as url:
+        monkeypatch.setenv("GATE_API_BASE", url)
+        monkeypatch.setenv("GATE_API_KEY", "sk-test")
+        result = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--model", "openai/stub"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "William Shakespeare"
+    assert state.requests[0]["messages"][-1]["content"] == "Who wrote Hamlet?"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "  "], "the question is empty"),
+        (["ask", "q", "--model", "no-such-provider-xyz"], "unknown model 'no-such-provider-xyz'"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_unreachable_endpoint_is_reported_plainly(monkeypatch):
+    monkeypatch.setenv("GATE_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("GATE_API_KEY", "sk-test")
+    monkeypatch.setenv("GATE_MAX_RETRIES", "0")
+    result = runner.invoke(app, ["ask", "q", "--model", "openai/stub"])
+    assert result.exit_code == 2 and "cannot reach openai/stub" in result.output
+
+
+def test_invalid_config_names_the_field(monkeypatch):
+    monkeypatch.setenv("GATE_MAX_RETRIES", "many")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2 and "max_retries (GATE_MAX_RETRIES)" in result.output
+
+
+def test_config_masks_the_api_key(monkeypatch):
+    monkeypatch.setenv("GATE_API_KEY", "sk-secret-value")
+    result = runner.invoke(app, ["config"])
+    shown = json.loads(result.output)
+    assert result.exit_code == 0 and shown["api_key"] == "***" and "sk-secret-value" not in result.output
