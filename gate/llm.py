@@ -8,8 +8,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import httpx
 
 from estimators.base import LLM, Cost, Generation, Prompt, TokenLogprob
 from gate.config import Settings
@@ -237,12 +239,25 @@ def classify_error(exc: Exception, model: str) -> UpstreamError:
     message = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
     if name == "NotFoundError":
         return UnknownModelError(f"{model} is not served by the upstream: {message}")
-    if name in {"Timeout", "APITimeoutError", "TimeoutError"} or isinstance(exc, asyncio.TimeoutError):
+    causes = list(_chain(exc))
+    timed_out = any(isinstance(c, TimeoutError | httpx.TimeoutException) for c in causes)
+    if name in {"Timeout", "APITimeoutError"} or timed_out:
         return UpstreamError(f"{model} timed out: {message}", status=504, retryable=True)
-    if name in {"APIConnectionError", "ConnectError"}:
+    # litellm reports a refused connection as a 500 "InternalServerError"; the cause chain says what it was.
+    if name == "APIConnectionError" or any(isinstance(c, ConnectionError | httpx.TransportError) for c in causes):
         return UpstreamError(f"cannot reach {model}: {message}", status=502, retryable=True)
     if isinstance(status, int):
         gateway_status = status if status in {400, 401, 403, 404, 429} else 502
         retryable = status in RETRY_STATUSES
         return UpstreamError(f"{model} answered {status}: {message}", status=gateway_status, retryable=retryable)
     return UpstreamError(f"{model} failed ({name}): {message}", status=502, retryable=False)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it was raised from, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
