@@ -31,9 +31,9 @@ async def _time(llm: LocalLLM, messages: list[dict[str, str]], **kwargs: object)
     return time.perf_counter() - started, sum(g.usage.completion_tokens for g in generations)
 
 
-async def measure(questions: list[str]) -> dict[str, np.ndarray]:
+async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.ndarray]:
     """Seconds per request for each mode, question by question (modes interleaved to share drift)."""
-    llm = LocalLLM()
+    llm = LocalLLM(n_threads=n_threads)
     await llm.load()
     await llm.generate([{"role": "user", "content": "warm up"}], max_tokens=4)
     modes = {
@@ -58,7 +58,8 @@ def measure_logits_all(questions: list[str]) -> np.ndarray:
     """llama-cpp-python's own log-probs, which require ``logits_all=True``: seconds per answer."""
     from llama_cpp import Llama
 
-    model = Llama(model_path=str(model_file()), n_ctx=2048, logits_all=True, verbose=False)
+    threads = LocalLLM().n_threads
+    model = Llama(model_path=str(model_file()), n_ctx=2048, n_threads=threads, logits_all=True, verbose=False)
     model.create_completion(render_chat([{"role": "user", "content": "warm up"}]), max_tokens=4, logprobs=5)
     seconds = []
     for question in questions:
@@ -77,12 +78,13 @@ def _ratio_row(name: str, numerator: np.ndarray, denominator: np.ndarray, target
     return f"| {name} | {ratio:.2f}x | [{low:.2f}, {high:.2f}] | <= {target}x | {verdict} |"
 
 
-def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questions: int) -> str:
+def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questions: int, threads: int) -> str:
     """The results file, in Markdown."""
     lines = [
         "# Embedded backend speed (Gemma 3 270M Q4_K_M, llama-cpp-python)",
         "",
-        f"- Command: `.venv/bin/python -m benchmarks.local_backend --questions {n_questions}`",
+        f"- Command: `.venv/bin/python -m benchmarks.local_backend --questions {n_questions}`"
+        f" ({threads} llama.cpp thread(s))",
         f"- Machine: {machine_description()}",
         f"- Packages: {package_versions(['llama-cpp-python', 'numpy'])}",
         f"- Data: the first {n_questions} questions of `trivia_dev.txt`; chat rendered to the few-shot Q/A format;"
@@ -124,12 +126,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--baseline-questions", type=int, default=10, help="0 skips the logits_all baseline")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the gate's own)")
     args = parser.parse_args()
     questions = [item.question for item in load_trivia(limit=args.questions)]
-    results = asyncio.run(measure(questions))
+    results = asyncio.run(measure(questions, args.threads))
     baseline = measure_logits_all(questions[: args.baseline_questions]) if args.baseline_questions else None
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report(results, baseline, len(questions)))
+    threads = args.threads or LocalLLM().n_threads
+    RESULTS.write_text(report(results, baseline, len(questions), threads))
     print(RESULTS.read_text())
 
 
