@@ -87,7 +87,7 @@ async def run_dataset(
             result.errors += signal.error is not None
             if "n_samples_used" in signal.details:
                 result.samples_used.append(int(signal.details["n_samples_used"]))
-        if (index + 1) % 25 == 0:
+        if (index + 1) % 10 == 0:
             print(f"{label}: {index + 1}/{len(items)} accuracy so far {np.mean(correct):.3f}", flush=True)
     return scored, float(np.mean(correct)), float(np.mean(answer_seconds))
 
@@ -192,15 +192,16 @@ async def main_async(args: argparse.Namespace) -> str:
         " seconds are wall time on this machine.",
         "",
     ]
-    trivia = load_trivia(limit=args.trivia)
-    scored, accuracy, seconds = await run_dataset(
-        llm, trivia, trivia_entries(args.trivia, args.expensive), label="trivia"
-    )
-    lines += table("TriviaQA (`trivia_dev.txt`)", scored, accuracy, seconds, len(trivia))
-    for title, loader in (
+    if args.trivia:
+        trivia = load_trivia(limit=args.trivia)
+        entries = trivia_entries(args.trivia, args.expensive)
+        scored, accuracy, seconds = await run_dataset(llm, trivia, entries, label="trivia")
+        lines += table("TriviaQA (`trivia_dev.txt`)", scored, accuracy, seconds, len(trivia))
+    passage_sets = (
         ("SciQ (`sciq_valid.json`, support passages indexed)", load_sciq),
         ("XQuAD (`xquad_en.json`, all contexts indexed)", load_xquad),
-    ):
+    )
+    for title, loader in passage_sets if args.passages else ():
         everything = [item for item in loader() if item.context]
         entries, info = await passage_entries(everything, args.passages)
         items = everything[: args.passages]
@@ -214,9 +215,9 @@ async def main_async(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trivia", type=int, default=300, help="TriviaQA questions for the cheap signals")
+    parser.add_argument("--trivia", type=int, default=300, help="TriviaQA questions for the cheap signals (0 skips)")
     parser.add_argument("--expensive", type=int, default=200, help="of those, how many get the costly signals")
-    parser.add_argument("--passages", type=int, default=200, help="SciQ and XQuAD questions for PACE")
+    parser.add_argument("--passages", type=int, default=200, help="SciQ and XQuAD questions for PACE (0 skips)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     text = asyncio.run(main_async(args))
