@@ -1,0 +1,481 @@
+"""Self-familiarity: a pre-generation check of whether the model knows the concepts a question is about.
+
+After Luo et al., "Zero-Resource Hallucination Prevention for Large Language Models" (SELF-FAMILIARITY).
+For each concept of the question (:mod:`estimators.concepts`, rarest first): (A) the model explains the
+concept; (B) every surface form of the concept is masked out of the explanation; (C) the model is asked
+what the masked text is about, and the concept's score is how likely the model is to name the concept
+again. Low scores mean the model's own explanation does not lead back to the concept: it is unfamiliar,
+so an answer would likely be invented.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard, TypeVar
+
+import numpy as np
+
+from estimators.base import LLM, Cost, Signal, SupportsContinuationLogprobs, total_cost
+from estimators.concepts import STOPWORDS, find_concepts
+from estimators.text import contains_span
+
+__all__ = [
+    "MASK",
+    "ConceptFamiliarity",
+    "Familiarity",
+    "ThresholdEstimate",
+    "aggregate_familiarity",
+    "back_prompt",
+    "estimate_threshold",
+    "explain_prompt",
+    "familiarity_weights",
+    "mask_concept",
+    "score_common_concepts",
+    "surface_forms",
+]
+
+logger = logging.getLogger(__name__)
+
+MASK = "___"
+"""What replaces the concept in the explanation (the paper used the model's unknown-token string)."""
+
+_T = TypeVar("_T")
+_FORM_PIECE = re.compile(r"[^\W_]+")
+_GUESS_TOKENS = 16
+
+# Worked examples teach the base model both formats, in one block that every prompt starts with: each
+# example is explained and then recovered from its masked explanation, the whole procedure shown in order
+# (on a few concepts this separated known from unknown ones better than separate few-shot prompts). An
+# example naming the concept is left out, as it would give the concept away. Neither example is among the
+# common concepts.
+_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        "Compass",
+        "A compass is a small instrument whose magnetised needle swings to point north, so that walkers and "
+        "sailors can tell which way they are heading.",
+    ),
+    (
+        "Johann Sebastian Bach",
+        "Johann Sebastian Bach was a German composer of the Baroque period, known for the Brandenburg "
+        "Concertos and many works for organ and choir.",
+    ),
+)
+_EXPLAIN_LINE = 'Explain "{concept}" in one short paragraph.\n'
+_BACK_LINE = 'Name the thing hidden as {mask} in this text: "{text}"\nName:'
+
+
+def _prefix(concept: str) -> str:
+    blocks = []
+    for name, explanation in _EXAMPLES:
+        if mask_concept(f"{name} {explanation}", concept) != f"{name} {explanation}":
+            continue
+        back = _BACK_LINE.format(mask=MASK, text=mask_concept(explanation, name))
+        blocks.append(_EXPLAIN_LINE.format(concept=name) + explanation + "\n\n" + back + f" {name}\n\n")
+    return "".join(blocks)
+
+
+def explain_prompt(concept: str) -> str:
+    """Step A: the raw few-shot prompt asking for a one-paragraph explanation of ``concept``."""
+    return _prefix(concept) + _EXPLAIN_LINE.format(concept=concept)
+
+
+def back_prompt(masked_explanation: str, concept: str) -> str:
+    """Step C: the raw few-shot prompt asking which thing the masked explanation of ``concept`` is about.
+
+    ``concept`` only decides which worked examples are shown; it does not appear in the prompt.
+    """
+    return _prefix(concept) + _BACK_LINE.format(mask=MASK, text=" ".join(masked_explanation.split()))
+
+
+def surface_forms(concept: str) -> list[str]:
+    """Every form of ``concept`` to mask, longest first.
+
+    The full concept and each of its words (letters and digits; stop words and single characters skipped,
+    fixing the paper's code, which masked "The" everywhere), each as written, lower, UPPER, Capitalised and
+    Title case.
+
+    Examples
+    --------
+    >>> surface_forms("The Rack")
+    ['THE RACK', 'The Rack', 'The rack', 'the rack', 'RACK', 'Rack', 'rack']
+    """
+    pieces = [concept.strip(), *(w for w in _FORM_PIECE.findall(concept) if len(w) > 1 and w.lower() not in STOPWORDS)]
+    forms = {f for p in pieces if p for f in (p, p.lower(), p.upper(), p.capitalize(), p.title())}
+    return sorted(forms, key=lambda f: (-len(f), f))
+
+
+def mask_concept(text: str, concept: str, *, mask: str = MASK) -> str:
+    """Replace every surface form of ``concept`` in ``text`` with ``mask``.
+
+    A form is matched where a word starts, and the mask swallows the rest of that word, so inflected and
+    derived forms ("Peruvian" for "Peru") do not give the concept away; stop words are never masked.
+
+    Examples
+    --------
+    >>> mask_concept("The Rack is a film; racks fill the theatre.", "The Rack")
+    '___ is a film; ___ fill the theatre.'
+    """
+    forms = surface_forms(concept)
+    if not forms:
+        return text
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in forms) + r")\w*")
+    return pattern.sub(mask, text)
+
+
+def familiarity_weights(n: int) -> list[float]:
+    """The paper's importance weights ``2^-i / sum_j 2^-j`` for ``n`` concepts in rarest-first order."""
+    raw = [2.0**-i for i in range(n)]
+    return [w / sum(raw) for w in raw]
+
+
+def aggregate_familiarity(scores: Sequence[float]) -> dict[str, float]:
+    """Combine per-concept scores (rarest first): ``weighted`` (the paper's main variant), ``min``, ``first``.
+
+    Examples
+    --------
+    >>> aggregate_familiarity([0.2, 0.8])
+    {'weighted': 0.4, 'min': 0.2, 'first': 0.2}
+    """
+    if not scores:
+        raise ValueError("scores is empty; expected at least one concept score")
+    weighted = sum(w * s for w, s in zip(familiarity_weights(len(scores)), scores, strict=True))
+    return {"weighted": weighted, "min": min(scores), "first": scores[0]}
+
+
+@dataclass(frozen=True)
+class ConceptFamiliarity:
+    """The familiarity of one concept: its score (``None`` when it could not be computed), cost and trail."""
+
+    concept: str
+    score: float | None
+    cost: Cost = field(default_factory=Cost)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ThresholdEstimate:
+    """A familiarity threshold: the midpoint of the bootstrap 95% interval of a low percentile."""
+
+    threshold: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+class Familiarity:
+    """SELF-FAMILIARITY precheck: how well the model can recover each concept of the question from its own
+    explanation, with the concept masked out, before any answer is generated.
+
+    With a white-box model (one implementing ``SupportsContinuationLogprobs``) the concept score is
+    ``exp`` of the mean per-token log-prob of the concept forced as the continuation of the back-question,
+    the best over its surface variants (as written, lower, Title; with and without a leading space). This
+    approximates the paper's constrained beam search, whose score is the length-normalised log-prob of the
+    best beam containing the concept (``method="forced_continuation"``). Otherwise the score is the
+    fraction of ``guesses`` sampled answers that name the concept (``method="sampled_approximation"``,
+    not the paper's method). Concept scores are combined rarest first with weights ``2^-i``.
+
+    Parameters
+    ----------
+    threshold : float or None, default None
+        Familiar iff the combined score is above it; ``None`` reports the score only. Estimate it per model
+        and prompt format with :func:`estimate_threshold` on :func:`score_common_concepts`.
+    max_concepts : int, default 3
+        How many of the rarest concepts are checked.
+    explain_tokens : int, default 60
+        Token budget of each explanation (greedy).
+    guesses : int, default 5
+        Samples per concept for the sampling approximation.
+    seed : int, default 0
+        Seed of the sampled guesses.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from estimators.testing import Rule, ScriptedLLM
+    >>> llm = ScriptedLLM([
+    ...     Rule('Explain "Paris"', "Paris is the capital of France."),
+    ...     Rule('"___ is the capital of France."', ["Paris", "Lyon"]),
+    ... ])
+    >>> signal = asyncio.run(Familiarity(guesses=2, threshold=0.6).assess("Where is Paris?", llm=llm))
+    >>> signal.confidence, signal.details["method"], signal.details["familiar"]
+    (0.5, 'sampled_approximation', False)
+    """
+
+    name = "familiarity"
+
+    def __init__(
+        self,
+        *,
+        threshold: float | None = None,
+        max_concepts: int = 3,
+        explain_tokens: int = 60,
+        guesses: int = 5,
+        seed: int = 0,
+    ) -> None:
+        self.threshold = threshold
+        self.max_concepts = max_concepts
+        self.explain_tokens = explain_tokens
+        self.guesses = guesses
+        self.seed = seed
+
+    async def score(
+        self,
+        question: str,
+        answer: str,
+        *,
+        llm: LLM,
+        samples: Sequence[str] | None = None,
+        references: Sequence[str] | None = None,
+        logprobs: Sequence[float] | None = None,
+    ) -> Signal:
+        """The estimator contract; familiarity runs before any answer exists, so only ``question`` is used."""
+        return await self.assess(question, llm=llm)
+
+    async def assess(self, question: str, *, llm: LLM) -> Signal:
+        """Score the model's familiarity with the concepts of ``question``.
+
+        Parameters
+        ----------
+        question : str
+            The user's question or instruction.
+        llm : LLM
+            The answering model (its familiarity is what is measured).
+
+        Returns
+        -------
+        Signal
+            ``confidence`` and ``raw`` are the weighted familiarity; ``details`` hold ``method``,
+            ``concepts`` (per concept: score, explanation, masked text, variant or guesses), ``aggregate``
+            (weighted, min, first), ``weights`` and, with a threshold, ``familiar``, ``unfamiliar_concepts``
+            and ``reason``. ``confidence`` is ``None`` with ``error="no concepts"`` when the question has
+            none (skip the precheck then), or with an error when no concept could be scored.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``question`` is not a string or the configuration is invalid.
+        """
+        self._check_config()
+        concepts = find_concepts(question)[: self.max_concepts]
+        if not concepts:
+            return Signal(name=self.name, details={"concepts": []}, error="no concepts")
+        factories = [functools.partial(self.concept_familiarity, c.text, llm=llm) for c in concepts]
+        results = await _run_all(factories, concurrently=not _white_box(llm))
+        return self._signal(results, [c.log_rarity for c in concepts], method=_method(llm))
+
+    async def concept_familiarity(self, concept: str, *, llm: LLM) -> ConceptFamiliarity:
+        """Steps A-C for one concept: explain it, mask it, and score how well the model recovers it."""
+        if not isinstance(concept, str) or not concept.strip():
+            raise ValueError(f"concept must be a non-empty string, got {concept!r}")
+        explained = await llm.generate(
+            explain_prompt(concept), n=1, temperature=0.0, max_tokens=self.explain_tokens, stop=["\n"]
+        )
+        explanation = explained[0].text.strip() if explained else ""
+        masked = mask_concept(explanation, concept)
+        trail: dict[str, Any] = {"concept": concept, "explanation": explanation, "masked": masked}
+        if not explanation:
+            # The model could not explain it at all; the paper scores a failed concept 0.
+            trail |= {"score": 0.0, "note": "empty explanation"}
+            return ConceptFamiliarity(concept, 0.0, total_cost(explained), trail)
+        if _white_box(llm):
+            score, cost, found = await _forced_score(llm, back_prompt(masked, concept), concept)
+        else:
+            score, cost, found = await self._sampled_score(llm, back_prompt(masked, concept), concept)
+        trail |= {"score": score, **found}
+        error = None if score is not None else "no variant of the concept could be scored"
+        return ConceptFamiliarity(concept, score, total_cost(explained) + cost, trail, error)
+
+    async def _sampled_score(self, llm: LLM, prompt: str, concept: str) -> tuple[float, Cost, dict[str, Any]]:
+        guesses = await llm.generate(
+            prompt, n=self.guesses, temperature=1.0, max_tokens=_GUESS_TOKENS, stop=["\n"], seed=self.seed
+        )
+        texts = [g.text.strip() for g in guesses]
+        hits = sum(contains_span(t, concept) for t in texts)
+        return (hits / len(texts) if texts else 0.0), total_cost(guesses), {"guesses": texts}
+
+    def _signal(self, results: list[ConceptFamiliarity], rarity: list[float], *, method: str) -> Signal:
+        cost = total_cost(r.cost for r in results)
+        scored = [r for r in results if r.score is not None]
+        details: dict[str, Any] = {
+            "method": method,
+            "method_note": _METHOD_NOTES[method],
+            "concepts": [
+                {**r.details, "log_rarity": lr, "error": r.error} for r, lr in zip(results, rarity, strict=True)
+            ],
+        }
+        if not scored:
+            return Signal(name=self.name, cost=cost, details=details, error="no concept could be scored")
+        scores = [float(r.score) for r in scored if r.score is not None]
+        aggregate = aggregate_familiarity(scores)
+        details |= {"aggregate": aggregate, "weights": familiarity_weights(len(scores))}
+        if self.threshold is not None:
+            details |= _decision(scored, aggregate["weighted"], self.threshold)
+        value = min(1.0, max(0.0, aggregate["weighted"]))
+        return Signal(name=self.name, confidence=value, raw=aggregate["weighted"], cost=cost, details=details)
+
+    def _check_config(self) -> None:
+        if self.threshold is not None and not (
+            isinstance(self.threshold, int | float) and 0.0 <= self.threshold <= 1.0
+        ):
+            raise ValueError(f"threshold must be None or a number in [0, 1], got {self.threshold!r}")
+        for name in ("max_concepts", "explain_tokens", "guesses"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+
+
+def _decision(scored: list[ConceptFamiliarity], value: float, threshold: float) -> dict[str, Any]:
+    """Familiar iff the combined score is above the threshold (the paper's ``F > tau``)."""
+    unfamiliar = [r.concept for r in scored if r.score is not None and r.score <= threshold]
+    familiar = value > threshold
+    if familiar:
+        reason = f"familiarity {value:.3f} is above the threshold {threshold:.3f}"
+    else:
+        names = ", ".join(repr(c) for c in unfamiliar) or "the question's concepts"
+        reason = f"familiarity {value:.3f} is at or below the threshold {threshold:.3f}; unfamiliar: {names}"
+    return {"threshold": threshold, "familiar": familiar, "unfamiliar_concepts": unfamiliar, "reason": reason}
+
+
+def _white_box(llm: object) -> TypeGuard[SupportsContinuationLogprobs]:
+    """Capability by protocol (the method exists), never guessed from names."""
+    return isinstance(llm, SupportsContinuationLogprobs)
+
+
+_METHOD_NOTES = {
+    "forced_continuation": "approximates the paper's constrained beam search: the best exp(mean token "
+    "log-prob) of a surface form of the concept forced as the answer to the back-question",
+    "sampled_approximation": "not the paper's method (no forced-continuation log-probs): the share of "
+    "sampled guesses that name the concept",
+}
+
+
+def _method(llm: LLM) -> str:
+    return "forced_continuation" if _white_box(llm) else "sampled_approximation"
+
+
+async def _run_all(factories: Sequence[Callable[[], Awaitable[_T]]], *, concurrently: bool) -> list[_T]:
+    """Run the coroutines concurrently, or one after another.
+
+    A white-box model evaluates one prompt at a time and reuses its cached prompt prefix across the
+    variants of one back-question; interleaving concepts would re-evaluate that prefix for every variant.
+    """
+    if concurrently:
+        return list(await asyncio.gather(*(f() for f in factories)))
+    return [await f() for f in factories]
+
+
+def _continuation_variants(concept: str) -> list[str]:
+    forms = dict.fromkeys((concept, concept.lower(), concept.title()))
+    return [v for form in forms for v in (" " + form, form)]
+
+
+async def _forced_score(
+    llm: SupportsContinuationLogprobs, prompt: str, concept: str
+) -> tuple[float | None, Cost, dict[str, Any]]:
+    """The best ``exp(mean log-prob)`` of the concept forced after the back-question, over its variants."""
+    best: tuple[float, str] | None = None
+    calls, tokens, seconds = 0, 0, 0.0
+    for variant in _continuation_variants(concept):
+        started = time.perf_counter()
+        values = await llm.continuation_logprobs(prompt, variant)
+        seconds += time.perf_counter() - started
+        calls, tokens = calls + 1, tokens + len(values)
+        if not values or any(math.isnan(v) for v in values):
+            logger.debug("no usable log-probs for variant %r: %r", variant, values)
+            continue
+        score = math.exp(sum(values) / len(values))
+        if best is None or score > best[0]:
+            best = (score, variant)
+    # The protocol reports no prompt tokens for forced continuations; only the forced tokens are counted.
+    cost = Cost(calls=calls, completion_tokens=tokens, seconds=seconds)
+    return (None, cost, {}) if best is None else (best[0], cost, {"variant": best[1]})
+
+
+def estimate_threshold(
+    scores: Sequence[float], *, percentile: float = 5.0, n_resamples: int = 1000, seed: int = 0
+) -> ThresholdEstimate:
+    """The familiarity threshold of SELF-FAMILIARITY: the midpoint of a bootstrap 95% interval of a low
+    percentile of the scores of well-known concepts.
+
+    A percentile bootstrap (the paper used ``scipy.stats.bootstrap``, whose default is BCa): the
+    ``percentile``-th percentile is recomputed on ``n_resamples`` resamples drawn with replacement, and
+    the interval is the 2.5th to 97.5th percentile of those values.
+
+    Parameters
+    ----------
+    scores : sequence of float
+        Familiarity scores of concepts the model should know (:func:`score_common_concepts`).
+    percentile : float, default 5.0
+        Which low percentile marks the edge of familiarity, in (0, 100).
+    n_resamples : int, default 1000
+        Bootstrap resamples.
+    seed : int, default 0
+        Seed of the resampling.
+
+    Returns
+    -------
+    ThresholdEstimate
+
+    Raises
+    ------
+    ValueError
+        If ``scores`` is empty or not finite, or an option is out of range.
+
+    Examples
+    --------
+    >>> estimate_threshold([0.5] * 10)
+    ThresholdEstimate(threshold=0.5, ci_low=0.5, ci_high=0.5, n=10)
+    """
+    data = np.asarray(scores, dtype=float)
+    if data.ndim != 1 or data.size == 0 or not np.all(np.isfinite(data)):
+        raise ValueError(f"scores must be a non-empty 1-D sequence of finite numbers, got shape {data.shape}")
+    if not 0.0 < percentile < 100.0:
+        raise ValueError(f"percentile must lie in (0, 100), got {percentile!r}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    rng = np.random.default_rng(seed)
+    resamples = data[rng.integers(0, data.size, size=(n_resamples, data.size))]
+    values = np.percentile(resamples, percentile, axis=1)
+    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    return ThresholdEstimate(threshold=(low + high) / 2, ci_low=low, ci_high=high, n=int(data.size))
+
+
+async def score_common_concepts(llm: LLM, concepts: Sequence[str], estimator: Familiarity) -> list[float]:
+    """Familiarity scores of bare, well-known ``concepts``, the input to :func:`estimate_threshold`.
+
+    Parameters
+    ----------
+    llm : LLM
+        The model whose threshold is estimated (with the same backend and prompt format as in use).
+    concepts : sequence of str
+        Concepts the model should know, e.g. :func:`estimators.concepts.load_common_concepts`.
+    estimator : Familiarity
+        Supplies the configuration (``explain_tokens``, ``guesses``, ``seed``); its threshold is ignored.
+
+    Returns
+    -------
+    list of float
+        One score per concept, in order; concepts that could not be scored are left out, with a warning.
+
+    Raises
+    ------
+    ValueError
+        If the estimator's configuration or a concept is invalid.
+    """
+    estimator._check_config()
+    factories = [functools.partial(estimator.concept_familiarity, c, llm=llm) for c in concepts]
+    results = await _run_all(factories, concurrently=not _white_box(llm))
+    failed = [r.concept for r in results if r.score is None]
+    if failed:
+        logger.warning("no familiarity score for %d common concepts: %s", len(failed), failed)
+    return [r.score for r in results if r.score is not None]
