@@ -17,6 +17,9 @@ import numpy as np
 
 from estimators.base import Cost, Generation, TokenLogprob
 
+PROMPT_BLOCK = 16
+"""Prompt tokens evaluated per batch; the unit of prompt reuse across requests."""
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -48,14 +51,15 @@ def draw_token(logprobs: np.ndarray, temperature: float, rng: np.random.Generato
 
 
 class LlamaEngine:
-    """Generates from one loaded ``llama_cpp.Llama``; ``n`` samples share one evaluation of the prompt."""
+    """Generates from one loaded ``llama_cpp.Llama``; ``n`` samples share one evaluation of the prompt,
+    and prompts that share a prefix share its evaluation in whole blocks."""
 
     def __init__(self, model: Any, *, sampling: SamplingParams = SamplingParams()) -> None:
         self._model = model
         self._sampling = sampling
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
-        self._last_prompt: tuple[tuple[int, ...], np.ndarray] | None = None
+        self._block_valid = 0  # leading tokens whose KV cache came from whole-block prompt evaluation
 
     @property
     def context_size(self) -> int:
@@ -151,21 +155,25 @@ class LlamaEngine:
         return self._detokenize(ids), tokens, "length"
 
     def _evaluate_prompt(self, tokens: list[int]) -> np.ndarray:
-        """Evaluate ``tokens`` from the start and return the last position's logits.
+        """Evaluate ``tokens`` in fixed blocks, reusing cached blocks; return the last position's logits.
 
-        Reusing only a shared prefix would make results depend on the previous request: llama.cpp's
-        numerics vary with how a prompt is split into batches (logits moved by up to ~0.9 here). So a
-        prompt is always evaluated whole, and only an identical prompt reuses the stored result.
+        llama.cpp's numerics depend on how a prompt is split into batches (logits moved by up to ~0.9 when
+        a shared prefix was reused and the rest evaluated in one go), so results would depend on the
+        previous request. Here every prompt is evaluated as the same sequence of ``PROMPT_BLOCK``-token
+        blocks at fixed positions, and only whole blocks that were themselves evaluated that way (never
+        generated tokens) are reused: the same prompt always gets the same logits, and a shared few-shot
+        preamble is still evaluated once.
         """
-        key = tuple(tokens)
-        if self._last_prompt is not None and self._last_prompt[0] == key:
-            self._model.n_tokens = len(tokens)
-            return self._last_prompt[1]
-        self._model.n_tokens = 0
-        self._model.eval(tokens)
-        logits = self._last_logits()
-        self._last_prompt = (key, logits)
-        return logits
+        cached = self._model.input_ids[: self._block_valid]
+        shared = 0
+        while shared < len(cached) and shared < len(tokens) and cached[shared] == tokens[shared]:
+            shared += 1
+        start = min(shared, len(tokens) - 1) // PROMPT_BLOCK * PROMPT_BLOCK  # the last block always runs
+        self._model.n_tokens = start
+        for begin in range(start, len(tokens), PROMPT_BLOCK):
+            self._model.eval(tokens[begin : begin + PROMPT_BLOCK])
+        self._block_valid = len(tokens) // PROMPT_BLOCK * PROMPT_BLOCK
+        return self._last_logits()
 
     def _step(self, token: int) -> np.ndarray:
         self._model.eval([token])
