@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from scipy.stats import beta
 
+from estimators._checks import check_positive_int
 from estimators.base import LLM, Cost, Generation, Signal, total_cost
 from estimators.equivalence import Equivalence, ExactMatch
 
@@ -94,8 +95,7 @@ class Consistency:
         top_up: bool = False,
     ) -> None:
         for label, value in (("n_samples", n_samples), ("batch_size", batch_size), ("max_tokens", max_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+            check_positive_int(label, value)
         if not 0.0 <= temperature <= 2.0:
             raise ValueError(f"temperature must lie in [0, 2], got {temperature!r}")
         if len(band) != 2 or not 0.0 <= band[0] <= band[1] <= 1.0:

@@ -22,6 +22,7 @@ from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 
+from estimators._checks import check_positive_int
 from estimators.base import LLM, Cost, Signal, SupportsContinuationLogprobs, total_cost
 from estimators.concepts import STOPWORDS, find_concepts
 from estimators.text import contains_span
@@ -328,8 +329,7 @@ class Familiarity:
             raise ValueError(f"threshold must be None or a number in [0, 1], got {self.threshold!r}")
         for name in ("max_concepts", "explain_tokens", "guesses"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
@@ -441,8 +441,7 @@ def estimate_threshold(
         raise ValueError(f"scores must be a non-empty 1-D sequence of finite numbers, got shape {data.shape}")
     if not 0.0 < percentile < 100.0:
         raise ValueError(f"percentile must lie in (0, 100), got {percentile!r}")
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    check_positive_int("n_resamples", n_resamples)
     rng = np.random.default_rng(seed)
     resamples = data[rng.integers(0, data.size, size=(n_resamples, data.size))]
     values = np.percentile(resamples, percentile, axis=1)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from numbers import Real
 from typing import Literal
 
+from estimators._checks import check_positive_int
 from estimators.base import LLM, Generation, Signal, total_cost
 from estimators.text import normalize_answer
 
@@ -54,8 +55,7 @@ class TokenProbability:
     def __init__(self, *, aggregate: Aggregate = "mean", regenerate: bool = False, max_tokens: int = 64) -> None:
         if aggregate not in _AGGREGATES:
             raise ValueError(f"aggregate must be one of {list(_AGGREGATES)}, got {aggregate!r}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+        check_positive_int("max_tokens", max_tokens)
         self.aggregate = aggregate
         self.regenerate = regenerate
         self.max_tokens = max_tokens

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+from estimators._checks import check_positive_int
 from estimators.base import LLM, Generation, Signal, TokenLogprob, total_cost
 from estimators.text import normalize_answer
 
@@ -96,12 +97,10 @@ class PTrue:
         temperature: float = 1.0,
         seed: int = 0,
     ) -> None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        check_positive_int("top_k", top_k)
         if method not in _METHODS:
             raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+        check_positive_int("n_samples", n_samples)
         if not 0.0 < temperature <= 2.0:
             raise ValueError(f"temperature must lie in (0, 2] for sampling, got {temperature!r}")
         self.top_k = top_k

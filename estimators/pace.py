@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from estimators._checks import check_positive_int
 from estimators.base import LLM, Generation, Signal, total_cost
 from estimators.pace_combiner import PaceCombiner
 from estimators.score_parse import ParsedScore, parse_score
@@ -230,8 +231,7 @@ class Pace:
     def _check_config(self) -> None:
         for name in ("k", "n_samples", "max_reference_chars"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value)
         if not 0.0 <= self.temperature <= 2.0:
             raise ValueError(f"temperature must lie in [0, 2], got {self.temperature!r}")
         if self.searcher is not None and not isinstance(self.searcher, Searcher):
