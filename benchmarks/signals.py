@@ -105,7 +105,7 @@ def auroc_row(name: str, result: Scored) -> str:
     if len(data) < 10 or len(set(data[:, 1])) < 2:
         auroc_text = "n/a (too few scored or one class)"
     else:
-        auroc = roc_auc_score(data[:, 1], data[:, 0])
+        auroc = _auroc_or_nan(data)
         low, high = bootstrap_interval(_auroc_or_nan, data)
         auroc_text = f"{auroc:.3f} [{low:.3f}, {high:.3f}]"
     coverage = f"{len(pairs)}/{n_total}"

@@ -102,12 +102,7 @@ class LiteLLMClient:
     def _supports_native_n(self) -> bool:
         if self.native_n != "auto":
             return self.native_n == "always"
-        litellm = import_litellm()
-        try:
-            return "n" in (litellm.get_supported_openai_params(model=self.model_name) or [])
-        except Exception as exc:  # litellm raises plain exceptions for models it cannot map
-            logger.debug("cannot tell whether %s supports n (%s); making separate calls", self.model_name, exc)
-            return False
+        return provider_supports_n(self.model_name)
 
     async def _call(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> list[Generation]:
         started = time.perf_counter()
@@ -154,6 +149,17 @@ class LiteLLMClient:
         if logprobs is not None:
             common.update(logprobs=True, top_logprobs=logprobs)
         return await litellm.acompletion(messages=list(prompt), **common)
+
+
+@functools.cache
+def provider_supports_n(model: str) -> bool:
+    """Whether litellm lists ``n`` among the model's parameters (asked once per model)."""
+    litellm = import_litellm()
+    try:
+        return "n" in (litellm.get_supported_openai_params(model=model) or [])
+    except Exception as exc:  # litellm raises plain exceptions for models it cannot map
+        logger.debug("cannot tell whether %s supports n (%s); making separate calls", model, exc)
+        return False
 
 
 @functools.cache

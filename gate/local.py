@@ -78,6 +78,12 @@ def _load_engine(path: str, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, Th
 
 
 @functools.cache
+def _engine_for(cache_dir: Path, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, ThreadPoolExecutor]:
+    """The engine for this cache directory and shape; the model file is checked once, not per request."""
+    return _load_engine(str(model_file(cache_dir)), n_ctx, n_threads)
+
+
+@functools.cache
 def _route_llama_logs() -> Any:
     """Send llama.cpp's C-level log lines to our logger instead of stderr (its notes are not for users)."""
     import llama_cpp
@@ -107,7 +113,7 @@ class LocalLLM:
         self.model_name = LOCAL_PREFIX + LOCAL_MODEL_NAME
 
     def _engine(self) -> tuple[LlamaEngine, ThreadPoolExecutor]:
-        return _load_engine(str(model_file(self.cache_dir)), self.n_ctx, self.n_threads)
+        return _engine_for(self.cache_dir, self.n_ctx, self.n_threads)
 
     async def load(self) -> None:
         """Load the model now (otherwise the first request does it)."""
