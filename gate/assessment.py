@@ -1,0 +1,61 @@
+"""What the gate concludes about one request: the answer, its signals, one probability and a decision."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from estimators.base import Cost, Signal
+
+Decision = Literal["answer", "hedge", "abstain"]
+
+
+class Assessment(BaseModel):
+    """The gate's verdict on one request, with everything needed to explain and audit it.
+
+    ``probability`` is the calibrated probability that ``answer`` is correct (``None`` only when no
+    signal could be computed); ``stage`` says where the cost cascade stopped: ``"precheck"`` (abstained
+    before generating, ``answer`` is ``None``), ``"free"`` (decided on the signals that cost nothing
+    extra) or ``"full"``. ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    question: str
+    answer: str | None
+    decision: Decision
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    signals: dict[str, Signal] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    stage: Literal["precheck", "free", "full"] = "full"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    answer_cost: Cost = Field(default_factory=Cost)
+    gate_cost: Cost = Field(default_factory=Cost)
+    calibration: str = Field(description="the artifact id, or why the gate runs uncalibrated")
+    skipped: dict[str, str] = Field(default_factory=dict, description="signal -> why it did not run")
+
+    @property
+    def cost(self) -> Cost:
+        """Everything this request cost: the answer and the gate's own LLM work."""
+        return self.answer_cost + self.gate_cost
+
+    def confidences(self) -> dict[str, float | None]:
+        """Each computed signal's confidence (``None`` where it failed)."""
+        return {key: signal.confidence for key, signal in self.signals.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """A compact JSON-able view (the proxy's ``gate`` object and the audit log build on it)."""
+        return {
+            "decision": self.decision,
+            "probability": self.probability,
+            "stage": self.stage,
+            "signals": self.confidences(),
+            "errors": {key: s.error for key, s in self.signals.items() if s.error},
+            "skipped": dict(self.skipped),
+            "reasons": list(self.reasons),
+            "thresholds": dict(self.thresholds),
+            "cost": self.cost.model_dump(),
+            "gate_cost": self.gate_cost.model_dump(),
+            "calibration": self.calibration,
+        }

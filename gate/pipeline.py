@@ -1,0 +1,296 @@
+"""One request end to end: precheck, answer, signals (cheap first), fused probability, decision, reasons.
+
+The pipeline knows nothing about HTTP; the proxy and the CLI both call :meth:`Gate.assess`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
+from gate.assessment import Assessment, Decision
+from gate.reasons import precheck_reason, signal_reasons
+from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite
+
+logger = logging.getLogger(__name__)
+
+ANSWER_LOGPROBS = 5  # top alternatives asked with the answer; P(True)-style signals read them for free
+
+
+class StageScorer(Protocol):
+    """A calibrated model for one cascade stage: signals in, P(correct) out, with its two thresholds."""
+
+    signals: tuple[str, ...]
+    abstain: float
+    hedge: float
+
+    def probability(self, values: Mapping[str, float | None]) -> float:
+        """Calibrated probability that the answer is correct, from the signals' confidences."""
+        ...
+
+
+class Calibration(Protocol):
+    """What the pipeline needs from a calibration artifact."""
+
+    id: str
+    precheck_threshold: float | None
+    free: StageScorer | None
+    full: StageScorer
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on the gate's own LLM work per request (the primary answer is not counted)."""
+
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_calls", "max_tokens", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"budget {name} must be positive or None, got {value!r}")
+
+
+class Gate:
+    """Assess answers with the configured signals and turn them into answer / hedge / abstain.
+
+    Parameters
+    ----------
+    llm : LLM
+        The answering model; estimators use it too (its own familiarity and consistency are measured).
+    calibration : Calibration
+        The fitted artifact (or the documented uncalibrated default) that fuses signals into a probability.
+    suite : sequence of SignalSpec
+        Which signals exist and in which cascade stage; must match what ``calibration`` was fitted on.
+    searcher, embedder : optional
+        Retrieval for PACE when a request brings no references.
+    answer_tokens : int
+        Longest primary answer.
+    """
+
+    def __init__(
+        self,
+        llm: LLM,
+        calibration: Calibration,
+        *,
+        suite: Sequence[SignalSpec] = DEFAULT_SUITE,
+        searcher: object | None = None,
+        embedder: object | None = None,
+        answer_tokens: int = 64,
+    ) -> None:
+        check_suite(suite)
+        self.llm = llm
+        self.calibration = calibration
+        self.suite = tuple(suite)
+        self.estimators = build_estimators(self.suite, searcher=searcher, embedder=embedder)
+        self.has_searcher = searcher is not None
+        self.answer_tokens = answer_tokens
+
+    async def assess(
+        self,
+        prompt: Prompt,
+        *,
+        answer: str | None = None,
+        logprobs: Sequence[float] | None = None,
+        samples: Sequence[str] | None = None,
+        references: Sequence[str] | None = None,
+        signals: Sequence[str] | None = None,
+        cascade: bool = True,
+        precheck: bool = True,
+        budget: Budget | None = None,
+    ) -> Assessment:
+        """Assess one request; generates the answer unless ``answer`` is given.
+
+        ``signals`` restricts which signals run (default: the whole suite); ``cascade=False`` runs every
+        signal (what calibration needs); ``precheck=False`` never abstains before generating.
+        """
+        messages = _as_messages(prompt)
+        question = messages[-1]["content"]
+        run = _Run(self, question, set(signals) if signals is not None else None, budget or Budget())
+        await run.precheck()
+        if precheck and run.precheck_abstains():
+            return run.finish(None, Cost(), stage="precheck", decision="abstain")
+        started = time.perf_counter()
+        answer_cost = Cost()
+        if answer is None:
+            [generation] = await self.llm.generate(
+                messages, n=1, temperature=0.0, max_tokens=self.answer_tokens, logprobs=ANSWER_LOGPROBS
+            )
+            answer, logprobs = generation.text.strip(), generation.logprobs
+            answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
+        context = {"samples": samples, "references": references, "logprobs": logprobs}
+        await run.score_stage("free", answer, context)
+        if cascade and run.free_stage_decides():
+            return run.finish(answer, answer_cost, stage="free")
+        await run.score_stage("expensive", answer, context)
+        return run.finish(answer, answer_cost, stage="full")
+
+
+class _Run:
+    """The state of one ``assess`` call (kept off the shared ``Gate``: requests run concurrently)."""
+
+    def __init__(self, gate: Gate, question: str, wanted: set[str] | None, budget: Budget) -> None:
+        self.gate, self.question, self.budget = gate, question, budget
+        self.calibration = gate.calibration
+        self.signals: dict[str, Signal] = {}
+        self.skipped: dict[str, str] = {}
+        self.specs = [s for s in gate.suite if wanted is None or s.key in wanted]
+        if wanted is not None and (unknown := wanted - {s.key for s in gate.suite}):
+            raise ValueError(f"unknown signals {sorted(unknown)}; valid: {[s.key for s in gate.suite]}")
+        self.deadline = None if budget.max_seconds is None else time.monotonic() + budget.max_seconds
+
+    async def precheck(self) -> None:
+        for spec in self._stage("precheck"):
+            await self._score([spec], "", {})
+
+    def precheck_abstains(self) -> bool:
+        threshold = self.calibration.precheck_threshold
+        signal = self.signals.get("familiarity")
+        return threshold is not None and signal is not None and signal.confidence is not None and (
+            signal.confidence < threshold
+        )
+
+    async def score_stage(self, stage: str, answer: str, context: dict[str, object]) -> None:
+        specs = [s for s in self._stage(stage) if s.key not in self.signals and s.key not in self.skipped]
+        if not context.get("references") and not self.gate.has_searcher:
+            for spec in [s for s in specs if s.estimator == "pace"]:
+                self.skipped[spec.key] = "no references given and no index configured"
+                specs.remove(spec)
+        await self._score(self._within_budget(specs), answer, context)
+
+    def free_stage_decides(self) -> bool:
+        """True when the free stage's probability is already past one of its early-exit thresholds."""
+        scorer = self.calibration.free
+        if not self._stage("expensive"):
+            return True
+        if scorer is None:
+            return False
+        probability = scorer.probability(self._confidences())
+        return probability >= scorer.hedge or probability < scorer.abstain
+
+    def finish(
+        self, answer: str | None, answer_cost: Cost, *, stage: str, decision: Decision | None = None
+    ) -> Assessment:
+        scorer = self.calibration.full if stage == "full" or self.calibration.free is None else self.calibration.free
+        confidences = self._confidences()
+        probability = None
+        reasons: list[str] = []
+        if stage == "precheck":
+            familiarity = self.signals["familiarity"]
+            reasons.append(precheck_reason(familiarity, self.calibration.precheck_threshold))
+        elif any(value is not None for value in confidences.values()):
+            probability = scorer.probability(confidences)
+            decision = _decide(probability, scorer)
+            reasons += _threshold_reason(probability, scorer, decision, stage)
+            reasons += signal_reasons(self.signals, decision)
+        else:
+            decision = "hedge"
+            reasons.append("no signal could be computed, so the answer is hedged")
+        reasons += [f"signal {key} failed: {signal.error}" for key, signal in self.signals.items() if signal.error]
+        assert decision is not None
+        return Assessment(
+            question=self.question,
+            answer=answer,
+            decision=decision,
+            probability=probability,
+            signals=self.signals,
+            reasons=reasons,
+            stage=stage,  # type: ignore[arg-type]
+            thresholds={"abstain": scorer.abstain, "hedge": scorer.hedge},
+            answer_cost=answer_cost,
+            gate_cost=total_cost(s.cost for s in self.signals.values()),
+            calibration=self.calibration.id,
+            skipped=self.skipped,
+        )
+
+    def _stage(self, stage: str) -> list[SignalSpec]:
+        return [spec for spec in self.specs if spec.stage == stage]
+
+    def _confidences(self) -> dict[str, float | None]:
+        return {key: signal.confidence for key, signal in self.signals.items()}
+
+    def _within_budget(self, specs: list[SignalSpec]) -> list[SignalSpec]:
+        """Drop signals once the calls or tokens already spent reach the budget (checked before each)."""
+        spent = total_cost(s.cost for s in self.signals.values())
+        kept = []
+        for spec in specs:
+            over = _over_budget(spent, self.budget, calls_needed=len(kept) + 1)
+            if over:
+                self.skipped[spec.key] = over
+            else:
+                kept.append(spec)
+        return kept
+
+    async def _score(self, specs: Sequence[SignalSpec], answer: str, context: dict[str, object]) -> None:
+        if not specs:
+            return
+        remaining = None if self.deadline is None else self.deadline - time.monotonic()
+        tasks = {spec.key: asyncio.ensure_future(self._one(spec, answer, context)) for spec in specs}
+        done, pending = await asyncio.wait(tasks.values(), timeout=remaining) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        for key, task in tasks.items():
+            if task in done:
+                self.signals[key] = task.result()
+            else:
+                self.skipped[key] = f"cut by the time budget of {self.budget.max_seconds:g} s"
+
+    async def _one(self, spec: SignalSpec, answer: str, context: dict[str, object]) -> Signal:
+        estimator = self.gate.estimators[spec.key]
+        started = time.perf_counter()
+        signal = await estimator.score(self.question, answer, llm=self.gate.llm, **context)  # type: ignore[arg-type]
+        if signal.cost.seconds == 0.0 and signal.cost.calls:  # a backend that books no time: use the wall clock
+            seconds = time.perf_counter() - started
+            signal = signal.model_copy(update={"cost": signal.cost.model_copy(update={"seconds": seconds})})
+        return signal
+
+
+def _over_budget(spent: Cost, budget: Budget, *, calls_needed: int) -> str | None:
+    """Why another expensive signal would break the budget, or ``None`` when it fits."""
+    if budget.max_calls is not None and spent.calls + calls_needed > budget.max_calls:
+        return f"budget: {spent.calls} of {budget.max_calls} LLM calls already spent"
+    tokens = spent.prompt_tokens + spent.completion_tokens
+    if budget.max_tokens is not None and tokens >= budget.max_tokens:
+        return f"budget: {tokens} of {budget.max_tokens} tokens already spent"
+    return None
+
+
+def _decide(probability: float, scorer: StageScorer) -> Decision:
+    if probability >= scorer.hedge:
+        return "answer"
+    return "hedge" if probability >= scorer.abstain else "abstain"
+
+
+def _threshold_reason(probability: float, scorer: StageScorer, decision: Decision, stage: str) -> list[str]:
+    where = " (decided on the free signals; the expensive ones were not needed)" if stage == "free" else ""
+    if decision == "answer":
+        text = f"calibrated probability {probability:.2f} is at or above the answer threshold {scorer.hedge:.2f}"
+    elif decision == "hedge":
+        text = f"calibrated probability {probability:.2f} is between {scorer.abstain:.2f} and {scorer.hedge:.2f}"
+    else:
+        text = f"calibrated probability {probability:.2f} is below the abstain threshold {scorer.abstain:.2f}"
+    return [text + where]
+
+
+def _as_messages(prompt: Prompt) -> list[Message]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise ValueError("the question is empty")
+        return [{"role": "user", "content": prompt}]
+    messages = list(prompt)
+    users = [m for m in messages if m.get("role") == "user" and str(m.get("content", "")).strip()]
+    if not users:
+        raise ValueError("messages hold no non-empty user message to assess")
+    if messages[-1] is not users[-1]:
+        raise ValueError("the last message must be the user's question")
+    return messages
+
+
+__all__ = ["Budget", "Calibration", "Gate", "StageScorer"]

@@ -1,0 +1,100 @@
+"""Which signals the gate computes, in which cascade stage, with which estimator configuration.
+
+A suite is data (JSON-able), so the calibration artifact can record exactly the configuration its
+fusion was fitted on and refuse to be applied to a different one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from estimators import ESTIMATOR_NAMES, make_estimator
+from estimators.base import Estimator
+
+Stage = Literal["precheck", "free", "expensive"]
+STAGES: tuple[Stage, ...] = ("precheck", "free", "expensive")
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """One signal of the suite: its feature name, the estimator behind it, and that estimator's settings.
+
+    ``key`` names the feature in fusion (two specs may share an estimator with different settings,
+    e.g. mean and minimum token probability). ``stage`` places it in the cost cascade: the precheck runs
+    before generation, free signals need no LLM call, expensive ones run only when the decision is open.
+    """
+
+    key: str
+    estimator: str
+    stage: Stage
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.key or not self.key.replace("_", "").isalnum():
+            raise ValueError(f"signal key must be a non-empty identifier, got {self.key!r}")
+        if self.estimator not in ESTIMATOR_NAMES:
+            raise ValueError(f"unknown estimator {self.estimator!r} for {self.key!r}; valid: {list(ESTIMATOR_NAMES)}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage of {self.key!r} must be one of {list(STAGES)}, got {self.stage!r}")
+        if self.stage == "precheck" and self.estimator != "familiarity":
+            raise ValueError(f"only the familiarity estimator can run as the precheck, got {self.estimator!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, as stored in the calibration artifact."""
+        return {"key": self.key, "estimator": self.estimator, "stage": self.stage, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignalSpec:
+        """Inverse of :meth:`to_dict`; unknown or missing keys are a ``ValueError``."""
+        expected = {"key", "estimator", "stage", "params"}
+        if not isinstance(data, Mapping) or set(data) != expected:
+            got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+            raise ValueError(f"a signal spec needs exactly the keys {sorted(expected)}, got {got}")
+        if not isinstance(data["params"], Mapping):
+            raise ValueError(f"params of signal {data['key']!r} must be an object, got {data['params']!r}")
+        return cls(key=data["key"], estimator=data["estimator"], stage=data["stage"], params=dict(data["params"]))
+
+
+DEFAULT_SUITE: tuple[SignalSpec, ...] = (
+    SignalSpec("familiarity", "familiarity", "precheck"),
+    SignalSpec("logprob_mean", "logprob", "free", {"aggregate": "mean"}),
+    SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
+    SignalSpec("consistency", "consistency", "expensive", {"n_samples": 5, "temperature": 1.0}),
+    SignalSpec("p_true", "p_true", "expensive"),
+    SignalSpec("verbalized", "verbalized", "expensive", {"style": "self_probing"}),
+    SignalSpec("pace", "pace", "expensive"),
+)
+"""Every signal family; PACE only scores when references (given or retrieved) exist."""
+
+
+def check_suite(suite: Sequence[SignalSpec]) -> None:
+    """Reject an empty suite or duplicate keys, which would make fusion features ambiguous."""
+    keys = [spec.key for spec in suite]
+    if not keys:
+        raise ValueError("the signal suite is empty; name at least one signal")
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate signal keys in the suite: {duplicates}")
+
+
+def select(suite: Sequence[SignalSpec], keys: Sequence[str] | None) -> tuple[SignalSpec, ...]:
+    """The specs named by ``keys`` (all when ``None``); an unknown key lists the valid ones."""
+    if keys is None:
+        return tuple(suite)
+    known = {spec.key: spec for spec in suite}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise ValueError(f"unknown signals {unknown}; valid: {list(known)}")
+    return tuple(spec for spec in suite if spec.key in keys)
+
+
+def build_estimators(suite: Sequence[SignalSpec], **pace_resources: Any) -> dict[str, Estimator]:
+    """One estimator per spec; ``pace_resources`` (``searcher``, ``embedder``) go to PACE only."""
+    check_suite(suite)
+    estimators: dict[str, Estimator] = {}
+    for spec in suite:
+        extra = {k: v for k, v in pace_resources.items() if v is not None} if spec.estimator == "pace" else {}
+        estimators[spec.key] = make_estimator(spec.estimator, **spec.params, **extra)
+    return estimators
