@@ -1,0 +1,349 @@
+"""The offline calibration report: held-out metrics, plots, decision mix and costs as HTML, Markdown and JSON.
+
+:func:`write_report` takes a :class:`ReportData` (the held-out rows, the fused probability, each signal's
+confidence, the chosen thresholds and the measured costs) and writes three views of the same content:
+``report.html`` (self-contained: inline CSS, images as ``data:`` URIs, no scripts, no links),
+``report.md`` (with the PNGs next to it) and ``metrics.json`` (strict JSON: NaN becomes null).
+The numbers come from :mod:`calibration.metrics`; the drawing from :mod:`calibration.plots`; the page
+layout from :mod:`calibration.report_render`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from calibration.metrics import summarize
+from calibration.plots import ReliabilityDisplay, RiskCoverageDisplay, RocDisplay, agg_figure, figure_to_png_bytes
+from calibration.report_render import FUSED, build_sections, render_html, render_markdown
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["ReportData", "decision_mix", "report_metrics", "write_report"]
+
+_N_BINS = 10
+_CONFIDENCE_LEVEL = 0.95
+_FUSED_STYLE = {"color": "black", "linewidth": 2.4, "zorder": 5}
+
+# One curve of a figure: name, correctness and confidence on the rows it scored, line style.
+_Series = tuple[str, np.ndarray, np.ndarray, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a calibration report shows, computed on held-out test rows.
+
+    Parameters
+    ----------
+    title : str
+    summary : dict of str to str
+        Free-form lines: model, datasets and sizes, split seed, artifact id, fusion, calibrator, target.
+    y_correct : ndarray of bool, shape (n,)
+        Whether each held-out answer was correct.
+    fused : ndarray of float, shape (n,)
+        Calibrated fused probability of each row, in [0, 1].
+    signals : dict of str to ndarray of shape (n,)
+        Each signal's confidence per row in [0, 1]; NaN where the signal was not computed.
+    thresholds : dict of str to float
+        ``"abstain"`` and ``"hedge"``: answer when ``p >= hedge``, hedge when ``abstain <= p < hedge``,
+        abstain below.
+    threshold_notes : list of str
+        How the thresholds were chosen (the target, whether it was feasible).
+    signal_costs : dict of str to dict of str to float
+        Per signal, mean ``"calls"``, ``"tokens"``, ``"seconds"`` per request.
+    request_costs : dict of str to dict of str to float
+        Mean cost per request of whole configurations, e.g. ``"full pipeline"``, ``"with cascade"``.
+    extra_tables : dict of str to list of dict
+        Further tables by title, one dict per row (calibrator comparison, fusion coefficients...).
+
+    Raises
+    ------
+    ValueError
+        If the arrays are not aligned 1-D arrays of probabilities, or the thresholds are not
+        ``0 <= abstain <= hedge <= 1``.
+    """
+
+    title: str
+    summary: dict[str, str]
+    y_correct: np.ndarray
+    fused: np.ndarray
+    signals: dict[str, np.ndarray]
+    thresholds: dict[str, float]
+    threshold_notes: list[str] = field(default_factory=list)
+    signal_costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    request_costs: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra_tables: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        y = _check_labels(self.y_correct)
+        object.__setattr__(self, "y_correct", y)
+        object.__setattr__(self, "fused", _check_probabilities("fused", self.fused, len(y), allow_nan=False))
+        signals = {name: _check_probabilities(f"signal {name!r}", c, len(y)) for name, c in self.signals.items()}
+        object.__setattr__(self, "signals", signals)
+        _check_thresholds(self.thresholds)
+
+
+def _check_labels(y_correct: np.ndarray) -> np.ndarray:
+    y = np.asarray(y_correct)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"y_correct must be a non-empty 1-D array; got shape {y.shape}.")
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+        raise ValueError(f"y_correct must hold booleans or 0/1; got dtype {y.dtype}.")
+    return y.astype(bool)
+
+
+def _check_probabilities(what: str, values: np.ndarray, n: int, *, allow_nan: bool = True) -> np.ndarray:
+    c = np.asarray(values, dtype=np.float64)
+    if c.shape != (n,):
+        raise ValueError(f"{what} must have shape ({n},) like y_correct; got {c.shape}.")
+    present = c[~np.isnan(c)] if allow_nan else c
+    if not allow_nan and np.isnan(c).any():
+        raise ValueError(f"{what} contains {int(np.isnan(c).sum())} NaN value(s); every row needs a value.")
+    if present.size and (present.min() < 0.0 or present.max() > 1.0):
+        raise ValueError(f"{what} must lie in [0, 1]; got values in [{present.min():g}, {present.max():g}].")
+    return c
+
+
+def _check_thresholds(thresholds: Mapping[str, float]) -> None:
+    if set(thresholds) != {"abstain", "hedge"}:
+        raise ValueError(f"thresholds must have exactly the keys 'abstain' and 'hedge'; got {sorted(thresholds)}.")
+    if not 0.0 <= thresholds["abstain"] <= thresholds["hedge"] <= 1.0:
+        raise ValueError(f"thresholds must satisfy 0 <= abstain <= hedge <= 1; got {dict(thresholds)}.")
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def _wilson_interval(k: int, n: int, confidence_level: float) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k / n (sensible at 0 and n, unlike the normal one)."""
+    z = NormalDist().inv_cdf(0.5 + confidence_level / 2)
+    p = k / n
+    denominator = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def _proportion(k: int, n: int, confidence_level: float) -> dict[str, float]:
+    if n == 0:
+        return {"value": math.nan, "low": math.nan, "high": math.nan, "k": 0, "n": 0}
+    low, high = _wilson_interval(k, n, confidence_level)
+    return {"value": k / n, "low": low, "high": high, "k": int(k), "n": int(n)}
+
+
+def decision_mix(
+    y_correct: np.ndarray,
+    probability: np.ndarray,
+    thresholds: Mapping[str, float],
+    *,
+    confidence_level: float = _CONFIDENCE_LEVEL,
+) -> dict[str, Any]:
+    """Rates of answer / hedge / abstain at the thresholds, and the error rates they leave.
+
+    Parameters
+    ----------
+    y_correct : array-like of bool, shape (n,)
+    probability : array-like of float, shape (n,)
+        Fused probability of each row.
+    thresholds : dict of str to float
+        ``"abstain"`` and ``"hedge"``; answer when ``p >= hedge``, abstain when ``p < abstain``.
+    confidence_level : float, default=0.95
+        Level of the Wilson score intervals.
+
+    Returns
+    -------
+    dict
+        ``answer``, ``hedge``, ``abstain`` (fractions of all rows), ``error_answered``,
+        ``error_answered_or_hedged`` and ``error_ungated`` (error rate of every row), each
+        ``{"value", "low", "high", "k", "n"}``; and ``interval`` naming the interval method.
+    """
+    wrong = ~np.asarray(y_correct, dtype=bool)
+    p = np.asarray(probability, dtype=np.float64)
+    answer, abstain = p >= thresholds["hedge"], p < thresholds["abstain"]
+    delivered = ~abstain
+
+    def rate(k: np.ndarray, n: np.ndarray) -> dict[str, float]:
+        return _proportion(int(k.sum()), int(n.sum()), confidence_level)
+
+    everyone = np.ones_like(wrong)
+    return {
+        "interval": f"Wilson score interval, {confidence_level:.0%}",
+        "answer": rate(answer, everyone),
+        "hedge": rate(delivered & ~answer, everyone),
+        "abstain": rate(abstain, everyone),
+        "error_answered": rate(wrong & answer, answer),
+        "error_answered_or_hedged": rate(wrong & delivered, delivered),
+        "error_ungated": rate(wrong, everyone),
+    }
+
+
+def _summarize_scored(y: np.ndarray, c: np.ndarray, n_resamples: int, seed: int) -> dict[str, dict[str, float]]:
+    """summarize() on the rows where the signal has a value; only ``n`` when it has none."""
+    scored = ~np.isnan(c)
+    if not scored.any():
+        return {"n": {"value": 0.0, "low": 0.0, "high": 0.0}}
+    return summarize(y[scored], c[scored], n_bins=_N_BINS, n_resamples=n_resamples, seed=seed)
+
+
+def report_metrics(data: ReportData, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Every number of the report, as the content of ``metrics.json`` (NaN where undefined).
+
+    Parameters
+    ----------
+    data : ReportData
+    n_resamples : int, default=1000
+        Bootstrap resamples of each metric interval.
+    seed : int, default=0
+
+    Returns
+    -------
+    dict
+        ``title``, ``summary``, ``n_rows``, ``fused`` and ``signals`` (each a :func:`summarize` result;
+        a signal's on its scored rows), ``thresholds``, ``threshold_notes``, ``decision_mix``,
+        ``signal_costs``, ``request_costs``, ``extra_tables``.
+    """
+    return {
+        "title": data.title,
+        "summary": dict(data.summary),
+        "n_rows": int(data.y_correct.size),
+        FUSED: _summarize_scored(data.y_correct, data.fused, n_resamples, seed),
+        "signals": {name: _summarize_scored(data.y_correct, c, n_resamples, seed) for name, c in data.signals.items()},
+        "thresholds": dict(data.thresholds),
+        "threshold_notes": list(data.threshold_notes),
+        "decision_mix": decision_mix(data.y_correct, data.fused, data.thresholds),
+        "signal_costs": data.signal_costs,
+        "request_costs": data.request_costs,
+        "extra_tables": data.extra_tables,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types, with NaN and infinities as None so the output is strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _plot_label(name: str) -> str:
+    """A legend label that matplotlib shows verbatim ('$' starts mathtext, a leading '_' hides it)."""
+    label = name.replace("$", r"\$")
+    return "\u200b" + label if label.startswith("_") else label
+
+
+def _series(data: ReportData) -> list[_Series]:
+    """(name, y, confidence, line style) of the fused probability and of each signal on its scored rows."""
+    series = [(FUSED, data.y_correct, data.fused, _FUSED_STYLE)]
+    for index, (name, c) in enumerate(data.signals.items()):
+        scored = ~np.isnan(c)
+        if scored.any():
+            style = {"color": f"C{index % 10}", "linewidth": 1.5}
+            series.append((name, data.y_correct[scored], c[scored], style))
+    return series
+
+
+def _png_with_legend(fig: Figure, ax: Axes) -> bytes:
+    """PNG of the figure with ``ax``'s legend outside the plot area, so it never hides a curve."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
+    return figure_to_png_bytes(fig)
+
+
+def _reliability_png(series: Sequence[_Series]) -> bytes:
+    fig, (ax, ax_counts) = agg_figure(figsize=(9.0, 7.4), nrows=2, height_ratios=(3, 1.1))
+    for name, y, c, style in series:
+        display = ReliabilityDisplay.from_predictions(y, c, n_bins=_N_BINS, name=_plot_label(name))
+        display.plot(ax=ax, **style)
+        display.plot_counts(ax=ax_counts, **style)
+    ax.set_title("Reliability diagram (marker area grows with the rows in the bin)", fontsize=11)
+    ax_counts.set_title("Rows per confidence bin", fontsize=10)
+    return _png_with_legend(fig, ax)
+
+
+def _risk_coverage_png(series: Sequence[_Series], thresholds: Mapping[str, float]) -> bytes:
+    fig, ax = agg_figure(figsize=(9.6, 5.4))
+    marks = {
+        f"answer (p \u2265 {thresholds['hedge']:.2f})": thresholds["hedge"],
+        f"answer or hedge (p \u2265 {thresholds['abstain']:.2f})": thresholds["abstain"],
+    }
+    for index, (name, y, c, style) in enumerate(series):
+        thresholds_here = marks if index == 0 else None  # the thresholds act on the fused probability only
+        RiskCoverageDisplay.from_predictions(y, c, name=_plot_label(name), thresholds=thresholds_here).plot(
+            ax=ax, **style
+        )
+    ax.set_title("Risk-coverage: error rate among the most confident answers", fontsize=11)
+    return _png_with_legend(fig, ax)
+
+
+def _roc_png(series: Sequence[_Series]) -> bytes:
+    fig, ax = agg_figure(figsize=(9.0, 6.2))
+    for name, y, c, style in series:
+        if 0 < y.sum() < y.size:  # ROC is undefined with one class; the table says n/a
+            RocDisplay.from_predictions(y, c, name=_plot_label(name)).plot(ax=ax, **style)
+    ax.set_title("ROC: confidence as a detector of correct answers", fontsize=11)
+    return _png_with_legend(fig, ax)
+
+
+def _figures(data: ReportData) -> dict[str, bytes]:
+    series = _series(data)
+    return {
+        "reliability": _reliability_png(series),
+        "risk_coverage": _risk_coverage_png(series, data.thresholds),
+        "roc": _roc_png(series),
+    }
+
+
+# ---------------------------------------------------------------- output
+
+
+def write_report(data: ReportData, out_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md``, ``metrics.json`` and the figures' PNGs into ``out_dir``.
+
+    Parameters
+    ----------
+    data : ReportData
+    out_dir : path
+        Created if missing; existing report files in it are overwritten.
+    n_resamples : int, default=1000
+        Bootstrap resamples of each metric interval (about 5 s per signal at 1000 on 300 rows).
+    seed : int, default=0
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict of str to Path
+        ``"html"``, ``"markdown"``, ``"json"`` and one entry per figure (``"reliability"``,
+        ``"risk_coverage"``, ``"roc"``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = report_metrics(data, n_resamples=n_resamples, seed=seed)
+    images = _figures(data)
+    sections = build_sections(data, metrics, n_resamples=n_resamples, n_bins=_N_BINS)
+    paths = {"html": out_dir / "report.html", "markdown": out_dir / "report.md", "json": out_dir / "metrics.json"}
+    for name, png in images.items():
+        paths[name] = out_dir / f"{name}.png"
+        paths[name].write_bytes(png)
+    paths["json"].write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    image_files = {name: f"{name}.png" for name in images}
+    paths["markdown"].write_text(render_markdown(data.title, sections, image_files), encoding="utf-8")
+    paths["html"].write_text(render_html(data.title, sections, images), encoding="utf-8")
+    return paths
