@@ -23,6 +23,7 @@ import numpy as np
 from calibration.metrics import summarize
 from calibration.plots import ReliabilityDisplay, RiskCoverageDisplay, RocDisplay, agg_figure, figure_to_png_bytes
 from calibration.report_render import FUSED, build_sections, render_html, render_markdown
+from calibration.thresholds import NEVER
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -116,8 +117,9 @@ def _check_probabilities(what: str, values: np.ndarray, n: int, *, allow_nan: bo
 def _check_thresholds(thresholds: Mapping[str, float]) -> None:
     if set(thresholds) != {"abstain", "hedge"}:
         raise ValueError(f"thresholds must have exactly the keys 'abstain' and 'hedge'; got {sorted(thresholds)}.")
-    if not 0.0 <= thresholds["abstain"] <= thresholds["hedge"] <= 1.0:
-        raise ValueError(f"thresholds must satisfy 0 <= abstain <= hedge <= 1; got {dict(thresholds)}.")
+    # NEVER (just above 1) marks an infeasible target: that boundary is never reached.
+    if not 0.0 <= thresholds["abstain"] <= thresholds["hedge"] <= NEVER:
+        raise ValueError(f"thresholds must satisfy 0 <= abstain <= hedge <= 1 (or NEVER); got {dict(thresholds)}.")
 
 
 # ---------------------------------------------------------------- numbers

@@ -73,6 +73,10 @@ class Gate:
         Retrieval for PACE when a request brings no references.
     answer_tokens : int
         Longest primary answer.
+    concurrent_signals : bool
+        Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
+        other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
+        and keeps each signal's measured seconds its own.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class Gate:
         searcher: object | None = None,
         embedder: object | None = None,
         answer_tokens: int = 64,
+        concurrent_signals: bool = True,
     ) -> None:
         check_suite(suite)
         self.llm = llm
@@ -92,6 +97,7 @@ class Gate:
         self.estimators = build_estimators(self.suite, searcher=searcher, embedder=embedder)
         self.has_searcher = searcher is not None
         self.answer_tokens = answer_tokens
+        self.concurrent_signals = concurrent_signals
 
     async def assess(
         self,
@@ -230,6 +236,10 @@ class _Run:
 
     async def _score(self, specs: Sequence[SignalSpec], answer: str, context: dict[str, object]) -> None:
         if not specs:
+            return
+        if not self.gate.concurrent_signals and len(specs) > 1:
+            for spec in specs:
+                await self._score([spec], answer, context)
             return
         remaining = None if self.deadline is None else self.deadline - time.monotonic()
         tasks = {spec.key: asyncio.ensure_future(self._one(spec, answer, context)) for spec in specs}

@@ -1,0 +1,142 @@
+"""Fit a gate from labelled signal rows: split, fuse, calibrate, choose thresholds, evaluate held out.
+
+Each part is fitted on its own split (a peer fitted weights and thresholds on the same rows and overfit):
+fusion on ``fit``, the calibrator on ``calibrate``, the thresholds on ``threshold``; ``test`` is only
+ever scored. The split of a row depends on its id and the seed alone, so adding rows to a cache never
+moves an existing row to another split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from calibration.artifact import Stage
+from calibration.calibrators import best_calibrator_kind, compare_calibrators, make_calibrator
+from calibration.fusion import make_fusion
+from calibration.thresholds import choose_thresholds, decisions
+
+SPLITS = ("fit", "calibrate", "threshold", "test")
+DEFAULT_FRACTIONS = (0.4, 0.2, 0.2, 0.2)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the thresholds must satisfy: accuracy among answered (and among answered or hedged) rows."""
+
+    answer_level: float = 0.8
+    hedge_level: float = 0.6
+    confidence_level: float = 0.9
+    method: str = "ltt"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form for the artifact."""
+        return {"answer_level": self.answer_level, "hedge_level": self.hedge_level,
+                "confidence_level": self.confidence_level, "method": self.method}
+
+
+def split_rows(ids: Sequence[str], *, seed: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> np.ndarray:
+    """The split name of each row, from a hash of (seed, id): stable as rows are added."""
+    if len(fractions) != len(SPLITS) or not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
+        raise ValueError(f"fractions must be {len(SPLITS)} positive numbers summing to 1, got {list(fractions)}")
+    edges = np.cumsum(fractions)
+    names = []
+    for row_id in ids:
+        digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        names.append(SPLITS[int(np.searchsorted(edges, u, side="right"))])
+    return np.array(names)
+
+
+def fit_stage(
+    values: np.ndarray,
+    y_correct: np.ndarray,
+    split: np.ndarray,
+    *,
+    signals: Sequence[str],
+    fusion: str = "logistic",
+    calibrator: str = "auto",
+    target: Target = Target(),
+) -> tuple[Stage, dict[str, Any]]:
+    """Fit one stage on ``signals`` (columns of ``values``); returns it and what was chosen and why.
+
+    ``calibrator="auto"`` picks the kind with the lowest cross-validated log-loss on the calibrate split.
+    """
+    x = np.asarray(values, dtype=float)
+    y = np.asarray(y_correct, dtype=bool)
+    fitted = make_fusion(fusion).fit(x[split == "fit"], y[split == "fit"], feature_names=list(signals))
+    cal_scores = fitted.predict_score(x[split == "calibrate"])
+    comparison = compare_calibrators(cal_scores, y[split == "calibrate"])
+    kind = best_calibrator_kind(cal_scores, y[split == "calibrate"]) if calibrator == "auto" else calibrator
+    fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[split == "calibrate"])
+    held = split == "threshold"
+    thresholds = choose_thresholds(
+        fitted_calibrator.predict(fitted.predict_score(x[held])), y[held], answer_level=target.answer_level,
+        hedge_level=target.hedge_level, confidence_level=target.confidence_level, method=target.method,  # type: ignore[arg-type]
+    )
+    stage = Stage(tuple(signals), fitted, fitted_calibrator, thresholds)
+    info = {"fusion": fusion, "calibrator": kind, "calibrator_cv_log_loss": comparison}
+    return stage, info
+
+
+def precheck_threshold(familiarity: np.ndarray, y_correct: np.ndarray, *, max_lost: float = 0.05) -> float | None:
+    """The highest familiarity below which abstaining loses at most ``max_lost`` of the correct answers
+    and the rows withheld are right at most half as often as average; ``None`` when no cut qualifies.
+
+    The precheck saves the cost of generating, but every correct answer it withholds is a real loss, so
+    it only abstains where the data show the model is clearly out of its depth.
+    """
+    f = np.asarray(familiarity, dtype=float)
+    y = np.asarray(y_correct, dtype=bool)
+    seen = ~np.isnan(f)
+    f, y = f[seen], y[seen]
+    if y.sum() == 0 or len(f) == 0:
+        return None
+    best = None
+    for cut in np.unique(f)[1:]:  # abstain on f < cut
+        below = f < cut
+        lost = y[below].sum() / y.sum()
+        if lost <= max_lost and y[below].mean() <= y.mean() / 2:
+            best = float(cut)
+    return best
+
+
+def cascade_outcome(
+    free: Stage, full: Stage, values_free: np.ndarray, values_full: np.ndarray, precheck_abstains: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the probability the cascade reports, its decision, and the stage that decided.
+
+    Precheck abstentions report probability 0 (nothing was generated); rows the free stage decides report
+    its probability; the rest go to the full stage.
+    """
+    p_free = free.probabilities(values_free)
+    p_full = full.probabilities(values_full)
+    early = (p_free >= free.hedge) | (p_free < free.abstain)
+    probability = np.where(early, p_free, p_full)
+    decision = np.where(early, decisions(p_free, free.thresholds), decisions(p_full, full.thresholds))
+    stage = np.where(early, "free", "full")
+    probability = np.where(precheck_abstains, 0.0, probability)
+    decision = np.where(precheck_abstains, "abstain", decision)
+    stage = np.where(precheck_abstains, "precheck", stage)
+    return probability, decision, stage
+
+
+def cascade_mix(decision: np.ndarray, y_correct: np.ndarray) -> dict[str, float]:
+    """Answer / hedge / abstain rates of already-made decisions (the cascade's, which mix two stages' thresholds)
+    and the error rates among answered and among delivered rows."""
+    y = np.asarray(y_correct, dtype=bool)
+    answered = decision == "answer"
+    delivered = answered | (decision == "hedge")
+    return {
+        "answer": float(answered.mean()),
+        "hedge": float((decision == "hedge").mean()),
+        "abstain": float((decision == "abstain").mean()),
+        "error_among_answered": float(1 - y[answered].mean()) if answered.any() else float("nan"),
+        "error_among_delivered": float(1 - y[delivered].mean()) if delivered.any() else float("nan"),
+        "ungated_error": float(1 - y.mean()),
+        "correct_answered_share": float((answered & y).sum() / y.sum()) if y.any() else float("nan"),
+    }
