@@ -1,0 +1,169 @@
+"""Fitting a gate from cached signals, the artifact's JSON round trip and its refusal paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibration.artifact import ArtifactError, artifact_from_dict, load_artifact
+from calibration.fitting import SPLITS, Target, precheck_threshold, split_rows
+from estimators.base import Cost, Signal
+from estimators.testing import Rule, ScriptedLLM
+from gate.calibrate import FitOptions, fit_artifact, report_data
+from gate.pipeline import Gate
+from gate.signal_cache import CachedRow, append_row, open_cache, read_cache
+from gate.suite import DEFAULT_SUITE, SignalSpec
+
+MODEL = "local/gemma-3-270m"
+OPTIONS = FitOptions(target=Target(answer_level=0.6, hedge_level=0.4), n_resamples=50)
+
+
+def synthetic_rows(n: int = 400, seed: int = 0) -> list[CachedRow]:
+    """Rows where token probability and consistency carry signal and the rest is noise; PACE on half."""
+    rng = np.random.default_rng(seed)
+    strength = {"logprob_min": 0.35, "consistency": 0.3}
+    rows = []
+    for i in range(n):
+        correct = bool(rng.random() < 0.3)
+        signals = {}
+        for spec in DEFAULT_SUITE:
+            if spec.key == "pace" and i % 2:
+                continue
+            value = float(np.clip(rng.normal(0.4 + strength.get(spec.key, 0.0) * correct, 0.2), 0, 1))
+            calls = 0 if spec.stage == "free" else 2
+            cost = Cost(calls=calls, prompt_tokens=10 * calls, seconds=0.5 * calls)
+            signals[spec.key] = Signal(name=spec.estimator, confidence=value, cost=cost)
+        answer_cost = Cost(calls=1, prompt_tokens=20, seconds=0.3)
+        rows.append(CachedRow(f"q{i}", "synthetic", f"question {i}?", ("a",), "a", correct, signals, answer_cost))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def artifact_and_rows():
+    rows = synthetic_rows()
+    return fit_artifact(rows, model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS), rows
+
+
+def test_splits_are_stable_when_rows_are_added() -> None:
+    ids = [f"id{i}" for i in range(500)]
+    first = split_rows(ids[:300], seed=3)
+    assert list(split_rows(ids, seed=3)[:300]) == list(first)
+    counts = {name: int((split_rows(ids, seed=3) == name).sum()) for name in SPLITS}
+    assert 150 < counts["fit"] < 250 and all(60 < counts[name] < 140 for name in SPLITS[1:])
+    assert list(split_rows(ids, seed=4)) != list(split_rows(ids, seed=3))
+
+
+def test_fitted_artifact_separates_and_round_trips(artifact_and_rows, tmp_path: Path) -> None:
+    artifact, rows = artifact_and_rows
+    fused = artifact.metrics["fused"]["auroc"]["value"]
+    best_single = max(artifact.metrics["signals"][key]["auroc"]["value"] for key in ("logprob_min", "consistency"))
+    assert fused > best_single  # two informative signals fused beat either alone
+    loaded = load_artifact(artifact.save(tmp_path / "a.json"))
+    assert loaded.id == artifact.id
+    values = {"familiarity": 0.2, "logprob_mean": 0.5, "logprob_min": 0.7, "consistency": 0.8, "p_true": None}
+    assert loaded.full.probability(values) == artifact.full.probability(values)
+    assert set(artifact.stages) == {"free", "full"}
+    assert artifact.free.signals == ("familiarity", "logprob_mean", "logprob_min")
+    assert artifact.data["splits"]["test"] == len(report_data(artifact, rows).y_correct)
+
+
+def test_the_cascade_costs_less_than_the_full_pipeline(artifact_and_rows) -> None:
+    artifact, _ = artifact_and_rows
+    costs = artifact.metrics["request_costs"]
+    assert costs["with cascade"]["calls"] < costs["full pipeline"]["calls"]
+
+
+def test_loaded_artifact_drives_the_pipeline(artifact_and_rows) -> None:
+    artifact, _ = artifact_and_rows
+    llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.05)])
+    result = _run(Gate(llm, artifact).assess("Who wrote Hamlet?", cascade=False, precheck=False))
+    assert result.calibration == artifact.id
+    assert 0.0 <= result.probability <= 1.0
+    assert result.thresholds == {"abstain": artifact.full.abstain, "hedge": artifact.full.hedge}
+
+
+def _run(coro):
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def test_edited_artifact_is_refused(artifact_and_rows, tmp_path: Path) -> None:
+    artifact, _ = artifact_and_rows
+    path = artifact.save(tmp_path / "a.json")
+    data = json.loads(path.read_text())
+    data["data"]["rows"] = 1  # a plausible edit that validation alone would not catch
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match="does not match the content"):
+        load_artifact(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(version=99), "version 99 is not supported"),
+        (lambda d: d.update(format="other"), "not an llm-gate calibration artifact"),
+        (lambda d: d.pop("stages"), "missing \\['stages'\\]"),
+        (lambda d: d["stages"].pop("full"), "stages must hold 'full'"),
+        (lambda d: d["stages"]["full"]["fusion"].update(kind="pickle"), "stages.full"),
+        (lambda d: d["precheck"].update(threshold=3), "precheck.threshold"),
+    ],
+)
+def test_malformed_artifacts_say_what_is_wrong(artifact_and_rows, change, message) -> None:
+    artifact, _ = artifact_and_rows
+    data = artifact.to_dict()
+    change(data)
+    with pytest.raises(ArtifactError, match=message):
+        artifact_from_dict(data)
+
+
+def test_not_json_and_missing_files_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ArtifactError, match="is not JSON"):
+        load_artifact(bad)
+    with pytest.raises(ArtifactError, match="cannot read"):
+        load_artifact(tmp_path / "absent.json")
+
+
+def test_artifact_refuses_another_model_or_suite(artifact_and_rows) -> None:
+    artifact, _ = artifact_and_rows
+    suite = [spec.to_dict() for spec in DEFAULT_SUITE]
+    artifact.check_applies_to(MODEL, suite)
+    with pytest.raises(ArtifactError, match="fitted for model 'local/gemma-3-270m', not 'openai/gpt-4o'"):
+        artifact.check_applies_to("openai/gpt-4o", suite)
+    other = [*suite[:-1], SignalSpec("pace", "pace", "expensive", {"n_samples": 3}).to_dict()]
+    with pytest.raises(ArtifactError, match="other settings"):
+        artifact.check_applies_to(MODEL, other)
+
+
+def test_too_few_rows_per_class_is_a_clear_error() -> None:
+    rows = synthetic_rows(n=30)
+    with pytest.raises(ValueError, match="each split needs at least 4 of both"):
+        fit_artifact(rows, model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS)
+
+
+def test_precheck_threshold_only_cuts_where_few_correct_answers_are_lost() -> None:
+    familiarity = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7, 0.8, 0.9] * 10)
+    correct = np.array([False, False, False, True, False, True, False, True] * 10)
+    assert precheck_threshold(familiarity, correct) == 0.5
+    assert precheck_threshold(np.linspace(0, 1, 80), np.arange(80) % 2 == 0) is None
+
+
+def test_signal_cache_resumes_and_refuses_another_suite(tmp_path: Path) -> None:
+    path = tmp_path / "cache.jsonl"
+    rows = synthetic_rows(n=3)
+    assert open_cache(path, MODEL, DEFAULT_SUITE) == []
+    for row in rows[:2]:
+        append_row(path, row)
+    with path.open("a") as handle:
+        handle.write('{"id": "torn')  # an interrupted write
+    again = open_cache(path, MODEL, DEFAULT_SUITE)
+    assert [row.id for row in again] == ["q0", "q1"]
+    append_row(path, rows[2])
+    assert [row.id for row in read_cache(path)[1]] == ["q0", "q1", "q2"]
+    with pytest.raises(ValueError, match="different signal suite"):
+        open_cache(path, MODEL, DEFAULT_SUITE[:2])
