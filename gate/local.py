@@ -72,7 +72,11 @@ def _load_engine(path: str, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, Th
     except ImportError as exc:
         raise MissingExtraError("llama-cpp-python", extra="local") from exc
     _route_llama_logs()
-    model = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, logits_all=False, verbose=False)
+    # n_threads_batch defaults to every core; ggml's threads spin while waiting, so prompt evaluation on
+    # all cores next to other work (a second model process, the proxy) slowed each call several-fold.
+    model = Llama(
+        model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, logits_all=False, verbose=False
+    )
     atexit.register(model.close)  # freeing it during interpreter teardown raises inside llama-cpp-python
     return LlamaEngine(model, sampling=SamplingParams()), ThreadPoolExecutor(1, thread_name_prefix="llama")
 
