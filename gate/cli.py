@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from gate.assessment import Assessment
+from gate.calibrate_cli import calibrate, report
 from gate.cli_errors import friendly_errors
 from gate.index_cli import index_app
 
@@ -22,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
+app.command()(calibrate)
+app.command()(report)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
@@ -39,22 +43,51 @@ def _setup_logging(level: str) -> None:
 @friendly_errors
 def ask(
     question: Annotated[str, typer.Argument(help="The question to ask the model.")],
+    *,
     model: ModelOption = None,
     config: ConfigOption = None,
     max_tokens: Annotated[int | None, typer.Option(help="Longest answer in tokens.")] = None,
+    cascade: Annotated[bool, typer.Option(help="Skip expensive signals when the free ones decide.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON.")] = False,
 ) -> None:
-    """Ask the configured model a question and print its answer."""
+    """Ask the configured model a question; print its answer and the gate's assessment of it."""
     from gate.config import load_settings
-    from gate.llm import create_llm
+    from gate.setup import budget_from, create_gate
 
     if not question.strip():
         raise ValueError("the question is empty")
-    settings = load_settings(config_file=config, model=model)
+    settings = load_settings(config_file=config, model=model, max_tokens=max_tokens)
     _setup_logging(settings.log_level)
-    llm = create_llm(settings)
-    messages = [{"role": "user", "content": question}]
-    generations = asyncio.run(llm.generate(messages, max_tokens=max_tokens or settings.max_tokens))
-    typer.echo(generations[0].text.strip())
+    gate = create_gate(settings)
+    assessment = asyncio.run(
+        gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings))
+    )
+    if as_json:
+        typer.echo(json.dumps({"answer": assessment.answer, **assessment.summary()}, indent=2))
+    else:
+        typer.echo(render_assessment(assessment))
+
+
+def render_assessment(assessment: Assessment) -> str:
+    """The assessment as a few readable lines for the terminal."""
+    probability = "n/a" if assessment.probability is None else f"{assessment.probability:.2f}"
+    lines = [
+        f"answer:      {assessment.answer if assessment.answer is not None else '(none: abstained before answering)'}",
+        f"decision:    {assessment.decision.upper()} (probability correct {probability}; stage {assessment.stage})",
+        f"calibration: {assessment.calibration}",
+        "signals:",
+    ]
+    for key, signal in assessment.signals.items():
+        value = "failed: " + (signal.error or "") if signal.confidence is None else f"{signal.confidence:.3f}"
+        lines.append(f"  {key:<13} {value}")
+    lines += [f"  {key:<13} skipped: {why}" for key, why in assessment.skipped.items()]
+    lines += ["reasons:"] + [f"  - {reason}" for reason in assessment.reasons]
+    cost, gate_cost = assessment.cost, assessment.gate_cost
+    lines.append(
+        f"cost:        {cost.calls} LLM calls, {cost.prompt_tokens + cost.completion_tokens} tokens, "
+        f"{cost.seconds:.1f} s (the gate's own share: {gate_cost.calls} calls)"
+    )
+    return "\n".join(lines)
 
 
 @app.command("config")

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     local_n_ctx: int = Field(default=2048, ge=256, le=32768)
     local_n_threads: int | None = Field(default=None, ge=1, le=256)
     data_dir: Path | None = Field(default=None, description="development datasets (GATE_DATA_DIR)")
+    artifact: Path | None = Field(
+        default=None, description="calibration artifact (JSON); default: the shipped one for the embedded model"
+    )
+    index_dir: Path | None = Field(default=None, description="retrieval index for PACE (`gate index build`)")
+    signals: list[str] | None = Field(
+        default=None, description="signals to compute (keys of the default suite); default: all of them"
+    )
+    cascade: bool = Field(default=True, description="run expensive signals only when the free ones leave it open")
+    max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
+    max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")
+    max_gate_seconds: float | None = Field(default=None, gt=0, description="seconds the gate may spend per request")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
     @classmethod

@@ -281,11 +281,11 @@ def _decide(probability: float, scorer: StageScorer) -> Decision:
 def _threshold_reason(probability: float, scorer: StageScorer, decision: Decision, stage: str) -> list[str]:
     where = " (decided on the free signals; the expensive ones were not needed)" if stage == "free" else ""
     if decision == "answer":
-        text = f"calibrated probability {probability:.2f} is at or above the answer threshold {scorer.hedge:.2f}"
+        text = f"probability correct {probability:.2f} is at or above the answer threshold {scorer.hedge:.2f}"
     elif decision == "hedge":
-        text = f"calibrated probability {probability:.2f} is between {scorer.abstain:.2f} and {scorer.hedge:.2f}"
+        text = f"probability correct {probability:.2f} is between {scorer.abstain:.2f} and {scorer.hedge:.2f}"
     else:
-        text = f"calibrated probability {probability:.2f} is below the abstain threshold {scorer.abstain:.2f}"
+        text = f"probability correct {probability:.2f} is below the abstain threshold {scorer.abstain:.2f}"
     return [text + where]
 
 

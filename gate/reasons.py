@@ -43,7 +43,7 @@ def _pace(signal: Signal) -> str:
 
 
 def _logprob(signal: Signal) -> str:
-    return f"low token probability ({signal.confidence:.2f})"
+    return f"low token probability ({signal.details.get('aggregate', 'mean')} {signal.confidence:.2f})"
 
 
 def _verbalized(signal: Signal) -> str:

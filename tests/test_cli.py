@@ -13,19 +13,29 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("GATE_CONFIG", "GATE_MODEL", "GATE_API_BASE", "GATE_API_KEY", "GATE_MAX_RETRIES"):
+    for name in ("GATE_CONFIG", "GATE_MODEL", "GATE_API_BASE", "GATE_API_KEY", "GATE_MAX_RETRIES", "GATE_SIGNALS"):
         monkeypatch.delenv(name, raising=False)
 
 
-def test_ask_prints_the_upstream_answer(monkeypatch):
+def test_ask_prints_the_answer_and_the_assessment(monkeypatch):
     state = StubState(text="William Shakespeare")
     with stub_upstream(state) as url:
         monkeypatch.setenv("GATE_API_BASE", url)
         monkeypatch.setenv("GATE_API_KEY", "sk-test")
+        monkeypatch.setenv("GATE_SIGNALS", '["logprob_min", "consistency"]')
         result = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--model", "openai/stub"])
+        as_json = runner.invoke(app, ["ask", "Who wrote Hamlet?", "--model", "openai/stub", "--json"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == "William Shakespeare"
-    assert state.requests[0]["messages"][-1]["content"] == "Who wrote Hamlet?"
+    lines = result.output.splitlines()
+    assert "answer:      William Shakespeare" in lines
+    assert any(line.startswith("decision:") for line in lines)
+    assert any(line.strip().startswith("consistency") for line in lines)
+    assert "calibration: uncalibrated" in result.output  # says so when no artifact fits the model
+    assert any(r.get("messages", [{}])[-1].get("content") == "Who wrote Hamlet?" for r in state.requests)
+    data = json.loads(as_json.output)
+    assert data["answer"] == "William Shakespeare"
+    assert data["decision"] in {"answer", "hedge", "abstain"}
+    assert set(data["signals"]) == {"logprob_min", "consistency"}
 
 
 @pytest.mark.parametrize(
