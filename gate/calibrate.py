@@ -18,7 +18,7 @@ from calibration.report import ReportData, report_metrics
 from gate.signal_cache import CachedRow
 from gate.suite import SignalSpec
 
-MIN_ROWS_PER_CLASS = 4  # per split; fewer cannot fit a fusion, a calibrator and thresholds meaningfully
+MIN_ROWS_PER_CLASS = 2  # per split: the least that lets each part be fitted at all; far more make it useful
 
 
 @dataclass(frozen=True)

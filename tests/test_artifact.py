@@ -141,8 +141,8 @@ def test_artifact_refuses_another_model_or_suite(artifact_and_rows) -> None:
 
 
 def test_too_few_rows_per_class_is_a_clear_error() -> None:
-    rows = synthetic_rows(n=30)
-    with pytest.raises(ValueError, match="each split needs at least 4 of both"):
+    rows = synthetic_rows(n=12)
+    with pytest.raises(ValueError, match="each split needs at least 2 of both"):
         fit_artifact(rows, model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS)
 
 
