@@ -113,7 +113,7 @@ def signal_costs(rows: Sequence[CachedRow], keys: Sequence[str]) -> dict[str, di
     return out
 
 
-def _cascade(artifact: Artifact, rows: Sequence[CachedRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cascade_outcomes(artifact: Artifact, rows: Sequence[CachedRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the cascade would have done on each row (probability, decision, deciding stage)."""
     full = artifact.full
     free = artifact.free or full
@@ -124,7 +124,7 @@ def _cascade(artifact: Artifact, rows: Sequence[CachedRow]) -> tuple[np.ndarray,
 
 
 def _cascade_table(artifact: Artifact, rows: Sequence[CachedRow], y: np.ndarray) -> list[dict[str, object]]:
-    _, decision, stage = _cascade(artifact, rows)
+    _, decision, stage = cascade_outcomes(artifact, rows)
     mix = cascade_mix(decision, y)
     stages = Counter(stage.tolist())
     return [{"quantity": key, "value": round(value, 4)} for key, value in mix.items()] + [
@@ -135,7 +135,7 @@ def _cascade_table(artifact: Artifact, rows: Sequence[CachedRow], y: np.ndarray)
 
 def _request_costs(artifact: Artifact, rows: Sequence[CachedRow]) -> dict[str, dict[str, float]]:
     """Mean cost per request with every signal, and with the cascade (precheck and early exits)."""
-    _, _, stage = _cascade(artifact, rows)
+    _, _, stage = cascade_outcomes(artifact, rows)
     expensive = {spec["key"] for spec in artifact.suite if spec["stage"] == "expensive"}
     full, cascaded = [], []
     for row, where in zip(rows, stage, strict=True):

@@ -49,6 +49,9 @@ def calibrate(
     signals: Annotated[
         str | None, typer.Option(help="Comma-separated signals to use (default: all).", show_default=False)
     ] = None,
+    cached_only: Annotated[
+        bool, typer.Option(help="Fit on the questions already in the cache; compute nothing new.")
+    ] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model to calibrate.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
@@ -70,7 +73,7 @@ def calibrate(
     items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
     cache = cache or out.with_suffix(".signals.jsonl")
     gate = create_gate(settings.model_copy(update={"artifact": None}))
-    rows = asyncio.run(_collect_with_progress(collect, gate, items, cache, settings.model))
+    rows = asyncio.run(_collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only))
     typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
     artifact = fit_artifact(rows, model=settings.model, suite=gate.suite, options=options)
     artifact = _with_cache_path(artifact, cache)
@@ -84,6 +87,8 @@ async def _collect_with_progress(
     items: Sequence[tuple[str, QAItem]],
     cache: Path,
     model: str,
+    *,
+    cached_only: bool,
 ) -> list[CachedRow]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -98,7 +103,7 @@ async def _collect_with_progress(
             label = f"signals (accuracy so far {correct[0] / correct[1]:.3f})"
             progress.update(task, advance=1, description=label)
 
-        return await collect(gate, items, cache, model=model, on_row=on_row)
+        return await collect(gate, items, cache, model=model, on_row=on_row, cached_only=cached_only)
 
 
 def _with_cache_path(artifact: Artifact, cache: Path) -> Artifact:

@@ -41,11 +41,13 @@ async def collect(
     model: str,
     on_row: Callable[[CachedRow, bool], None] | None = None,
     concurrency: int = 1,
+    cached_only: bool = False,
 ) -> list[CachedRow]:
     """Assess every item with all signals (no cascade, no precheck) and grade its answer.
 
     Rows already in ``cache`` (same model and suite) are reused, so an interrupted run resumes where it
-    stopped. ``on_row(row, cached)`` is called once per item, for a progress display.
+    stopped. ``on_row(row, cached)`` is called once per item, for a progress display. ``cached_only``
+    computes nothing and returns the rows already cached (to fit on part of a long run).
     Items with passages (SciQ, XQuAD, a user's ``references``) pass them to PACE as its references.
     """
     done = {row.id: row for row in open_cache(cache, model, gate.suite)}
@@ -55,7 +57,7 @@ async def collect(
             rows.append(done[item.id])
             if on_row:
                 on_row(done[item.id], True)
-    todo = [(dataset, item) for dataset, item in items if item.id not in done]
+    todo = [] if cached_only else [(dataset, item) for dataset, item in items if item.id not in done]
     limiter = asyncio.Semaphore(concurrency)
 
     async def one(dataset: str, item: QAItem) -> None:
