@@ -24,6 +24,7 @@ class Assessment(BaseModel):
 
     question: str
     answer: str | None
+    finish_reason: str | None = None
     decision: Decision
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     signals: dict[str, Signal] = Field(default_factory=dict)

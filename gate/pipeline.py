@@ -111,11 +111,14 @@ class Gate:
         cascade: bool = True,
         precheck: bool = True,
         budget: Budget | None = None,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
         ``signals`` restricts which signals run (default: the whole suite); ``cascade=False`` runs every
         signal (what calibration needs); ``precheck=False`` never abstains before generating.
+        ``temperature`` and ``max_tokens`` apply to the primary answer (a proxy passes the client's).
         """
         messages = _as_messages(prompt)
         question = messages[-1]["content"]
@@ -125,18 +128,22 @@ class Gate:
             return run.finish(None, Cost(), stage="precheck", decision="abstain")
         started = time.perf_counter()
         answer_cost = Cost()
+        finish_reason = None
         if answer is None:
             [generation] = await self.llm.generate(
-                messages, n=1, temperature=0.0, max_tokens=self.answer_tokens, logprobs=ANSWER_LOGPROBS
+                messages, n=1, temperature=temperature, max_tokens=max_tokens or self.answer_tokens,
+                logprobs=ANSWER_LOGPROBS,
             )
-            answer, logprobs = generation.text.strip(), generation.logprobs
+            answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
             answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
         context = {"samples": samples, "references": references, "logprobs": logprobs}
         await run.score_stage("free", answer, context)
         if cascade and run.free_stage_decides():
-            return run.finish(answer, answer_cost, stage="free")
-        await run.score_stage("expensive", answer, context)
-        return run.finish(answer, answer_cost, stage="full")
+            assessment = run.finish(answer, answer_cost, stage="free")
+        else:
+            await run.score_stage("expensive", answer, context)
+            assessment = run.finish(answer, answer_cost, stage="full")
+        return assessment.model_copy(update={"finish_reason": finish_reason})
 
 
 class _Run:
