@@ -14,6 +14,7 @@ from typing import Protocol
 
 from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
 from gate.assessment import Assessment, Decision
+from gate.errors import UpstreamError
 from gate.reasons import precheck_reason, signal_reasons
 from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite
 
@@ -262,7 +263,13 @@ class _Run:
     async def _one(self, spec: SignalSpec, answer: str, context: dict[str, object]) -> Signal:
         estimator = self.gate.estimators[spec.key]
         started = time.perf_counter()
-        signal = await estimator.score(self.question, answer, llm=self.gate.llm, **context)  # type: ignore[arg-type]
+        try:
+            signal = await estimator.score(self.question, answer, llm=self.gate.llm, **context)  # type: ignore[arg-type]
+        except UpstreamError as exc:
+            # The endpoint failed while an estimator used it: the assessment loses one signal, the answer
+            # path goes on (the primary answer's own upstream errors are not caught here).
+            logger.warning("signal %s lost to an upstream error: %s", spec.key, exc)
+            return Signal(name=spec.estimator, error=f"upstream error: {exc}")
         if signal.cost.seconds == 0.0 and signal.cost.calls:  # a backend that books no time: use the wall clock
             seconds = time.perf_counter() - started
             signal = signal.model_copy(update={"cost": signal.cost.model_copy(update={"seconds": seconds})})

@@ -197,3 +197,22 @@ async def test_uncalibrated_default_says_so() -> None:
 def test_budget_rejects_non_positive_limits() -> None:
     with pytest.raises(ValueError, match="max_calls must be positive"):
         Budget(max_calls=0)
+
+
+class FailingSamplesLLM(ScriptedLLM):
+    """Answers, then the endpoint fails for every sampled call."""
+
+    async def generate(self, prompt: Prompt, **kwargs: object) -> list[Generation]:
+        from gate.errors import UpstreamError
+
+        if kwargs.get("n", 1) > 1:
+            raise UpstreamError("upstream returned 503", status=503, retryable=True)
+        return await super().generate(prompt, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_an_upstream_failure_inside_a_signal_degrades_the_assessment_not_the_answer() -> None:
+    llm = FailingSamplesLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-1.0)])
+    result = await Gate(llm, CAL, suite=SUITE).assess(QUESTION, precheck=False)
+    assert result.answer == "William Shakespeare"
+    assert result.signals["consistency"].error == "upstream error: upstream returned 503"
+    assert "signal consistency failed: upstream error: upstream returned 503" in result.reasons
