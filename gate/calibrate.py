@@ -60,9 +60,9 @@ def fit_artifact(
         stages=stages,
         precheck_threshold=threshold,
         target=options.target.to_dict(),
-        data=_data_summary(rows, split, options.seed),
+        data={**_data_summary(rows, split, options.seed), "fit": infos},
         signal_costs=signal_costs(rows, keys),
-        notes=_threshold_notes(stages) + [f"{name} stage: {info}" for name, info in infos.items()],
+        notes=_threshold_notes(stages),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     held_out = report_data(artifact, rows)
@@ -94,8 +94,11 @@ def report_data(artifact: Artifact, rows: Sequence[CachedRow], *, title: str | N
         threshold_notes=_threshold_notes(artifact.stages),
         signal_costs=signal_costs(test, keys),
         request_costs=_request_costs(artifact, test),
-        extra_tables={"Cascade (precheck, free stage, full stage) on the test split": cascade,
-                      **_coefficient_tables(artifact)},
+        extra_tables={
+            "Cascade (precheck, free stage, full stage) on the test split": cascade,
+            **_calibrator_tables(artifact),
+            **_coefficient_tables(artifact),
+        },
     )
 
 
@@ -157,6 +160,16 @@ def _mean_cost(per_row: list[list[Any]]) -> dict[str, float]:
     return {"calls": float(np.mean(calls)), "tokens": float(np.mean(tokens)), "seconds": float(np.mean(seconds))}
 
 
+def _calibrator_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]:
+    tables = {}
+    for name, info in artifact.data.get("fit", {}).items():
+        losses = info.get("calibrator_cv_log_loss", {})
+        rows = [{"calibrator": kind, "cross-validated log-loss": None if loss is None else round(loss, 4),
+                 "chosen": "yes" if kind == info.get("calibrator") else ""} for kind, loss in losses.items()]
+        tables[f"Calibrators compared on the calibrate split, {name} stage (5-fold, lower is better)"] = rows
+    return tables
+
+
 def _coefficient_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]:
     tables = {}
     for name, stage in artifact.stages.items():
@@ -188,7 +201,9 @@ def _summary(artifact: Artifact, n_test: int) -> dict[str, str]:
         "precheck threshold (familiarity)": "off (no cut met the rule)"
         if artifact.precheck_threshold is None
         else f"{artifact.precheck_threshold:.4g}",
-        "fusion / calibrator": "; ".join(n for n in artifact.notes if "stage: {" in n),
+        "fusion / calibrator": "; ".join(
+            f"{name}: {info.get('fusion')} + {info.get('calibrator')}" for name, info in data.get("fit", {}).items()
+        ),
     }
 
 
