@@ -14,11 +14,12 @@ also need the predictor's bitsets) are refused: fusion only fits numeric signals
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from calibration._validation import require_keys
 
 __all__ = ["ExportedTree", "export_trees", "predict_raw", "tree_from_json", "tree_to_json"]
 
@@ -166,9 +167,7 @@ def tree_from_json(data: Any, n_features: int, *, where: str = "tree") -> Export
     ValueError
         Naming ``where`` (e.g. ``"trees[3]"``), the offending field and what is valid.
     """
-    if not isinstance(data, Mapping) or set(data) != set(_JSON_KEYS):
-        got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-        raise ValueError(f"{where} must be an object with exactly the keys {list(_JSON_KEYS)}; got {got}")
+    require_keys(data, _JSON_KEYS, where)
     lengths = {key: len(data[key]) if isinstance(data[key], list) else -1 for key in _JSON_KEYS}
     n_nodes = lengths["value"]
     if n_nodes < 1 or any(length != n_nodes for length in lengths.values()):

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from calibration._validation import check_int, check_number
+
 __all__ = ["Interval", "bootstrap_interval"]
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
@@ -71,10 +73,8 @@ def bootstrap_interval(
     >>> iv.low <= iv.value <= iv.high
     True
     """
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer; got {n_resamples!r}.")
-    if not 0.0 < confidence_level < 1.0:
-        raise ValueError(f"confidence_level must lie strictly between 0 and 1; got {confidence_level!r}.")
+    check_int(n_resamples, "n_resamples")
+    check_number(confidence_level, "confidence_level", low=0.0, high=1.0, low_open=True, high_open=True)
     value = float(metric(y_correct, confidence))
     y = np.asarray(y_correct)
     c = np.asarray(confidence)

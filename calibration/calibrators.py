@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
@@ -31,6 +30,19 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
+
+from calibration._validation import (
+    FloatArray,
+    as_binary_labels,
+    as_float_array,
+    check_int,
+    check_number,
+    check_probabilities,
+    json_float,
+    json_float_list,
+    read_saved_header,
+    require_both_classes,
+)
 
 __all__ = [
     "CALIBRATORS",
@@ -48,7 +60,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-FloatArray = NDArray[np.float64]
 
 
 def _sigmoid(z: FloatArray) -> FloatArray:
@@ -56,65 +67,13 @@ def _sigmoid(z: FloatArray) -> FloatArray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def _as_1d_float(values: ArrayLike, name: str) -> FloatArray:
-    """A 1-D, non-empty, finite float array, or a ValueError naming ``name``."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a 1-D array of numbers; got {type(values).__name__}") from exc
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{name} must be 1-D and non-empty; got shape {array.shape}")
-    n_bad = int(np.count_nonzero(~np.isfinite(array)))
-    if n_bad:
-        raise ValueError(f"{name} must be finite; got {n_bad} NaN or infinite value(s) among {array.size}")
-    return array
-
-
-def _as_binary_labels(values: ArrayLike, n_rows: int, name: str = "y_correct") -> NDArray[np.int64]:
-    """0/1 labels (1 = correct), one per row; booleans are accepted."""
-    labels = np.asarray(values)
-    if labels.ndim != 1 or labels.shape[0] != n_rows:
-        raise ValueError(f"{name} must be 1-D with one label per score ({n_rows}); got shape {labels.shape}")
-    if labels.dtype.kind not in "biuf" or not np.isin(labels, (0, 1)).all():
-        found = np.unique(labels.astype(str))[:10].tolist()
-        raise ValueError(f"{name} must be binary: 0/1 or False/True (1 = correct); got values {found}")
-    return labels.astype(np.int64)
-
-
 def _check_fit_data(scores: ArrayLike, y_correct: ArrayLike) -> tuple[FloatArray, NDArray[np.int64]]:
-    s = _as_1d_float(scores, "scores")
-    y = _as_binary_labels(y_correct, s.shape[0])
+    s = as_float_array(scores, "scores")
+    y = as_binary_labels(y_correct, "y_correct", n_rows=s.shape[0], per="score")
     if s.shape[0] < 2:
         raise ValueError(f"a calibrator needs at least 2 rows; got {s.shape[0]}")
-    counts = np.bincount(y, minlength=2)
-    if counts.min() == 0:
-        raise ValueError(
-            f"y_correct needs at least one correct (1) and one incorrect (0) row; got {counts[1]} correct "
-            f"and {counts[0]} incorrect"
-        )
+    require_both_classes(y, "y_correct")
     return s, y
-
-
-def _float_list(data: Mapping[str, Any], key: str, *, lo: float = -math.inf, hi: float = math.inf) -> FloatArray:
-    """A non-empty list of finite numbers in [lo, hi] stored under ``key``."""
-    raw = data.get(key)
-    if not isinstance(raw, list) or not raw or not all(_is_number(v) for v in raw):
-        raise ValueError(f"{key!r} must be a non-empty list of numbers; got {raw!r:.80}")
-    array = np.asarray(raw, dtype=np.float64)
-    if not np.isfinite(array).all() or array.min() < lo or array.max() > hi:
-        raise ValueError(f"{key!r} must hold finite numbers in [{lo}, {hi}]; got {raw!r:.80}")
-    return array
-
-
-def _finite_number(data: Mapping[str, Any], key: str, *, lo: float = -math.inf, hi: float = math.inf) -> float:
-    raw = data.get(key)
-    if not _is_number(raw) or not math.isfinite(raw) or not lo <= raw <= hi:
-        raise ValueError(f"{key!r} must be a finite number in [{lo}, {hi}]; got {raw!r}")
-    return float(raw)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 class BaseCalibrator(BaseEstimator):
@@ -177,7 +136,7 @@ class BaseCalibrator(BaseEstimator):
             If the calibrator is neither fitted nor loaded with ``from_dict``.
         """
         check_is_fitted(self)
-        s = _as_1d_float(scores, "scores")
+        s = as_float_array(scores, "scores")
         self._check_scores(s)
         return np.clip(self._predict(s), 0.0, 1.0)
 
@@ -191,10 +150,12 @@ class BaseCalibrator(BaseEstimator):
             learned numbers (see each class).
         """
         check_is_fitted(self)
+        # The parameter checks accept numpy scalars (np.int64 bins), which json.dumps does not.
+        params = {key: v.item() if isinstance(v, np.generic) else v for key, v in self.get_params().items()}
         return {
             "kind": self.kind,
             "format_version": FORMAT_VERSION,
-            "params": self.get_params(),
+            "params": params,
             "n_samples": self.n_samples_,
             **self._learned_to_json(),
         }
@@ -217,20 +178,10 @@ class BaseCalibrator(BaseEstimator):
         ValueError
             If the kind, format version, parameters, learned numbers or their lengths are not valid.
         """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a saved {cls.__name__} must be a mapping; got {type(data).__name__}")
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"{cls.__name__}.from_dict needs kind {cls.kind!r}; got {data.get('kind')!r}")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {data.get('format_version')!r}; valid: {FORMAT_VERSION}")
-        params = data.get("params")
-        valid = sorted(cls().get_params())
-        if not isinstance(params, Mapping) or sorted(params) != valid:
-            got = sorted(params) if isinstance(params, Mapping) else params
-            raise ValueError(f"params of a saved {cls.__name__} must have exactly the keys {valid}; got {got}")
-        n_samples = data.get("n_samples")
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-            raise ValueError(f"n_samples must be an integer >= 2; got {n_samples!r}")
+        params = read_saved_header(
+            data, owner=cls.__name__, kind=cls.kind, format_version=FORMAT_VERSION, params=cls().get_params()
+        )
+        n_samples = check_int(data.get("n_samples"), "n_samples", minimum=2)
         calibrator = cls(**params)
         calibrator._check_params()
         calibrator._load_learned(data)
@@ -291,8 +242,8 @@ class IsotonicCalibrator(BaseCalibrator):
         return {"x": self.x_knots_.tolist(), "y": self.y_knots_.tolist()}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        x = _float_list(data, "x")
-        y = _float_list(data, "y", lo=0.0, hi=1.0)
+        x = json_float_list(data, "x")
+        y = json_float_list(data, "y", low=0.0, high=1.0)
         if x.shape != y.shape:
             raise ValueError(f"'x' and 'y' knots must have the same length; got {x.size} and {y.size}")
         if np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
@@ -348,8 +299,8 @@ class PlattCalibrator(BaseCalibrator):
         return {"a": self.a_, "b": self.b_}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        self.a_ = _finite_number(data, "a")
-        self.b_ = _finite_number(data, "b")
+        self.a_ = json_float(data, "a")
+        self.b_ = json_float(data, "b")
 
 
 class TemperatureCalibrator(BaseCalibrator):
@@ -378,15 +329,10 @@ class TemperatureCalibrator(BaseCalibrator):
         self.eps = eps
 
     def _check_params(self) -> None:
-        if not _is_number(self.eps) or not 0.0 < self.eps < 0.5:
-            raise ValueError(f"eps must be a number in (0, 0.5); got {self.eps!r}")
+        check_number(self.eps, "eps", low=0.0, high=0.5, low_open=True, high_open=True)
 
     def _check_scores(self, s: FloatArray) -> None:
-        if s.min() < 0.0 or s.max() > 1.0:
-            raise ValueError(
-                f"TemperatureCalibrator needs scores in [0, 1]; got range [{s.min():.4g}, {s.max():.4g}] "
-                "(use PlattCalibrator for unbounded scores)"
-            )
+        check_probabilities(s, "scores", hint=" (TemperatureCalibrator; use PlattCalibrator for unbounded scores)")
 
     def _logits(self, s: FloatArray) -> FloatArray:
         clipped = np.clip(s, self.eps, 1.0 - self.eps)
@@ -410,7 +356,7 @@ class TemperatureCalibrator(BaseCalibrator):
         return {"temperature": self.temperature_}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        self.temperature_ = _finite_number(data, "temperature", lo=self.T_MIN, hi=self.T_MAX)
+        self.temperature_ = json_float(data, "temperature", low=self.T_MIN, high=self.T_MAX)
 
 
 class HistogramCalibrator(BaseCalibrator):
@@ -445,10 +391,8 @@ class HistogramCalibrator(BaseCalibrator):
         self.prior_strength = prior_strength
 
     def _check_params(self) -> None:
-        if isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int) or self.n_bins < 1:
-            raise ValueError(f"n_bins must be a positive integer; got {self.n_bins!r}")
-        if not _is_number(self.prior_strength) or not 0.0 < self.prior_strength < math.inf:
-            raise ValueError(f"prior_strength must be a finite number > 0; got {self.prior_strength!r}")
+        check_int(self.n_bins, "n_bins")
+        check_number(self.prior_strength, "prior_strength", low=0.0, low_open=True)
 
     def _fit(self, s: FloatArray, y: NDArray[np.int64]) -> None:
         edges = np.unique(np.quantile(s, np.linspace(0.0, 1.0, self.n_bins + 1)))
@@ -469,8 +413,8 @@ class HistogramCalibrator(BaseCalibrator):
         return {"edges": self.bin_edges_.tolist(), "values": self.bin_values_.tolist()}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        edges = _float_list(data, "edges")
-        values = _float_list(data, "values", lo=0.0, hi=1.0)
+        edges = json_float_list(data, "edges")
+        values = json_float_list(data, "values", low=0.0, high=1.0)
         if edges.size < 2 or np.any(np.diff(edges) < 0):
             raise ValueError(f"'edges' must be at least 2 non-decreasing numbers; got {edges.tolist()!r:.80}")
         if values.size != edges.size - 1 or values.size > self.n_bins:
@@ -561,8 +505,7 @@ def compare_calibrators(
     """
     s, y = _check_fit_data(scores, y_correct)
     classes = [_calibrator_class(kind) for kind in kinds]
-    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 2:
-        raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}")
+    check_int(n_splits, "n_splits", minimum=2)
     folds = min(n_splits, int(np.bincount(y).min()))
     if folds < 2:
         logger.warning("compare_calibrators: the rarer class has a single row, so no fold can hold it out")

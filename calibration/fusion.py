@@ -19,7 +19,6 @@ predict from their learned arrays with numpy alone, so a loaded model scores exa
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -32,6 +31,17 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from calibration._tree_export import ExportedTree, export_trees, predict_raw, tree_from_json, tree_to_json
+from calibration._validation import (
+    as_binary_labels,
+    as_float_array,
+    check_int,
+    check_number,
+    check_probabilities,
+    json_float,
+    json_float_list,
+    read_saved_header,
+    require_both_classes,
+)
 
 __all__ = [
     "FUSIONS",
@@ -136,6 +146,14 @@ class _BaseFusion(BaseEstimator):
             "n_features": int(self.n_features_in_),
             **self._learned_to_json(),
         }
+
+    def _fit_data(self, X: Any, y: Any, feature_names: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:  # noqa: N803 - scikit-learn's name for the data
+        """The start of a supervised fit: check parameters, signals and labels, and record the signals."""
+        self._check_params()
+        x = _check_signals(X)
+        labels = _check_labels(y, x.shape[0])
+        self._set_signals(x, feature_names)
+        return x, labels
 
     def _set_signals(self, x: np.ndarray, feature_names: Sequence[str] | None) -> None:
         names = _check_feature_names(feature_names, x.shape[1])
@@ -245,10 +263,7 @@ class LogisticFusion(_BaseFusion):
         -------
         self
         """
-        self._check_params()
-        x = _check_signals(X)
-        labels = _check_labels(y, x.shape[0])
-        self._set_signals(x, feature_names)
+        x, labels = self._fit_data(X, y, feature_names)
         self.impute_values_ = _observed_means(x)
         design = _logistic_design(x, self.impute_values_, indicators=self.missing_indicators)
         # StandardScaler rather than design.std(): it recognises a constant column whose float variance
@@ -274,7 +289,7 @@ class LogisticFusion(_BaseFusion):
         return _sigmoid((design - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
 
     def _check_params(self) -> None:
-        _check_number("C", self.C, minimum=0.0, inclusive=False)
+        check_number(self.C, "C", low=0.0, low_open=True)
         if not isinstance(self.missing_indicators, bool | np.bool_):
             raise ValueError(f"missing_indicators must be True or False; got {self.missing_indicators!r}")
         _check_class_weight(self.class_weight)
@@ -297,13 +312,11 @@ class LogisticFusion(_BaseFusion):
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
         n_design = self.n_features_in_ * (2 if self.missing_indicators else 1)
-        self.impute_values_ = _float_list(data, "impute_values", self.n_features_in_)
-        self.mean_ = _float_list(data, "mean", n_design)
-        self.scale_ = _float_list(data, "scale", n_design)
-        self.coef_ = _float_list(data, "coef", n_design)
-        self.intercept_ = _finite_float(data, "intercept")
-        if np.any(self.scale_ <= 0):
-            raise ValueError(f"scale must be > 0 everywhere; got {self.scale_.tolist()}")
+        self.impute_values_ = json_float_list(data, "impute_values", length=self.n_features_in_)
+        self.mean_ = json_float_list(data, "mean", length=n_design)
+        self.scale_ = json_float_list(data, "scale", length=n_design, low=0.0, low_open=True)
+        self.coef_ = json_float_list(data, "coef", length=n_design)
+        self.intercept_ = json_float(data, "intercept")
         self.n_iter_ = 0
 
     @classmethod
@@ -386,10 +399,7 @@ class BoostedFusion(_BaseFusion):
         -------
         self
         """
-        self._check_params()
-        x = _check_signals(X)
-        labels = _check_labels(y, x.shape[0])
-        self._set_signals(x, feature_names)
+        x, labels = self._fit_data(X, y, feature_names)
         model = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
@@ -415,14 +425,12 @@ class BoostedFusion(_BaseFusion):
         return _sigmoid(predict_raw(x, self.trees_, self.baseline_))
 
     def _check_params(self) -> None:
-        _check_number("max_iter", self.max_iter, integer=True, minimum=1)
-        _check_number("learning_rate", self.learning_rate, minimum=0.0, inclusive=False)
-        if self.max_depth is not None:
-            _check_number("max_depth", self.max_depth, integer=True, minimum=1)
-        _check_number("min_samples_leaf", self.min_samples_leaf, integer=True, minimum=1)
-        _check_number("l2_regularization", self.l2_regularization, minimum=0.0)
-        if self.random_state is not None:
-            _check_number("random_state", self.random_state, integer=True, minimum=0)
+        check_int(self.max_iter, "max_iter")
+        check_number(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_int(self.max_depth, "max_depth", allow_none=True)
+        check_int(self.min_samples_leaf, "min_samples_leaf")
+        check_number(self.l2_regularization, "l2_regularization", low=0.0)
+        check_int(self.random_state, "random_state", minimum=0, allow_none=True)
 
     def _params_to_json(self) -> dict[str, Any]:
         return {
@@ -438,7 +446,7 @@ class BoostedFusion(_BaseFusion):
         return {"baseline": self.baseline_, "trees": [tree_to_json(tree) for tree in self.trees_]}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        self.baseline_ = _finite_float(data, "baseline")
+        self.baseline_ = json_float(data, "baseline")
         trees = data.get("trees")
         if not isinstance(trees, list) or not trees:
             raise ValueError(f"trees must be a non-empty list of trees; got {type(trees).__name__}")
@@ -530,7 +538,7 @@ class WeightedMeanFusion(_BaseFusion):
             return
         if not isinstance(self.weights, Mapping) or not all(isinstance(k, str) for k in self.weights):
             raise ValueError(f"weights must be a mapping from signal name to weight, or None; got {self.weights!r}")
-        _check_weight_vector(np.array([_as_float(v, f"weights[{k!r}]") for k, v in self.weights.items()]))
+        _check_weight_vector(np.array([check_number(v, f"weights[{k!r}]") for k, v in self.weights.items()]))
 
     def _params_to_json(self) -> dict[str, Any]:
         return {"weights": None if self.weights is None else {k: float(v) for k, v in self.weights.items()}}
@@ -539,7 +547,7 @@ class WeightedMeanFusion(_BaseFusion):
         return {"signal_weights": self.weights_.tolist()}
 
     def _load_learned(self, data: Mapping[str, Any]) -> None:
-        self.weights_ = _float_list(data, "signal_weights", self.n_features_in_)
+        self.weights_ = json_float_list(data, "signal_weights", length=self.n_features_in_)
         _check_weight_vector(self.weights_)
 
 
@@ -616,64 +624,26 @@ def _param_names(cls: type[_BaseFusion]) -> list[str]:
 
 def _read_header(data: Any, cls: type[_BaseFusion]) -> tuple[dict[str, Any], int, np.ndarray | None]:
     """Validate the fields every saved fusion shares; return (params, n_features, feature names)."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"a saved {cls.__name__} must be a mapping; got {type(data).__name__}")
-    if data.get("kind") != cls.kind:
-        raise ValueError(f"{cls.__name__}.from_dict needs kind {cls.kind!r}; got {data.get('kind')!r}")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"unsupported format_version {data.get('format_version')!r}; valid: {FORMAT_VERSION}")
-    params = data.get("params")
-    valid = _param_names(cls)
-    if not isinstance(params, Mapping) or sorted(params) != sorted(valid):
-        got = sorted(params) if isinstance(params, Mapping) else params
-        raise ValueError(f"params of a saved {cls.__name__} must have exactly the keys {valid}; got {got}")
-    n_features = data.get("n_features")
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-        raise ValueError(f"n_features must be a positive integer; got {n_features!r}")
-    raw_names = data.get("feature_names")
-    names = None if raw_names is None else _check_feature_names(raw_names, n_features)
-    return cls._params_from_json(dict(params)), n_features, names
+    params = read_saved_header(
+        data, owner=cls.__name__, kind=cls.kind, format_version=FORMAT_VERSION, params=_param_names(cls)
+    )
+    n_features = check_int(data.get("n_features"), "n_features")
+    return cls._params_from_json(params), n_features, _check_feature_names(data.get("feature_names"), n_features)
 
 
 def _check_signals(values: Any) -> np.ndarray:
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"X must be a 2-D array of numbers (NaN for a missing signal); got {type(values).__name__}"
-        ) from exc
-    if array.ndim != 2 or array.shape[1] == 0:
-        raise ValueError(
-            f"X must be 2-D, shape (n_samples, n_signals) with at least one signal; got shape {array.shape} "
-            "(a single request is X.reshape(1, -1))"
-        )
-    if np.isinf(array).any():
-        raise ValueError("X contains infinite values; valid: finite numbers, or NaN for a missing signal")
-    return array
+    hint = " (one row per request, one column per signal: a single request is X.reshape(1, -1))"
+    return as_float_array(values, "X", ndim=2, allow_nan=True, hint=hint)
 
 
 def _check_labels(y: Any, n_samples: int) -> np.ndarray:
-    labels = np.asarray(y)
-    if labels.ndim != 1 or labels.shape[0] != n_samples:
-        raise ValueError(f"y must be 1-D with one label per row of X ({n_samples}); got shape {labels.shape}")
-    if labels.dtype.kind not in "biuf" or not np.isin(labels, (0, 1)).all():
-        found = np.unique(labels.astype(str))[:10].tolist()
-        raise ValueError(f"y must be binary: 0/1 or False/True (1 = correct); got values {found}")
-    labels = labels.astype(np.int64)
-    counts = np.bincount(labels, minlength=2)
-    if counts.min() == 0:
-        raise ValueError(
-            f"y needs at least one correct (1) and one incorrect (0) example; got {counts[1]} correct "
-            f"and {counts[0]} incorrect"
-        )
+    labels = as_binary_labels(y, "y", n_rows=n_samples, per="row of X")
+    require_both_classes(labels, "y")
     return labels
 
 
 def _check_unit_interval(x: np.ndarray) -> np.ndarray:
-    outside = (x < 0) | (x > 1)
-    if outside.any():
-        raise ValueError(f"signals must lie in [0, 1] (or be NaN); got {x[outside][:5].tolist()}")
-    return x
+    return check_probabilities(x, "signals", hint=" (NaN marks a missing signal)")
 
 
 def _check_feature_names(names: Any, n_features: int) -> np.ndarray | None:
@@ -695,45 +665,12 @@ def _check_class_weight(class_weight: Any) -> None:
     if not isinstance(class_weight, Mapping) or not set(class_weight) <= {0, 1}:
         raise ValueError(f"class_weight must be None, 'balanced' or a dict {{0: w, 1: w}}; got {class_weight!r}")
     for label, weight in class_weight.items():
-        if _as_float(weight, f"class_weight[{label}]") <= 0:
-            raise ValueError(f"class_weight[{label}] must be > 0; got {weight!r}")
+        check_number(weight, f"class_weight[{label}]", low=0.0, low_open=True)
 
 
 def _check_weight_vector(weights: np.ndarray) -> None:
     if not np.isfinite(weights).all() or (weights < 0).any() or not (weights > 0).any():
         raise ValueError(f"weights must be finite, >= 0 and not all 0; got {weights.tolist()}")
-
-
-def _check_number(name: str, value: Any, *, minimum: float, integer: bool = False, inclusive: bool = True) -> None:
-    types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, types):
-        raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}; got {value!r}")
-    if not math.isfinite(value) or value < minimum or (not inclusive and value == minimum):
-        raise ValueError(f"{name} must be a finite number {'>=' if inclusive else '>'} {minimum}; got {value!r}")
-
-
-def _as_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a number; got {value!r}")
-    return float(value)
-
-
-def _finite_float(data: Mapping[str, Any], key: str) -> float:
-    value = _as_float(data.get(key), key)
-    if not math.isfinite(value):
-        raise ValueError(f"{key} must be a finite number; got {value!r}")
-    return value
-
-
-def _float_list(data: Mapping[str, Any], key: str, length: int) -> np.ndarray:
-    values = data.get(key)
-    if not isinstance(values, list | tuple) or len(values) != length:
-        got = f"length {len(values)}" if isinstance(values, list | tuple) else type(values).__name__
-        raise ValueError(f"{key} must be a list of {length} finite numbers; got {got}")
-    array = np.array([_as_float(v, f"{key}[{i}]") for i, v in enumerate(values)], dtype=np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{key} must be finite; got {array[~np.isfinite(array)].tolist()}")
-    return array
 
 
 def _observed_means(x: np.ndarray) -> np.ndarray:

@@ -4,11 +4,12 @@ Every function takes ``y_correct`` (1-D bools or 0/1: was each answer correct) a
 ``confidence`` (1-D scores, higher meaning more likely correct) positionally; options are keyword-only.
 Ranking metrics (AUROC, AUPRC, risk-coverage, AURC, PRR, selective accuracy) accept any real scores;
 calibration metrics (ECE, MCE, reliability, Brier, log-loss) require probabilities in [0, 1].
+The selective-prediction metrics (risk-coverage curve, AURC, E-AURC, PRR, selective accuracy and risk)
+live in :mod:`calibration.selective` and are re-exported here, so ``calibration.metrics`` offers them all.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -17,7 +18,19 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from calibration._validation import FloatArray, as_binary_labels, check_int, check_number, metric_inputs
 from calibration.bootstrap import Interval, bootstrap_interval
+from calibration.selective import (
+    RiskCoverageCurve,
+    _descending_groups,
+    _n_answered,
+    aurc,
+    e_aurc,
+    prr,
+    risk_coverage_curve,
+    selective_accuracy,
+    selective_risk,
+)
 
 __all__ = [
     "BrierDecomposition",
@@ -46,7 +59,6 @@ __all__ = [
 
 Strategy = Literal["uniform", "quantile"]
 _STRATEGIES = ("uniform", "quantile")
-FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -87,65 +99,11 @@ class BrierDecomposition:
     uncertainty: float
 
 
-@dataclass(frozen=True)
-class RiskCoverageCurve:
-    """Selective risk when only the most confident answers are given.
-
-    Attributes
-    ----------
-    coverage : ndarray of shape (n,)
-        ``k / n`` for ``k = 1..n``.
-    risk : ndarray of shape (n,)
-        Error rate among the ``k`` most confident answers. Within a group of tied confidences the group's
-        errors are spread evenly, which is the expectation over random tie-breaking.
-    thresholds : ndarray of shape (n,)
-        Confidence of the ``k``-th answer; tied answers share a threshold.
-    """
-
-    coverage: FloatArray
-    risk: FloatArray
-    thresholds: FloatArray
-
-
 # ---------------------------------------------------------------- validation
 
 
-def _validate_labels(y_correct: ArrayLike) -> FloatArray:
-    y = np.asarray(y_correct)
-    if y.ndim != 1:
-        raise ValueError(f"y_correct must be 1-D (one entry per answer); got shape {y.shape}.")
-    if y.size == 0:
-        raise ValueError("y_correct is empty; metrics need at least one answer.")
-    if y.dtype != bool and (not np.issubdtype(y.dtype, np.number) or not np.isin(y, (0, 1)).all()):
-        bad = np.unique(y[~np.isin(y, (0, 1))])[:5].tolist() if np.issubdtype(y.dtype, np.number) else y.dtype
-        raise ValueError(f"y_correct must hold booleans or 0/1; got {bad!r}.")
-    return y.astype(np.float64)
-
-
-def _validate(y_correct: ArrayLike, confidence: ArrayLike, *, probabilities: bool) -> tuple[FloatArray, FloatArray]:
-    y = _validate_labels(y_correct)
-    c = np.asarray(confidence)
-    if c.ndim != 1:
-        raise ValueError(f"confidence must be 1-D (one score per answer); got shape {c.shape}.")
-    if not np.issubdtype(c.dtype, np.number) or np.issubdtype(c.dtype, np.complexfloating):
-        raise ValueError(f"confidence must be real numbers; got dtype {c.dtype}.")
-    if len(c) != len(y):
-        raise ValueError(f"y_correct and confidence must have the same length; got {len(y)} and {len(c)}.")
-    c = c.astype(np.float64)
-    n_nan = int(np.isnan(c).sum())
-    if n_nan:
-        raise ValueError(f"confidence contains {n_nan} NaN value(s); every answer needs a score.")
-    if probabilities and (c.min() < 0.0 or c.max() > 1.0):
-        raise ValueError(
-            f"confidence must be probabilities in [0, 1] for calibration metrics; got values in "
-            f"[{c.min():g}, {c.max():g}]. Ranking metrics (auroc, aurc, prr) accept any real scores."
-        )
-    return y, c
-
-
 def _check_binning(n_bins: int, strategy: str) -> None:
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}.")
+    check_int(n_bins, "n_bins")
     if strategy not in _STRATEGIES:
         raise ValueError(f"strategy must be one of {_STRATEGIES}; got {strategy!r}.")
 
@@ -165,7 +123,7 @@ def accuracy(y_correct: ArrayLike) -> float:
     -------
     float
     """
-    return float(_validate_labels(y_correct).mean())
+    return float(as_binary_labels(y_correct, "y_correct").mean())
 
 
 def _average_ranks(x: FloatArray) -> FloatArray:
@@ -196,22 +154,13 @@ def auroc(y_correct: ArrayLike, confidence: ArrayLike) -> float:
     float
         In [0, 1]; 0.5 is chance. NaN when only one class is present (AUROC is undefined).
     """
-    y, c = _validate(y_correct, confidence, probabilities=False)
+    y, c = metric_inputs(y_correct, confidence, probabilities=False)
     n_pos = y.sum()
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
     ranks = _average_ranks(c)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _descending_groups(y: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Tie groups in order of decreasing score: (score, size, number of positives) per group."""
-    order = np.argsort(-c, kind="mergesort")
-    cs = c[order]
-    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
-    sizes = np.diff(np.r_[starts, len(c)]).astype(np.float64)
-    return cs[starts], sizes, np.add.reduceat(y[order], starts)
 
 
 def _average_precision(y: FloatArray, c: FloatArray) -> float:
@@ -241,7 +190,7 @@ def auprc_correct(y_correct: ArrayLike, confidence: ArrayLike) -> float:
         In [0, 1]; chance level is the accuracy. NaN when no answer is correct
         (scikit-learn returns 0 with a warning there; the quantity is undefined).
     """
-    y, c = _validate(y_correct, confidence, probabilities=False)
+    y, c = metric_inputs(y_correct, confidence, probabilities=False)
     return _average_precision(y, c)
 
 
@@ -261,7 +210,7 @@ def auprc_error(y_correct: ArrayLike, confidence: ArrayLike) -> float:
         Average precision with labels ``1 - y_correct`` and scores ``-confidence``; chance level is the
         error rate. NaN when every answer is correct.
     """
-    y, c = _validate(y_correct, confidence, probabilities=False)
+    y, c = metric_inputs(y_correct, confidence, probabilities=False)
     return _average_precision(1.0 - y, -c)
 
 
@@ -305,7 +254,7 @@ def reliability_curve(
     ReliabilityCurve
     """
     _check_binning(n_bins, strategy)
-    y, c = _validate(y_correct, confidence, probabilities=True)
+    y, c = metric_inputs(y_correct, confidence, probabilities=True)
     mean_conf, acc, count, edges = _bin_stats(y, c, n_bins, strategy)
     return ReliabilityCurve(mean_confidence=mean_conf, accuracy=acc, count=count, edges=edges)
 
@@ -377,7 +326,7 @@ def brier_score(y_correct: ArrayLike, confidence: ArrayLike) -> float:
     float
         In [0, 1]; lower is better. Equals ``sklearn.metrics.brier_score_loss``.
     """
-    y, c = _validate(y_correct, confidence, probabilities=True)
+    y, c = metric_inputs(y_correct, confidence, probabilities=True)
     return float(np.mean((c - y) ** 2))
 
 
@@ -402,7 +351,7 @@ def brier_decomposition(y_correct: ArrayLike, confidence: ArrayLike, *, n_bins: 
     BrierDecomposition
     """
     _check_binning(n_bins, "uniform")
-    y, c = _validate(y_correct, confidence, probabilities=True)
+    y, c = metric_inputs(y_correct, confidence, probabilities=True)
     mean_conf, acc, count, _ = _bin_stats(y, c, n_bins, "uniform")
     base_rate = y.mean()
     return BrierDecomposition(
@@ -430,166 +379,10 @@ def log_loss(y_correct: ArrayLike, confidence: ArrayLike, *, eps: float = 1e-12)
         Non-negative; lower is better. Equals ``sklearn.metrics.log_loss(y_correct, confidence)``
         away from the clipping region.
     """
-    if not 0.0 < eps < 0.5:
-        raise ValueError(f"eps must lie in (0, 0.5); got {eps!r}.")
-    y, c = _validate(y_correct, confidence, probabilities=True)
+    check_number(eps, "eps", low=0.0, high=0.5, low_open=True, high_open=True)
+    y, c = metric_inputs(y_correct, confidence, probabilities=True)
     p = np.clip(c, eps, 1.0 - eps)
     return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
-
-
-# ---------------------------------------------------------------- selective prediction
-
-
-def _expected_risks(y: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Risk among the top k (k = 1..n) and the threshold at k, spreading each tie group's errors evenly."""
-    scores, sizes, correct = _descending_groups(y, c)
-    group_error_rate = (sizes - correct) / sizes
-    errors_before = np.r_[0.0, np.cumsum(sizes - correct)[:-1]]
-    starts = np.r_[0.0, np.cumsum(sizes)[:-1]]
-    group = np.repeat(np.arange(len(sizes)), sizes.astype(np.int64))
-    k = np.arange(1, len(y) + 1, dtype=np.float64)
-    errors = errors_before[group] + (k - starts[group]) * group_error_rate[group]
-    return errors / k, scores[group]
-
-
-def _oracle_aurc(y: FloatArray) -> float:
-    k = np.arange(1, len(y) + 1, dtype=np.float64)
-    return float(np.mean(np.maximum(0.0, k - y.sum()) / k))
-
-
-def risk_coverage_curve(y_correct: ArrayLike, confidence: ArrayLike) -> RiskCoverageCurve:
-    """Selective risk at each coverage when answers are given most-confident first.
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-
-    Returns
-    -------
-    RiskCoverageCurve
-        One point per coverage level ``1/n, 2/n, ..., 1``. Tied confidences are one group: a coverage
-        level inside a group gets the expected risk over random orders of the group, so the curve does not
-        depend on how a sort happens to break ties.
-    """
-    y, c = _validate(y_correct, confidence, probabilities=False)
-    risk, thresholds = _expected_risks(y, c)
-    coverage = np.arange(1, len(y) + 1) / len(y)
-    return RiskCoverageCurve(coverage=coverage, risk=risk, thresholds=thresholds)
-
-
-def aurc(y_correct: ArrayLike, confidence: ArrayLike) -> float:
-    """Area under the risk-coverage curve (Geifman et al.): mean selective risk over coverage ``k/n``.
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-
-    Returns
-    -------
-    float
-        In [0, 1]; lower is better. A constant score gives the error rate.
-    """
-    return float(np.mean(risk_coverage_curve(y_correct, confidence).risk))
-
-
-def e_aurc(y_correct: ArrayLike, confidence: ArrayLike) -> float:
-    """Excess AURC: AURC minus that of the oracle ranking (all correct answers first).
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-
-    Returns
-    -------
-    float
-        Non-negative; 0 for a perfect ranking. Removes AURC's dependence on the base error rate.
-    """
-    y, c = _validate(y_correct, confidence, probabilities=False)
-    return float(np.mean(_expected_risks(y, c)[0]) - _oracle_aurc(y))
-
-
-def prr(y_correct: ArrayLike, confidence: ArrayLike) -> float:
-    """Prediction-rejection ratio, as in LM-Polygraph.
-
-    ``(AUC_random - AUC_unc) / (AUC_random - AUC_oracle)`` where each AUC is the area under the rejection
-    curve of the error rate (the AURC of that ranking). ``AUC_random`` is taken in expectation, which is the
-    error rate itself, so no random permutations are drawn.
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-
-    Returns
-    -------
-    float
-        1 for the oracle ranking, 0 for random (or constant) confidence, negative when worse than random.
-        NaN when all answers are correct or all wrong (every ranking is then equally good).
-    """
-    y, c = _validate(y_correct, confidence, probabilities=False)
-    n_correct = y.sum()
-    if n_correct in (0, len(y)):
-        return float("nan")
-    random = 1.0 - n_correct / len(y)
-    return float((random - np.mean(_expected_risks(y, c)[0])) / (random - _oracle_aurc(y)))
-
-
-def _n_answered(coverage: float, n: int) -> int:
-    if not 0.0 < coverage <= 1.0:
-        raise ValueError(f"coverage must lie in (0, 1]; got {coverage!r}.")
-    # Rounding first keeps e.g. 0.3 * 10 = 3.0000000000000004 from answering 4 rows.
-    return max(1, math.ceil(round(coverage * n, 9)))
-
-
-def selective_risk(y_correct: ArrayLike, confidence: ArrayLike, *, coverage: float) -> float:
-    """Error rate among the ``ceil(coverage * n)`` most confident answers.
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-    coverage : float
-        Fraction of answers given, in (0, 1].
-
-    Returns
-    -------
-    float
-        The point of :func:`risk_coverage_curve` at that coverage (ties split in expectation).
-    """
-    y, c = _validate(y_correct, confidence, probabilities=False)
-    return float(_expected_risks(y, c)[0][_n_answered(coverage, len(y)) - 1])
-
-
-def selective_accuracy(y_correct: ArrayLike, confidence: ArrayLike, *, coverage: float) -> float:
-    """Accuracy among the ``ceil(coverage * n)`` most confident answers: ``1 - selective_risk``.
-
-    Parameters
-    ----------
-    y_correct : array-like of shape (n,)
-        Correctness of each answer (bools or 0/1).
-    confidence : array-like of shape (n,)
-        Any real score, higher meaning more likely correct.
-    coverage : float
-        Fraction of answers given, in (0, 1].
-
-    Returns
-    -------
-    float
-    """
-    return 1.0 - selective_risk(y_correct, confidence, coverage=coverage)
 
 
 # ---------------------------------------------------------------- summary
@@ -630,7 +423,7 @@ def summarize(
         Undefined values are ``float("nan")``.
     """
     _check_binning(n_bins, "uniform")
-    y, c = _validate(y_correct, confidence, probabilities=True)
+    y, c = metric_inputs(y_correct, confidence, probabilities=True)
     metrics = {
         "accuracy": lambda y_boot, _: accuracy(y_boot),
         "auroc": auroc,

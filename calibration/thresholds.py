@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from decimal import Decimal
@@ -35,7 +34,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import xlogy
 from scipy.stats import binom
 
-from calibration.calibrators import _as_1d_float, _as_binary_labels
+from calibration._validation import (
+    FloatArray,
+    as_binary_labels,
+    as_float_array,
+    check_int,
+    check_number,
+    check_probabilities,
+    is_number,
+    require_keys,
+)
 
 __all__ = [
     "NEVER",
@@ -55,7 +63,6 @@ logger = logging.getLogger(__name__)
 Decision = Literal["answer", "hedge", "abstain"]
 Bound = Literal["binomial", "hoeffding_bentkus"]
 Method = Literal["ltt", "crc", "balance"]
-FloatArray = NDArray[np.float64]
 
 # The boundary of a tier that must never be reached: above every probability, yet finite so JSON can hold it.
 NEVER: float = math.nextafter(1.0, math.inf)
@@ -113,12 +120,9 @@ class ThresholdResult:
         ValueError
             If keys are missing or extra, or a field has the wrong type.
         """
-        names = [f.name for f in fields(cls)]
-        if not isinstance(data, Mapping) or sorted(data) != sorted(names):
-            got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-            raise ValueError(f"a saved ThresholdResult must have exactly the keys {sorted(names)}; got {got}")
+        require_keys(data, [f.name for f in fields(cls)], "a saved ThresholdResult")
         for key in ("threshold", "alpha", "delta", "empirical_risk", "coverage"):
-            if data[key] is not None and not _is_real(data[key]):
+            if data[key] is not None and (not is_number(data[key]) or math.isnan(data[key])):
                 raise ValueError(f"ThresholdResult {key!r} must be a number or null; got {data[key]!r}")
         if not isinstance(data["feasible"], bool) or not isinstance(data["n"], int) or isinstance(data["n"], bool):
             raise ValueError(f"'feasible' must be a bool and 'n' an int; got {data['feasible']!r}, {data['n']!r}")
@@ -158,7 +162,8 @@ class DecisionThresholds:
     hedge_result: ThresholdResult
 
     def __post_init__(self) -> None:
-        if not (_is_real(self.abstain) and _is_real(self.hedge) and 0.0 <= self.abstain <= self.hedge <= NEVER):
+        # NaN fails the comparisons, so no separate NaN check is needed.
+        if not (is_number(self.abstain) and is_number(self.hedge) and 0.0 <= self.abstain <= self.hedge <= NEVER):
             raise ValueError(
                 f"thresholds must satisfy 0 <= abstain <= hedge <= NEVER ({NEVER!r}); got abstain={self.abstain!r}, "
                 f"hedge={self.hedge!r}"
@@ -182,10 +187,7 @@ class DecisionThresholds:
         ValueError
             If keys are missing, a result is malformed, or the boundaries are out of order.
         """
-        keys = ["abstain", "answer_result", "hedge", "hedge_result"]
-        if not isinstance(data, Mapping) or sorted(data) != keys:
-            got = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-            raise ValueError(f"saved DecisionThresholds must have exactly the keys {keys}; got {got}")
+        require_keys(data, ["abstain", "answer_result", "hedge", "hedge_result"], "saved DecisionThresholds")
         return cls(
             abstain=data["abstain"],
             hedge=data["hedge"],
@@ -194,17 +196,11 @@ class DecisionThresholds:
         )
 
 
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool or NaN (numpy scalars included)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and not math.isnan(value)
-
-
 def _risk_levels(target_level: float, confidence_level: float | None = None) -> tuple[float, float | None]:
     """(alpha, delta) from (target_level, confidence_level): the one place the public levels are converted."""
 
     def one_minus(level: float, name: str) -> float:
-        if not _is_real(level) or not 0.0 < level < 1.0:
-            raise ValueError(f"{name} must be a number in the open interval (0, 1); got {level!r}")
+        check_number(level, name, low=0.0, high=1.0, low_open=True, high_open=True)
         # Decimal keeps 1 - 0.9 at 0.1 instead of 0.09999999999999998, as MAPIE does.
         return float(Decimal(1) - Decimal(str(level)))
 
@@ -212,22 +208,19 @@ def _risk_levels(target_level: float, confidence_level: float | None = None) -> 
     return alpha, None if confidence_level is None else one_minus(confidence_level, "confidence_level")
 
 
-def _check_probs(probs: ArrayLike, name: str = "probs") -> FloatArray:
-    p = _as_1d_float(probs, name)
-    if p.min() < 0.0 or p.max() > 1.0:
-        raise ValueError(f"{name} must be probabilities in [0, 1]; got range [{p.min():.4g}, {p.max():.4g}]")
-    return p
+def _check_probs(probs: ArrayLike) -> FloatArray:
+    return check_probabilities(as_float_array(probs, "probs"), "probs")
 
 
 def _check_data(probs: ArrayLike, y_correct: ArrayLike) -> tuple[FloatArray, NDArray[np.int64]]:
     """Validated probabilities and the matching error indicators (1 = wrong)."""
     p = _check_probs(probs)
-    return p, 1 - _as_binary_labels(y_correct, p.shape[0])
+    return p, 1 - as_binary_labels(y_correct, "y_correct", n_rows=p.shape[0], per="score")
 
 
 def _candidate_grid(p: FloatArray, grid: ArrayLike | None) -> FloatArray:
     """Candidate thresholds, strict (high) to permissive (low)."""
-    values = np.concatenate([p, np.linspace(0.0, 1.0, _GRID_POINTS)]) if grid is None else _as_1d_float(grid, "grid")
+    values = np.concatenate([p, np.linspace(0.0, 1.0, _GRID_POINTS)]) if grid is None else as_float_array(grid, "grid")
     return np.unique(values)[::-1]
 
 
@@ -269,10 +262,8 @@ def minimum_abstention(base_error: float, alpha: float) -> float:
     float
         ``max(0, (base_error - alpha) / (1 - alpha))``.
     """
-    if not _is_real(base_error) or not 0.0 <= base_error <= 1.0:
-        raise ValueError(f"base_error must be a number in [0, 1]; got {base_error!r}")
-    if not _is_real(alpha) or not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha must be a number in [0, 1); got {alpha!r}")
+    check_number(base_error, "base_error", low=0.0, high=1.0)
+    check_number(alpha, "alpha", low=0.0, high=1.0, high_open=True)
     return max(0.0, (base_error - alpha) / (1.0 - alpha))
 
 
@@ -383,8 +374,7 @@ def learn_then_test(
     alpha, delta = _risk_levels(target_level, confidence_level)
     if bound not in _BOUNDS:
         raise ValueError(f"bound must be one of {list(_BOUNDS)}; got {bound!r}")
-    if min_answered is not None and (not isinstance(min_answered, int | np.integer) or min_answered < 1):
-        raise ValueError(f"min_answered must be a positive integer or None; got {min_answered!r}")
+    check_int(min_answered, "min_answered", allow_none=True)
     p, err = _check_data(probs, y_correct)
     method = f"ltt:{bound}"
     start = _start_count(p.size, alpha, delta) if min_answered is None else int(min_answered)
@@ -484,8 +474,7 @@ def balance_threshold(
     grid : array-like, optional
         Candidate thresholds; default as in :func:`learn_then_test`.
     """
-    if not _is_real(balance) or not 0.0 <= balance <= 1.0:
-        raise ValueError(f"balance must be a number in [0, 1]; got {balance!r}")
+    check_number(balance, "balance", low=0.0, high=1.0)
     p, err = _check_data(probs, y_correct)
     thresholds = _candidate_grid(p, grid)
     n_sel, n_err = _answered_counts(p, err, thresholds)
@@ -593,6 +582,5 @@ def decide(probability: float, thresholds: DecisionThresholds) -> Decision:
     >>> decide(0.9, t), decide(0.1, t)
     ('answer', 'abstain')
     """
-    if not _is_real(probability):
-        raise ValueError(f"probability must be a number in [0, 1]; got {probability!r}")
+    check_number(probability, "probability", low=0.0, high=1.0)
     return cast(Decision, str(decisions([probability], thresholds)[0]))

@@ -91,9 +91,9 @@ def test_temperature_clips_extreme_scores_and_refuses_non_probabilities() -> Non
     predictions = calibrator.predict([0.0, 1.0])
     assert np.all(np.isfinite(predictions))
     assert 0.0 < predictions[0] < 0.5 < predictions[1] < 1.0
-    with pytest.raises(ValueError, match=r"scores in \[0, 1\]; got range \[-0.5, 0.5\]"):
+    with pytest.raises(ValueError, match=r"scores must be probabilities in \[0, 1\]; got range \[-0.5, 0.5\]"):
         TemperatureCalibrator().fit([-0.5, 0.5], [0, 1])
-    with pytest.raises(ValueError, match="scores in"):
+    with pytest.raises(ValueError, match="scores must be probabilities in"):
         calibrator.predict([1.2])
 
 
@@ -142,16 +142,16 @@ def _saved(kind: str) -> dict[str, Any]:
     [
         ("isotonic", {"kind": "platt"}, "needs kind 'isotonic'; got 'platt'"),
         ("isotonic", {"format_version": 99}, "unsupported format_version 99"),
-        ("isotonic", {"x": None}, "'x' must be a non-empty list of numbers"),
+        ("isotonic", {"x": None}, "'x' must be a non-empty list of finite numbers; got None"),
         ("isotonic", {"x": [0.2, 0.1], "y": [0.1, 0.2]}, "strictly increasing 'x'"),
         ("isotonic", {"x": [0.1, 0.2], "y": [0.9, 0.2]}, "non-decreasing 'y'"),
         ("isotonic", {"x": [0.1, 0.2], "y": [0.2]}, "same length; got 2 and 1"),
-        ("isotonic", {"y": [1.5]}, r"'y' must hold finite numbers in \[0.0, 1.0\]"),
+        ("isotonic", {"y": [1.5]}, r"'y' must be a non-empty list of numbers in \[0, 1\]; got length 1: \[1.5\]"),
         ("isotonic", {"n_samples": True}, "n_samples must be an integer >= 2"),
         ("platt", {"a": float("nan")}, "'a' must be a finite number"),
         ("platt", {"b": "1.0"}, "'b' must be a finite number"),
         ("platt", {"params": {"C": 1.0}}, r"exactly the keys \[\]; got \['C'\]"),
-        ("temperature", {"temperature": 0.0}, "'temperature' must be a finite number in"),
+        ("temperature", {"temperature": 0.0}, r"'temperature' must be a number in \[0.01, 100\]; got 0.0"),
         ("temperature", {"params": {"eps": 0.7}}, r"eps must be a number in \(0, 0.5\)"),
         ("histogram", {"values": [0.5]}, "one entry per bin"),
         ("histogram", {"edges": [0.5, 0.1, 0.9]}, "non-decreasing"),
@@ -188,7 +188,7 @@ def test_unfitted_calibrator_refuses_to_predict_or_save(kind: str) -> None:
         ([0.2, 0.8], [1, 1], "one correct .1. and one incorrect .0. row; got 2 correct and 0 incorrect"),
         ([0.5], [1], "at least 2 rows; got 1"),
         ([0.1, 0.2, 0.3], [0, 1], r"one label per score \(3\); got shape \(2,\)"),
-        ([0.1, float("nan")], [0, 1], "must be finite; got 1 NaN or infinite"),
+        ([0.1, float("nan")], [0, 1], r"scores must be finite; got 1 NaN value\(s\) among 2"),
         ([0.1, 0.2], [0, 2], r"binary: 0/1 or False/True \(1 = correct\); got values \['0', '2'\]"),
         ([[0.1, 0.2]], [0, 1], r"1-D and non-empty; got shape \(1, 2\)"),
     ],

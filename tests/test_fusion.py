@@ -177,15 +177,15 @@ def test_unknown_parameter_lists_the_valid_ones() -> None:
         (
             [[0.1, 0.2], [0.3, 0.4]],
             [1, 1],
-            r"at least one correct \(1\) and one incorrect \(0\) example; got 2 correct",
+            r"at least one correct \(1\) and one incorrect \(0\) row; got 2 correct",
         ),
         ([[0.1, 0.2], [0.3, 0.4]], [1, 0, 1], r"one label per row of X \(2\); got shape \(3,\)"),
         ([0.1, 0.2, 0.3], [1, 0, 1], r"X must be 2-D.*got shape \(3,\)"),
         ([[0.1, 0.2], [0.3, 0.4]], [2, 0], r"y must be binary.*got values \['0', '2'\]"),
         ([[0.1, 0.2], [0.3, 0.4]], ["yes", "no"], "y must be binary"),
         ([[0.1, 0.2], [0.3, 0.4]], [1, NAN], "y must be binary"),
-        ([[0.1, np.inf], [0.3, 0.4]], [1, 0], "infinite values"),
-        ([["a", 0.2], [0.3, 0.4]], [1, 0], "array of numbers"),
+        ([[0.1, np.inf], [0.3, 0.4]], [1, 0], r"X must be finite or NaN \(missing\); got 1 infinite value"),
+        ([["a", 0.2], [0.3, 0.4]], [1, 0], "X must be a 2-D array of real numbers; got list"),
     ],
 )
 def test_fit_refuses_invalid_data(kind: str, x: Any, y: Any, message: str) -> None:
@@ -214,10 +214,10 @@ def test_fit_refuses_bad_feature_names(kind: str, names: Any, message: str) -> N
     ("params", "message"),
     [
         ({"C": 0.0}, "C must be a finite number > 0"),
-        ({"C": "1"}, "C must be a number"),
+        ({"C": "1"}, "C must be a finite number > 0; got '1'"),
         ({"missing_indicators": "yes"}, "missing_indicators must be True or False"),
         ({"class_weight": {0: 1.0, 2: 1.0}}, "class_weight must be None, 'balanced'"),
-        ({"class_weight": {0: -1.0}}, r"class_weight\[0\] must be > 0"),
+        ({"class_weight": {0: -1.0}}, r"class_weight\[0\] must be a finite number > 0; got -1.0"),
     ],
 )
 def test_logistic_refuses_bad_parameters(params: dict[str, Any], message: str) -> None:
@@ -229,9 +229,9 @@ def test_logistic_refuses_bad_parameters(params: dict[str, Any], message: str) -
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"max_iter": 0}, "max_iter must be a finite number >= 1"),
+        ({"max_iter": 0}, "max_iter must be a positive integer; got 0"),
         ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
-        ({"max_depth": 2.5}, "max_depth must be an integer"),
+        ({"max_depth": 2.5}, "max_depth must be a positive integer or None; got 2.5"),
         ({"random_state": np.random.RandomState(0)}, "random_state must be an integer"),
     ],
 )
@@ -425,8 +425,8 @@ def test_weighted_mean_equal_weights_and_ignored_labels() -> None:
         ({"z": 1.0}, ["a", "b"], [[0.5, 0.5]], r"\['z'\] that are not among the feature names \['a', 'b'\]"),
         ({"a": -1.0}, ["a", "b"], [[0.5, 0.5]], "finite, >= 0 and not all 0"),
         ({"a": 0.0, "b": 0.0}, ["a", "b"], [[0.5, 0.5]], "not all 0"),
-        ({"a": "1"}, ["a", "b"], [[0.5, 0.5]], r"weights\['a'\] must be a number"),
-        (None, None, [[0.5, 1.5]], r"must lie in \[0, 1\].*1.5"),
+        ({"a": "1"}, ["a", "b"], [[0.5, 0.5]], r"weights\['a'\] must be a finite number; got '1'"),
+        (None, None, [[0.5, 1.5]], r"signals must be probabilities in \[0, 1\]; got range \[0.5, 1.5\]"),
     ],
 )
 def test_weighted_mean_refuses_bad_weights_and_values(weights: Any, names: Any, x: Any, message: str) -> None:
@@ -483,17 +483,17 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
     ("kind", "change", "message"),
     [
         ("logistic", _set(("format_version",), 99), "unsupported format_version 99"),
-        ("logistic", _set(("coef",), [0.1, 0.2, 0.3]), "coef must be a list of 4 finite numbers; got length 3"),
-        ("logistic", _set(("mean", 0), float("nan")), r"mean must be finite; got \[nan\]"),
-        ("logistic", _set(("scale", 1), 0.0), "scale must be > 0"),
-        ("logistic", _set(("intercept",), float("inf")), "intercept must be a finite number"),
-        ("logistic", _set(("impute_values",), "0.5"), "impute_values must be a list of 2"),
+        ("logistic", _set(("coef",), [0.1, 0.2, 0.3]), "'coef' must be a list of 4 finite numbers; got length 3"),
+        ("logistic", _set(("mean", 0), float("nan")), r"'mean' must be a list of 4 finite numbers; got .*nan"),
+        ("logistic", _set(("scale", 1), 0.0), "'scale' must be a list of 4 finite numbers > 0"),
+        ("logistic", _set(("intercept",), float("inf")), "'intercept' must be a finite number; got inf"),
+        ("logistic", _set(("impute_values",), "0.5"), "'impute_values' must be a list of 2 finite numbers; got '0.5'"),
         ("logistic", _set(("params", "C"), -1.0), "C must be a finite number > 0"),
         ("logistic", _set(("params", "penalty"), "l1"), "params of a saved LogisticFusion must have exactly the keys"),
         ("logistic", _set(("params", "class_weight"), {"x": 1.0}), "class_weight keys must be '0' and/or '1'"),
         ("logistic", _set(("feature_names",), ["a"]), "feature_names must be 2 non-empty strings"),
         ("logistic", _set(("n_features",), 0), "n_features must be a positive integer"),
-        ("boosted", _set(("baseline",), None), "baseline must be a number"),
+        ("boosted", _set(("baseline",), None), "'baseline' must be a finite number; got None"),
         ("boosted", _set(("trees",), []), "trees must be a non-empty list"),
         ("boosted", _set(("trees", 0, "left", 0), 0), r"trees\[0\].left: a split node's child must come after it"),
         ("boosted", _set(("trees", 1, "feature", 0), 2), r"trees\[1\].feature: split features must be in \[0, 2\)"),
@@ -505,7 +505,7 @@ def _set(path: tuple[Any, ...], value: Any) -> Any:
         (
             "weighted_mean",
             _set(("signal_weights",), [1.0]),
-            "signal_weights must be a list of 2 finite numbers; got length 1",
+            r"'signal_weights' must be a list of 2 finite numbers; got length 1: \[1.0\]",
         ),
     ],
 )
@@ -519,7 +519,7 @@ def test_from_dict_refuses_another_kind_and_non_mappings() -> None:
         LogisticFusion.from_dict(_fitted("boosted").to_dict())
     with pytest.raises(ValueError, match="must be a mapping"):
         fusion_from_dict([("kind", "logistic")])
-    with pytest.raises(ValueError, match="must be an object with exactly the keys"):
+    with pytest.raises(ValueError, match=r"tree must have exactly the keys \['feature', 'is_leaf'"):
         _tree_export.tree_from_json({"feature": [0]}, n_features=2)
 
 

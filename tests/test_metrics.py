@@ -365,7 +365,7 @@ def test_bootstrap_validates_options():
         bootstrap_interval(auroc, [0, 1], [0.1, 0.2], n_resamples=0)
     with pytest.raises(ValueError, match="confidence_level"):
         bootstrap_interval(auroc, [0, 1], [0.1, 0.2], confidence_level=95)
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(ValueError, match=r"one label per confidence score \(3\); got shape \(2,\)"):
         bootstrap_interval(auroc, [0, 1], [0.1, 0.2, 0.3])
 
 
@@ -419,11 +419,11 @@ def test_summarize_keeps_undefined_metrics_as_nan():
 @pytest.mark.parametrize(
     ("y", "c", "match"),
     [
-        ([1, 0, 1], [0.1, 0.2], r"same length; got 3 and 2"),
+        ([1, 0, 1], [0.1, 0.2], r"one label per confidence score \(2\); got shape \(3,\)"),
         ([1, 0], [0.1, np.nan], r"1 NaN"),
         ([], [], r"empty"),
-        ([1, 0, 2], [0.1, 0.2, 0.3], r"booleans or 0/1; got .*2"),
-        (["a", "b"], [0.1, 0.2], r"booleans or 0/1"),
+        ([1, 0, 2], [0.1, 0.2, 0.3], r"0/1 or False/True .*; got values .*2"),
+        (["a", "b"], [0.1, 0.2], r"0/1 or False/True"),
         ([[1, 0]], [[0.1, 0.2]], r"1-D.*\(1, 2\)"),
         ([1, 0], ["x", "y"], r"real numbers"),
         ([1, 0], [0.5, 1.2], r"\[0, 1\].*\[0.5, 1.2\]"),
@@ -438,7 +438,7 @@ def test_calibration_metrics_reject_bad_input(y, c, match):
 def test_ranking_metrics_reject_nan_and_length_mismatch_but_not_range():
     with pytest.raises(ValueError, match="NaN"):
         auroc([1, 0], [np.nan, 0.1])
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(ValueError, match=r"one label per confidence score \(1\)"):
         aurc([1, 0], [0.1])
     with pytest.raises(ValueError, match="empty"):
         accuracy([])

@@ -296,9 +296,9 @@ def test_levels_convert_exactly() -> None:
 @pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, float("nan"), True, "0.9"])
 def test_levels_outside_the_open_unit_interval_are_refused(level: Any) -> None:
     p, y = [0.2, 0.8], [0, 1]
-    with pytest.raises(ValueError, match=r"target_level must be a number in the open interval \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"target_level must be a number in \(0, 1\); got "):
         learn_then_test(p, y, target_level=level)
-    with pytest.raises(ValueError, match=r"confidence_level must be a number in the open interval \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"confidence_level must be a number in \(0, 1\); got "):
         learn_then_test(p, y, confidence_level=level)
     with pytest.raises(ValueError, match="target_level"):
         conformal_risk_control(p, y, target_level=level)
