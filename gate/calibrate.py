@@ -164,8 +164,14 @@ def _calibrator_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]
     tables = {}
     for name, info in artifact.data.get("fit", {}).items():
         losses = info.get("calibrator_cv_log_loss", {})
-        rows = [{"calibrator": kind, "cross-validated log-loss": None if loss is None else round(loss, 4),
-                 "chosen": "yes" if kind == info.get("calibrator") else ""} for kind, loss in losses.items()]
+        rows = [
+            {
+                "calibrator": kind,
+                "cross-validated log-loss": None if loss is None else round(loss, 4),
+                "chosen": "yes" if kind == info.get("calibrator") else "",
+            }
+            for kind, loss in losses.items()
+        ]
         tables[f"Calibrators compared on the calibrate split, {name} stage (5-fold, lower is better)"] = rows
     return tables
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 DatasetOption = Annotated[
     list[str],
     typer.Option(
-        "--dataset", "-d",
+        "--dataset",
+        "-d",
         help="A development set (trivia, nq_open, popqa, sciq, xquad, hotpot, halueval, efficientqa) or a JSONL of "
         '{"question", "answers", optional "references"}; repeat for several.',
     ),

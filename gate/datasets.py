@@ -98,6 +98,7 @@ class QAItem:
 
 # ---------------------------------------------------------------------------------------------- grading
 
+
 def _gold_aliases(answers: Sequence[str]) -> set[str]:
     if isinstance(answers, str):
         raise TypeError("answers must be a sequence of alias strings, got a single str; wrap it in a list")
@@ -147,8 +148,7 @@ def grader_disagreement(responses: Sequence[str], answers_list: Sequence[Sequenc
     """
     if len(responses) != len(answers_list):
         raise ValueError(
-            "responses and answers_list must have the same length, "
-            f"got {len(responses)} and {len(answers_list)}"
+            f"responses and answers_list must have the same length, got {len(responses)} and {len(answers_list)}"
         )
     if not responses:
         raise ValueError("grader_disagreement needs at least one response, got none")
@@ -278,9 +278,7 @@ def _read_json(path: Path) -> Any:
         try:
             return json.load(handle)
         except json.JSONDecodeError as exc:
-            raise DatasetFormatError(
-                f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from exc
+            raise DatasetFormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
 
 
 MakeItem = Callable[[Record, str, str], QAItem]

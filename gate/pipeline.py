@@ -132,7 +132,10 @@ class Gate:
         finish_reason = None
         if answer is None:
             [generation] = await self.llm.generate(
-                messages, n=1, temperature=temperature, max_tokens=max_tokens or self.answer_tokens,
+                messages,
+                n=1,
+                temperature=temperature,
+                max_tokens=max_tokens or self.answer_tokens,
                 logprobs=ANSWER_LOGPROBS,
             )
             answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
@@ -167,8 +170,11 @@ class _Run:
     def precheck_abstains(self) -> bool:
         threshold = self.calibration.precheck_threshold
         signal = self.signals.get("familiarity")
-        return threshold is not None and signal is not None and signal.confidence is not None and (
-            signal.confidence < threshold
+        return (
+            threshold is not None
+            and signal is not None
+            and signal.confidence is not None
+            and (signal.confidence < threshold)
         )
 
     async def score_stage(self, stage: str, answer: str, context: dict[str, object]) -> None:

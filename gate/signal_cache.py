@@ -76,8 +76,12 @@ class CachedRow:
 
 def header(model: str, suite: Sequence[SignalSpec]) -> dict[str, Any]:
     """The first line of a cache: what its signals were computed with."""
-    return {"kind": "llm-gate-signal-cache", "version": CACHE_VERSION, "model": model,
-            "suite": [spec.to_dict() for spec in suite]}
+    return {
+        "kind": "llm-gate-signal-cache",
+        "version": CACHE_VERSION,
+        "model": model,
+        "suite": [spec.to_dict() for spec in suite],
+    }
 
 
 def read_cache(path: Path) -> tuple[dict[str, Any], list[CachedRow]]:
