@@ -73,7 +73,7 @@ def calibrate(
     options = FitOptions(seed=seed, fusion=fusion, calibrator=calibrator, target=target)
     items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
     cache = cache or out.with_suffix(".signals.jsonl")
-    gate = create_gate(settings.model_copy(update={"artifact": None}))
+    gate = create_gate(settings, calibrated=False)
     rows = asyncio.run(_collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only))
     typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
     artifact = fit_artifact(rows, model=settings.model, suite=gate.suite, options=options)

@@ -46,8 +46,11 @@ def budget_from(settings: Settings) -> Budget:
     )
 
 
-def create_gate(settings: Settings, *, concurrent_signals: bool | None = None) -> Gate:
-    """The gate for ``settings``: upstream model, calibration, and the PACE index when one is configured."""
+def create_gate(settings: Settings, *, concurrent_signals: bool | None = None, calibrated: bool = True) -> Gate:
+    """The gate for ``settings``: upstream model, calibration, and the PACE index when one is configured.
+
+    ``calibrated=False`` skips the artifact (``gate calibrate`` collects raw signals and needs none).
+    """
     llm = create_llm(settings)
     searcher = None
     if settings.index_dir is not None:
@@ -59,7 +62,7 @@ def create_gate(settings: Settings, *, concurrent_signals: bool | None = None) -
     suite = suite_from(settings)
     return Gate(
         llm,
-        load_calibration(settings, suite),
+        load_calibration(settings, suite) if calibrated else Uncalibrated(),
         suite=suite,
         # PACE gets the index but not an embedder of its own: the shipped calibration was fitted on PACE
         # without embedding features, and a signal must mean at serving what it meant when fitted.
