@@ -419,11 +419,13 @@ def _generic_item(record: Record, default_id: str, where: str) -> QAItem:
     key = "answers" if "answers" in record else "answer"
     value = _field(record, key, where)
     answers = (value,) if isinstance(value, str) else _texts(record, key, where)
-    extra = {k: v for k, v in record.items() if k not in ("id", "question", "answers", "answer")}
+    references = _texts(record, "references", where) if "references" in record else ()
+    extra = {k: v for k, v in record.items() if k not in ("id", "question", "answers", "answer", "references")}
     return QAItem(
         id=_own_id(record, "id", default_id),
         question=_text(record, "question", where),
         answers=answers,
+        context=references,  # the passages PACE checks the answer against
         metadata=extra,
     )
 
@@ -511,6 +513,7 @@ def load_halueval(path: PathArg | None = None, *, limit: int | None = None) -> l
 def load_qa_jsonl(path: PathArg, *, limit: int | None = None) -> list[QAItem]:
     """Load any JSONL of ``{"question", "answers": [...]}`` (or ``"answer"``: str or list) lines.
 
+    An optional ``"references"`` list of passages becomes the item's context (PACE's references).
     An ``id`` key is used when present, else ``<file stem>-<line index>``; other keys go to metadata.
     """
     source = Path(path)

@@ -405,6 +405,15 @@ def test_load_dataset_accepts_a_jsonl_path(tmp_path: Path) -> None:
     assert load_dataset(path, limit=1) == [first]
 
 
+def test_user_jsonl_references_become_the_context(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path / "refs.jsonl", [{"question": "q", "answers": ["a"], "references": ["p1", "p2"]}])
+    [item] = load_dataset(str(path))
+    assert item.context == ("p1", "p2") and "references" not in item.metadata
+    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answers": ["a"], "references": "p1"}])
+    with pytest.raises(DatasetFormatError, match="'references' must be a list of strings"):
+        load_dataset(str(bad))
+
+
 # ------------------------------------------------------------------------------------- real shared datasets
 
 
