@@ -73,29 +73,39 @@ def fit_artifact(
 _ARTIFACT_METRICS = ("n_rows", "fused", "signals", "decision_mix", "request_costs", "extra_tables")
 
 
-def report_data(artifact: Artifact, rows: Sequence[CachedRow], *, title: str | None = None) -> ReportData:
-    """The held-out (test split) view of ``rows`` under ``artifact``, ready for the report."""
-    split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
-    test = [row for row, part in zip(rows, split, strict=True) if part == "test"]
-    if not test:
-        raise ValueError("no row of the signal cache falls in the test split; calibrate on more questions")
-    y = np.array([row.correct for row in test])
+def report_data(
+    artifact: Artifact,
+    rows: Sequence[CachedRow],
+    *,
+    title: str | None = None,
+    held_out_only: bool = True,
+    extra_tables: dict[str, list[dict[str, object]]] | None = None,
+) -> ReportData:
+    """``rows`` under ``artifact``, ready for the report: its test split, or every row (new data)."""
+    if held_out_only:
+        split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
+        rows = [row for row, part in zip(rows, split, strict=True) if part == "test"]
+        if not rows:
+            raise ValueError("no row of the signal cache falls in the test split; calibrate on more questions")
+    elif not rows:
+        raise ValueError("no graded rows to report on")
+    y = np.array([row.correct for row in rows])
     full = artifact.full
-    fused = full.probabilities(matrix(test, full.signals))
     keys = [spec["key"] for spec in artifact.suite]
-    cascade = _cascade_table(artifact, test, y)
+    where = "the test split" if held_out_only else "these rows"
     return ReportData(
         title=title or f"Calibration report: {artifact.model}",
-        summary=_summary(artifact, len(test)),
+        summary=_summary(artifact, len(rows)),
         y_correct=y,
-        fused=fused,
-        signals={key: matrix(test, [key])[:, 0] for key in keys},
+        fused=full.probabilities(matrix(rows, full.signals)),
+        signals={key: matrix(rows, [key])[:, 0] for key in keys},
         thresholds={"abstain": full.abstain, "hedge": full.hedge},
         threshold_notes=_threshold_notes(artifact.stages),
-        signal_costs=signal_costs(test, keys),
-        request_costs=_request_costs(artifact, test),
+        signal_costs=signal_costs(rows, keys),
+        request_costs=_request_costs(artifact, rows),
         extra_tables={
-            "Cascade (precheck, free stage, full stage) on the test split": cascade,
+            **(extra_tables or {}),
+            f"Cascade (precheck, free stage, full stage) on {where}": _cascade_table(artifact, rows, y),
             **_calibrator_tables(artifact),
             **_coefficient_tables(artifact),
         },
@@ -202,7 +212,7 @@ def _summary(artifact: Artifact, n_test: int) -> dict[str, str]:
         "datasets": ", ".join(f"{name} ({n})" for name, n in data.get("datasets", {}).items()),
         "splits": ", ".join(f"{name} {n}" for name, n in data.get("splits", {}).items())
         + f" (seed {data.get('split_seed')})",
-        "test rows in this report": str(n_test),
+        "rows in this report": str(n_test),
         "target": ", ".join(f"{k}={v}" for k, v in artifact.target.items()),
         "precheck threshold (familiarity)": "off (no cut met the rule)"
         if artifact.precheck_threshold is None
