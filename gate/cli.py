@@ -15,6 +15,7 @@ from gate.assessment import Assessment
 from gate.calibrate_cli import calibrate, report
 from gate.cli_errors import friendly_errors
 from gate.index_cli import index_app
+from gate.serve_cli import serve
 
 app = typer.Typer(
     name="gate",
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
 app.command()(calibrate)
 app.command()(report)
+app.command()(serve)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)

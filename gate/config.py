@@ -20,6 +20,7 @@ from gate.errors import ConfigError
 CONFIG_ENV_VAR = "GATE_CONFIG"
 DEFAULT_MODEL = "local/gemma-3-270m"
 DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
+GateMode = Literal["off", "observe", "enforce"]
 
 
 class Settings(BaseSettings):
@@ -54,6 +55,28 @@ class Settings(BaseSettings):
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")
     max_gate_seconds: float | None = Field(default=None, gt=0, description="seconds the gate may spend per request")
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
+
+    # The proxy (`gate serve`): request defaults and the bounds a request cannot pass (see gate/policy.py).
+    mode: GateMode = Field(default="enforce", description="default per-request mode: off, observe or enforce")
+    allowed_modes: list[GateMode] = Field(
+        default_factory=lambda: ["off", "observe", "enforce"], min_length=1, description="modes a request may pick"
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list, description="client API keys (Bearer), e.g. GATE_API_KEYS='[\"k1\"]'; empty: no auth"
+    )
+    include_original: bool = Field(default=True, description="keep the model's own answer in gate.original")
+    hedge_message: str = Field(default="Note: I am not confident in this answer.", min_length=1)
+    hedge_position: Literal["prefix", "suffix"] = Field(default="suffix", description="where the hedge note goes")
+    abstain_message: str = Field(
+        default="I can't answer this reliably, so I won't guess. Reason: {reason}.",
+        min_length=1,
+        description="replaces the answer on abstain; {reason} is the first reason, {reasons} all of them",
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="larger bodies get 413")
+    max_concurrency: int = Field(default=8, ge=1, le=10_000, description="in-flight requests; more get 429")
+    retry_after_s: int = Field(default=1, ge=1, le=3600, description="retry-after sent with a 429")
+    request_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="whole request, gate included")
+    max_answer_tokens: int = Field(default=1024, ge=1, le=32768, description="largest max_tokens a request may ask")
 
     @classmethod
     def settings_customise_sources(

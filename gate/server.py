@@ -1,0 +1,424 @@
+"""The OpenAI-compatible gating proxy: ``create_app(settings)`` composes routes, middleware, handlers, lifespan.
+
+Point an OpenAI client at it (``OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=...)``): every
+completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-request options travel in the
+extra body field ``gate`` (see :mod:`gate.policy`). Errors use OpenAI's shape and are mapped from
+exceptions in one place (:func:`exception_handlers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from estimators.base import Message as ChatMessage
+from estimators.base import Prompt
+from gate.config import Settings
+from gate.errors import ConfigError, UnknownModelError, UpstreamError
+from gate.openai_wire import (
+    BadRequestError,
+    ChatRequest,
+    CompletionRequest,
+    Envelope,
+    GatewayTimeoutError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    WireError,
+    completion_body,
+    error_body,
+    stream_events,
+    validation_message,
+)
+from gate.pipeline import Gate
+from gate.policy import Plan, Policy
+from gate.setup import create_gate
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/"
+UPSTREAM_STATUSES = {
+    400: (400, "invalid_request_error", "upstream_rejected"),
+    429: (429, "rate_limit_error", "upstream_rate_limited"),
+    504: (504, "server_error", "upstream_timeout"),
+}
+"""Upstream statuses passed on as they are (status, OpenAI error type, code); any other failure is a 502."""
+
+
+def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
+    """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one)."""
+    policy = Policy.from_settings(settings)
+    slots = Slots(limit=settings.max_concurrency)
+    middleware = [
+        Middleware(ApiKeyAuth, keys=_api_keys(settings), prefix=API_PREFIX),
+        Middleware(ConcurrencyLimit, slots=slots, retry_after_s=settings.retry_after_s, prefix=API_PREFIX),
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+    ]
+    app = FastAPI(
+        title="llm-gate",
+        summary="OpenAI-compatible proxy that gates every answer: answer, hedge or abstain.",
+        lifespan=_lifespan(settings, gate),
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+    )
+    app.state.settings, app.state.policy, app.state.slots = settings, policy, slots
+    app.state.gate, app.state.load_error, app.state.started = None, None, int(time.time())
+    app.include_router(_proxy_routes())
+    app.include_router(_health_routes())
+    return app
+
+
+def _api_keys(settings: Settings) -> tuple[bytes, ...]:
+    keys = tuple(key.get_secret_value().encode() for key in settings.api_keys)
+    if any(not key.strip() for key in keys):
+        raise ConfigError("api_keys holds an empty key; remove it (an empty list turns authentication off)")
+    return keys
+
+
+# --- lifespan -----------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Loadable(Protocol):
+    """An LLM that loads its weights on request (the embedded model)."""
+
+    async def load(self) -> None:
+        """Load now rather than on the first request."""
+        ...
+
+
+def _lifespan(settings: Settings, injected: Gate | None) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Building the gate reads the artifact and the index: a misconfiguration stops the server here.
+        # Loading the model's weights is slow, so it runs behind /readyz while /healthz already answers.
+        gate = injected or await asyncio.to_thread(create_gate, settings)
+        if not isinstance(gate.llm, Loadable):
+            _ready(app, gate)
+            yield
+            return
+        loading = asyncio.create_task(_load(app, gate, gate.llm))
+        try:
+            yield
+        finally:
+            loading.cancel()
+
+    return lifespan
+
+
+async def _load(app: FastAPI, gate: Gate, llm: Loadable) -> None:
+    try:
+        await llm.load()
+    except Exception as exc:  # any failure to load: reported by /readyz and the log, never served
+        logger.exception("the model failed to load")
+        app.state.load_error = f"the model failed to load: {exc}"
+        return
+    _ready(app, gate)
+
+
+def _ready(app: FastAPI, gate: Gate) -> None:
+    app.state.gate = gate
+    logger.info("gate ready: %s (calibration %s)", app.state.settings.model, gate.calibration.id)
+
+
+# --- routes -------------------------------------------------------------------------------------------
+
+
+def _proxy_routes() -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    router.add_api_route("/chat/completions", chat_completions, methods=["POST"], response_model=None)
+    router.add_api_route("/completions", completions, methods=["POST"], response_model=None)
+    router.add_api_route("/models", models, methods=["GET"])
+    return router
+
+
+def _health_routes() -> APIRouter:
+    router = APIRouter()
+    router.add_api_route("/healthz", healthz, methods=["GET"])
+    router.add_api_route("/readyz", readyz, methods=["GET"])
+    return router
+
+
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
+    """OpenAI chat completions, gated."""
+    return await _complete(request, body, body.prompt(), chat=True)
+
+
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """OpenAI text completions, gated (the prompt is assessed as a question)."""
+    return await _complete(request, body, [{"role": "user", "content": body.prompt}], chat=False)
+
+
+async def models(request: Request) -> dict[str, Any]:
+    """The one model this gate serves."""
+    state = request.app.state
+    model = {"id": state.settings.model, "object": "model", "created": state.started, "owned_by": "llm-gate"}
+    return {"object": "list", "data": [model]}
+
+
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 once the gate (model and calibration) is loaded, 503 until then or when loading failed."""
+    state = request.app.state
+    if state.gate is None:
+        status = "failed" if state.load_error else "loading"
+        return JSONResponse({"status": status, "error": state.load_error}, status_code=503)
+    return JSONResponse({"status": "ready", "model": state.settings.model, "calibration": state.gate.calibration.id})
+
+
+# --- one request ----------------------------------------------------------------------------------------
+
+
+async def _complete(
+    request: Request, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage], *, chat: bool
+) -> Response:
+    """Check, generate (and gate) exactly once, then answer as one JSON object or as SSE chunks."""
+    started = time.perf_counter()
+    state = request.app.state
+    gate = _ready_gate(state)
+    plan = _plan(state, gate, body)
+    limit = state.settings.request_timeout_s
+    try:
+        async with asyncio.timeout(limit):
+            param = "messages" if chat else "prompt"
+            await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
+            reply = await state.policy.reply(
+                gate, plan, prompt, n=body.n, temperature=body.temperature, max_tokens=body.answer_tokens()
+            )
+    except TimeoutError:
+        raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
+    envelope = Envelope(chat=chat, model=state.settings.model)
+    headers = {**reply.headers, "x-request-id": envelope.id}
+    seconds = time.perf_counter() - started
+    logger.info("request %s mode=%s decision=%s in %.2fs", envelope.id, plan.mode, reply.gate.get("decision"), seconds)
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        events = stream_events(envelope, reply, include_usage=include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return JSONResponse(completion_body(envelope, reply), headers=headers)
+
+
+def _ready_gate(state: Any) -> Gate:
+    if state.gate is None:
+        raise NotReadyError(state.load_error or "the gate is still loading; retry when /readyz answers 200")
+    return state.gate  # type: ignore[no-any-return]
+
+
+def _plan(state: Any, gate: Gate, body: ChatRequest | CompletionRequest) -> Plan:
+    """The request's gating plan, after the checks that need the server's configuration."""
+    settings: Settings = state.settings
+    if body.model != settings.model:
+        raise BadRequestError(
+            f"model {body.model!r} is not served here; this gate serves {settings.model!r}",
+            param="model",
+            code="model_not_found",
+        )
+    max_tokens = body.answer_tokens()
+    if max_tokens is not None and max_tokens > settings.max_answer_tokens:
+        limit = settings.max_answer_tokens
+        raise BadRequestError(f"max_tokens {max_tokens} is above this server's limit of {limit}", param="max_tokens")
+    return state.policy.plan(body.gate, signals=[spec.key for spec in gate.suite], n=body.n)  # type: ignore[no-any-return]
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """An LLM that knows its context size and can count a prompt's tokens cheaply (the embedded model)."""
+
+    n_ctx: int
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt length in tokens, as the model will see it."""
+        ...
+
+
+async def _check_context(llm: object, prompt: list[ChatMessage], max_tokens: int, *, param: str) -> None:
+    """Refuse a prompt that cannot fit the model's context with its answer (only where tokens can be counted)."""
+    if not isinstance(llm, CountsTokens):
+        return
+    used = await llm.count_tokens(prompt)
+    if used + max_tokens > llm.n_ctx:
+        raise BadRequestError(
+            f"the prompt is {used} tokens and max_tokens {max_tokens}; the model's context holds {llm.n_ctx} tokens",
+            param=param,
+            code="context_length_exceeded",
+        )
+
+
+# --- middleware -----------------------------------------------------------------------------------------
+
+
+class ApiKeyAuth:
+    """Bearer API keys on paths under ``prefix`` (constant-time comparison; keys are never logged or echoed)."""
+
+    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str) -> None:
+        self.app, self.keys, self.prefix = app, keys, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            error = UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
+        elif not self._known(token.strip().encode()):
+            error = UnauthorizedError("invalid API key")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await wire_error_response(error)(scope, receive, send)
+
+    def _known(self, token: bytes) -> bool:
+        matched = False
+        for key in self.keys:  # every key is compared, so the time taken does not depend on which one matched
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+
+@dataclass
+class Slots:
+    """How many requests may be in flight, and how many are (one event loop: no lock needed)."""
+
+    limit: int
+    in_use: int = 0
+
+
+class ConcurrencyLimit:
+    """Answer 429 at once beyond ``slots.limit`` in-flight POSTs under ``prefix``: no unbounded queue."""
+
+    def __init__(self, app: ASGIApp, *, slots: Slots, retry_after_s: int, prefix: str) -> None:
+        self.app, self.slots, self.retry_after_s, self.prefix = app, slots, retry_after_s, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.slots.in_use >= self.slots.limit:
+            error = OverloadedError(
+                f"more than {self.slots.limit} requests in flight; retry after {self.retry_after_s} s",
+                headers={"retry-after": str(self.retry_after_s)},
+            )
+            await wire_error_response(error)(scope, receive, send)
+            return
+        self.slots.in_use += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.in_use -= 1
+
+
+class BodyLimit:
+    """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as it is exceeded.
+
+    Starlette's own limit answers in plain text; this one raises an ``HTTPException`` from ``receive``,
+    which FastAPI passes on to the handlers below, so the client gets OpenAI's error shape.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await wire_error_response(PayloadTooLargeError(self.max_bytes))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+# --- errors: every exception that becomes a response is mapped here ---------------------------------------
+
+
+def wire_error_response(exc: WireError) -> JSONResponse:
+    """The response for one of the proxy's own errors."""
+    body = error_body(exc.message, type_=exc.type, param=exc.param, code=exc.code)
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
+async def _wire_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WireError)
+    return wire_error_response(exc)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message, param = validation_message(exc.errors())
+    return wire_error_response(BadRequestError(message, param=param))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 413:  # raised by BodyLimit while the body streams in
+        return wire_error_response(PayloadTooLargeError(request.app.state.settings.max_body_bytes))
+    body = error_body(f"{request.method} {request.url.path}: {exc.detail}", type_="invalid_request_error")
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _upstream_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UpstreamError)
+    settings: Settings = request.app.state.settings
+    logger.warning("upstream failure (%s): %s", exc.status, exc)
+    status, type_, code = UPSTREAM_STATUSES.get(exc.status or 502, (502, "server_error", "upstream_error"))
+    message = f"the upstream model failed: {_scrubbed(str(exc), settings)}"
+    if isinstance(exc, UnknownModelError):
+        status, type_, code = 502, "server_error", "upstream_misconfigured"
+        message = f"the gate's upstream model is misconfigured: {exc}"
+    elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
+        message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
+    headers = {"retry-after": str(settings.retry_after_s)} if status == 429 else None
+    return JSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware sends this and re-raises, so the server logs the traceback.
+    body = error_body(
+        "internal error in the gate; the server log has the details", type_="server_error", code="internal_error"
+    )
+    return JSONResponse(body, status_code=500)
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[Any, Any, Response]]]:
+    """Exception class -> response, looked up along the exception's MRO."""
+    return {
+        WireError: _wire_error,
+        RequestValidationError: _invalid_request,
+        HTTPException: _http_error,
+        UpstreamError: _upstream_error,
+        Exception: _unexpected,
+    }
+
+
+def _scrubbed(message: str, settings: Settings) -> str:
+    """The message without the upstream API key, should a provider ever echo it."""
+    secret = settings.api_key.get_secret_value() if settings.api_key else ""
+    return message.replace(secret, "***") if secret else message
