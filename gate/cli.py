@@ -15,6 +15,7 @@ from gate.assessment import Assessment
 from gate.calibrate_cli import calibrate, report
 from gate.cli_errors import friendly_errors
 from gate.index_cli import index_app
+from gate.score_cli import evaluate, score
 from gate.serve_cli import serve
 
 app = typer.Typer(
@@ -27,6 +28,8 @@ app = typer.Typer(
 app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
 app.command()(calibrate)
 app.command()(report)
+app.command()(score)
+app.command()(evaluate)
 app.command()(serve)
 
 ConfigOption = Annotated[
@@ -61,9 +64,7 @@ def ask(
     settings = load_settings(config_file=config, model=model, max_tokens=max_tokens)
     _setup_logging(settings.log_level)
     gate = create_gate(settings)
-    assessment = asyncio.run(
-        gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings))
-    )
+    assessment = asyncio.run(gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings)))
     if as_json:
         typer.echo(json.dumps({"answer": assessment.answer, **assessment.summary()}, indent=2))
     else:

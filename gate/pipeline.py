@@ -192,7 +192,10 @@ class _Run:
             return True
         if scorer is None:
             return False
-        probability = scorer.probability(self._confidences())
+        confidences = self._confidences()
+        if all(confidences.get(key) is None for key in scorer.signals):
+            return False  # nothing free was computed (e.g. no log-probs came with a given answer)
+        probability = scorer.probability(confidences)
         return probability >= scorer.hedge or probability < scorer.abstain
 
     def finish(

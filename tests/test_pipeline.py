@@ -216,3 +216,13 @@ async def test_an_upstream_failure_inside_a_signal_degrades_the_assessment_not_t
     assert result.answer == "William Shakespeare"
     assert result.signals["consistency"].error == "upstream error: upstream returned 503"
     assert "signal consistency failed: upstream error: upstream returned 503" in result.reasons
+
+
+async def test_the_free_stage_never_decides_on_no_free_signal_at_all() -> None:
+    llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.01)])
+    free = FixedScorer(("logprob_min",), read="missing", abstain=0.6, hedge=0.9)  # 0.5 would abstain at once
+    decisive = FakeCalibration(free=free, full=CAL.full)
+    result = await Gate(llm, decisive, suite=SUITE).assess(QUESTION, answer="Shakespeare", precheck=False,
+                                                          signals=["logprob_min", "consistency"])
+    assert result.signals["logprob_min"].confidence is None  # a given answer without log-probs
+    assert result.stage == "full" and "consistency" in result.signals
