@@ -64,7 +64,7 @@ def test_calibrate_report_and_ask_on_the_embedded_model(tmp_path: Path, chromium
     data.write_text("".join(json.dumps({"id": f"q{i}", "question": q, "answers": a}) + "\n"
                             for i, (q, a) in enumerate(EASY + HARD)))
     artifact = tmp_path / "artifact.json"
-    args = ["calibrate", "--dataset", str(data), "--out", str(artifact), "--signals", "logprob_mean,logprob_min",
+    args = ["calibrate", "--dataset", str(data), "--out", str(artifact), "--signals", "logprob_min,p_true",
             "--answer-level", "0.6", "--hedge-level", "0.4", "--calibrator", "platt"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -89,12 +89,33 @@ def test_calibrate_report_and_ask_on_the_embedded_model(tmp_path: Path, chromium
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
 
     monkeypatch.setenv("GATE_ARTIFACT", str(artifact))
-    monkeypatch.setenv("GATE_SIGNALS", '["logprob_mean", "logprob_min"]')
+    monkeypatch.setenv("GATE_SIGNALS", '["logprob_min", "p_true"]')
     asked = runner.invoke(app, ["ask", "What is the capital of France?", "--json"])
     assert asked.exit_code == 0, asked.output
     assessment = json.loads(asked.output)
     assert assessment["calibration"].startswith("local/gemma-3-270m@v1:")
     assert "Paris" in assessment["answer"]
+
+    logged = tmp_path / "log.jsonl"
+    logged.write_text(
+        json.dumps({"id": "r1", "question": "What is the capital of Italy?", "response": "Rome"}) + "\n"
+        + "{broken\n"
+        + json.dumps({"id": "r2", "question": "What is the capital of Italy?", "response": "Madrid"}) + "\n"
+    )
+    scored = runner.invoke(app, ["score", str(logged), "--out", str(tmp_path / "scored.jsonl")])
+    assert scored.exit_code == 0, scored.output
+    assert "scored 2 line(s)" in scored.output and "line 2: not JSON" in scored.output
+    rows = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == ["r1", "r2"]
+    assert all(set(row["gate"]["signals"]) == {"p_true"} for row in rows)  # no log-probs given: no token prob
+
+    evaluated = runner.invoke(
+        app, ["evaluate", "--dataset", str(data), "--limit", "20", "--out", str(tmp_path / "eval"), "--resamples", "50"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "thresholds still meet the target" in evaluated.output
+    assert "Drift" in (tmp_path / "eval" / "report.md").read_text()
+
     monkeypatch.setenv("GATE_SIGNALS", '["logprob_min"]')
     refused = runner.invoke(app, ["ask", "What is the capital of France?"])
     assert refused.exit_code == 2 and "other settings" in refused.output
