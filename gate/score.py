@@ -107,10 +107,15 @@ def done_ids(path: Path) -> set[str]:
     return ids
 
 
-def signals_for(gate: Gate, record: ScoreInput, *, sample_more: int) -> list[str]:
-    """The suite's signals this line's material can feed (see the module docstring)."""
+def signals_for(
+    gate: Gate, record: ScoreInput, *, sample_more: int, wanted: list[str] | None = None
+) -> list[str]:
+    """The suite's signals (or the ``wanted`` ones) this line's material can feed (see the module docstring)."""
+    check_wanted(gate, wanted)
     keys = []
     for spec in gate.suite:
+        if wanted is not None and spec.key not in wanted:
+            continue
         if spec.estimator == "consistency" and not (record.samples or sample_more):
             continue
         if spec.estimator == "pace" and not (record.references or gate.has_searcher):
@@ -121,7 +126,15 @@ def signals_for(gate: Gate, record: ScoreInput, *, sample_more: int) -> list[str
     return keys
 
 
-async def score_one(gate: Gate, record: ScoreInput, *, sample_more: int, budget: Budget | None) -> dict[str, Any]:
+def check_wanted(gate: Gate, wanted: list[str] | None) -> None:
+    """Refuse signal names the gate's suite does not have, listing the valid ones."""
+    if wanted is not None and (unknown := set(wanted) - {spec.key for spec in gate.suite}):
+        raise ValueError(f"unknown signals {sorted(unknown)}; valid: {[spec.key for spec in gate.suite]}")
+
+
+async def score_one(
+    gate: Gate, record: ScoreInput, *, sample_more: int, budget: Budget | None, signals: list[str] | None = None
+) -> dict[str, Any]:
     """The gate's assessment of one existing response, as the ``gate`` object of the output line."""
     samples = list(record.samples or [])
     sampling_error = None
@@ -139,7 +152,7 @@ async def score_one(gate: Gate, record: ScoreInput, *, sample_more: int, budget:
         logprobs=record.logprobs,
         samples=samples or None,
         references=record.references,
-        signals=signals_for(gate, record, sample_more=sample_more),
+        signals=signals_for(gate, record, sample_more=sample_more, wanted=signals),
         precheck=False,  # the response exists: there is no generation left to save
         budget=budget,
     )
@@ -157,10 +170,16 @@ async def score_file(
     sample_more: int = 0,
     concurrency: int = 4,
     budget: Budget | None = None,
+    signals: list[str] | None = None,
     on_line: Callable[[], None] | None = None,
 ) -> ScoreSummary:
-    """Score every new line of ``source`` into ``out`` (appended, in input order, flushed per batch)."""
+    """Score every new line of ``source`` into ``out`` (appended, in input order, flushed per batch).
+
+    ``signals`` narrows the suite's signals (the artifact still applies: fusion treats the rest as missing).
+    """
+    check_wanted(gate, signals)  # before any line is read, so a typo costs nothing
     summary = ScoreSummary()
+    options = {"sample_more": sample_more, "budget": budget, "signals": signals}
     seen = done_ids(out)
     batch: list[tuple[str, dict[str, Any], ScoreInput]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,9 +192,9 @@ async def score_file(
             seen.add(key)
             batch.append((key, raw, record))
             if len(batch) >= concurrency:
-                await _score_batch(gate, batch, sink, summary, sample_more=sample_more, budget=budget, on_line=on_line)
+                await _score_batch(gate, batch, sink, summary, options, on_line=on_line)
                 batch = []
-        await _score_batch(gate, batch, sink, summary, sample_more=sample_more, budget=budget, on_line=on_line)
+        await _score_batch(gate, batch, sink, summary, options, on_line=on_line)
     return summary
 
 
@@ -184,14 +203,11 @@ async def _score_batch(
     batch: list[tuple[str, dict[str, Any], ScoreInput]],
     sink: Any,
     summary: ScoreSummary,
+    options: dict[str, Any],
     *,
-    sample_more: int,
-    budget: Budget | None,
     on_line: Callable[[], None] | None,
 ) -> None:
-    results = await asyncio.gather(
-        *(score_one(gate, record, sample_more=sample_more, budget=budget) for _, _, record in batch)
-    )
+    results = await asyncio.gather(*(score_one(gate, record, **options) for _, _, record in batch))
     for (key, raw, _), verdict in zip(batch, results, strict=True):
         sink.write(json.dumps({**raw, "id": raw.get("id", key), "gate": verdict}) + "\n")
         summary.scored += 1

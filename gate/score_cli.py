@@ -46,14 +46,14 @@ def score(
     if sample_more < 0 or concurrency < 1:
         raise ValueError(f"--sample-more must be >= 0 and --concurrency >= 1, got {sample_more} and {concurrency}")
     keys = [key.strip() for key in estimators.split(",") if key.strip()] if estimators else None
-    settings = load_settings(config_file=config, model=model, artifact=artifact, signals=keys, index_dir=index)
+    settings = load_settings(config_file=config, model=model, artifact=artifact, index_dir=index)
     gate = create_gate(settings)
     with source.open(encoding="utf-8") as handle:
         total = sum(1 for line in handle if line.strip())
     with _progress(total, "scoring") as advance:
         summary = asyncio.run(
             score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
-                       budget=budget_from(settings), on_line=advance)
+                       budget=budget_from(settings), signals=keys, on_line=advance)
         )
     typer.echo("\n".join([f"wrote {out}", *summary.lines()]))
 

@@ -122,3 +122,11 @@ def test_verdict_when_nothing_is_answered(artifact) -> None:
         signals={}, thresholds=data.thresholds,
     )
     assert "nothing was answered" in verdict(artifact, nothing)
+
+
+def test_named_signals_narrow_what_each_line_computes_and_unknown_names_are_listed() -> None:
+    gate, _ = scripted_gate()
+    rich = ScoreInput(question="q?", response="r", samples=["r"], references=["p"], logprobs=[-0.1])
+    assert signals_for(gate, rich, sample_more=0, wanted=["pace", "p_true"]) == ["p_true", "pace"]
+    with pytest.raises(ValueError, match="unknown signals \\['nope'\\]; valid"):
+        signals_for(gate, rich, sample_more=0, wanted=["nope"])
