@@ -211,8 +211,9 @@ class _Run:
         elif any(value is not None for value in confidences.values()):
             probability = scorer.probability(confidences)
             decision = _decide(probability, scorer)
-            reasons += _threshold_reason(probability, scorer, decision, stage)
+            # the specific reasons first: an abstain message quotes the first one to the user
             reasons += signal_reasons(self.signals, decision)
+            reasons += _threshold_reason(probability, scorer, decision, stage)
         else:
             decision = "hedge"
             reasons.append("no signal could be computed, so the answer is hedged")
