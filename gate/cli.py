@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from gate.assessment import Assessment
+from gate.audit_cli import audit_app
 from gate.calibrate_cli import calibrate, report
 from gate.cli_errors import friendly_errors
 from gate.index_cli import index_app
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
+app.add_typer(audit_app, name="audit", help="Read the gating proxy's audit log back: tail and summary.")
 app.command()(calibrate)
 app.command()(report)
 app.command()(score)

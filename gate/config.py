@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="whole request, gate included")
     max_answer_tokens: int = Field(default=1024, ge=1, le=32768, description="largest max_tokens a request may ask")
 
+    # The proxy's audit log (gate/audit.py) and /metrics (gate/proxy_metrics.py).
+    audit_path: Path | None = Field(default=None, description="JSONL audit log, one line per request; None: no log")
+    audit_question: Literal["text", "hash"] = Field(
+        default="hash", description="log the question's text, or only its SHA-256"
+    )
+    audit_max_bytes: int = Field(default=50_000_000, ge=1024, description="rotate the audit log beyond this size")
+    audit_backups: int = Field(default=5, ge=0, le=1000, description="rotated audit files kept: path.1, path.2 ...")
+    metrics_auth: bool = Field(default=False, description="require an API key for /metrics too (default: open)")
+
     @classmethod
     def settings_customise_sources(
         cls,

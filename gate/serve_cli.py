@@ -26,7 +26,7 @@ def serve(
         str | None, typer.Option("--model", "-m", help="Upstream model (default: the embedded one).")
     ] = None,
 ) -> None:
-    """Serve the OpenAI-compatible gate (/v1/chat/completions, /v1/completions, /v1/models, /healthz, /readyz)."""
+    """Serve the OpenAI-compatible gate: /v1/chat/completions, /v1/completions, /v1/models, health and /metrics."""
     import uvicorn
 
     from gate.config import load_settings

@@ -3,7 +3,9 @@
 Point an OpenAI client at it (``OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=...)``): every
 completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-request options travel in the
 extra body field ``gate`` (see :mod:`gate.policy`). Errors use OpenAI's shape and are mapped from
-exceptions in one place (:func:`exception_handlers`).
+exceptions in one place (:func:`exception_handlers`). Every request that reaches the gate is counted in
+``GET /metrics`` (:mod:`gate.proxy_metrics`; open like ``/healthz`` unless ``metrics_auth`` is set) and,
+with ``audit_path`` set, appended to the audit log (:mod:`gate.audit`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
+from gate.audit import AuditLog, Outcome
 from gate.config import Settings
 from gate.errors import ConfigError, UnknownModelError, UpstreamError
 from gate.openai_wire import (
@@ -38,6 +41,7 @@ from gate.openai_wire import (
     NotReadyError,
     OverloadedError,
     PayloadTooLargeError,
+    Reply,
     UnauthorizedError,
     WireError,
     completion_body,
@@ -47,6 +51,8 @@ from gate.openai_wire import (
 )
 from gate.pipeline import Gate
 from gate.policy import Plan, Policy
+from gate.prom import CONTENT_TYPE
+from gate.proxy_metrics import MetricsMiddleware, ProxyMetrics
 from gate.setup import create_gate
 
 logger = logging.getLogger(__name__)
@@ -64,8 +70,11 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one)."""
     policy = Policy.from_settings(settings)
     slots = Slots(limit=settings.max_concurrency)
+    metrics = ProxyMetrics(in_flight=lambda: slots.in_use, limit=settings.max_concurrency)
+    guarded = (API_PREFIX, "/metrics") if settings.metrics_auth else API_PREFIX
     middleware = [
-        Middleware(ApiKeyAuth, keys=_api_keys(settings), prefix=API_PREFIX),
+        Middleware(MetricsMiddleware, metrics=metrics),  # outermost: counts the 401s, 413s and 429s too
+        Middleware(ApiKeyAuth, keys=_api_keys(settings), prefix=guarded),
         Middleware(ConcurrencyLimit, slots=slots, retry_after_s=settings.retry_after_s, prefix=API_PREFIX),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
     ]
@@ -77,6 +86,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
         exception_handlers=exception_handlers(),
     )
     app.state.settings, app.state.policy, app.state.slots = settings, policy, slots
+    app.state.metrics, app.state.audit = metrics, AuditLog.from_settings(settings)
     app.state.gate, app.state.load_error, app.state.started = None, None, int(time.time())
     app.include_router(_proxy_routes())
     app.include_router(_health_routes())
@@ -151,6 +161,7 @@ def _health_routes() -> APIRouter:
     router = APIRouter()
     router.add_api_route("/healthz", healthz, methods=["GET"])
     router.add_api_route("/readyz", readyz, methods=["GET"])
+    router.add_api_route("/metrics", metrics, methods=["GET"], response_class=Response)
     return router
 
 
@@ -185,36 +196,76 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "model": state.settings.model, "calibration": state.gate.calibration.id})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
 # --- one request ----------------------------------------------------------------------------------------
 
 
 async def _complete(
     request: Request, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage], *, chat: bool
 ) -> Response:
-    """Check, generate (and gate) exactly once, then answer as one JSON object or as SSE chunks."""
+    """Check, generate (and gate) exactly once, record it, then answer as one JSON object or as SSE chunks."""
     started = time.perf_counter()
     state = request.app.state
     gate = _ready_gate(state)
     plan = _plan(state, gate, body)
-    limit = state.settings.request_timeout_s
-    try:
-        async with asyncio.timeout(limit):
-            param = "messages" if chat else "prompt"
-            await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
-            reply = await state.policy.reply(
-                gate, plan, prompt, n=body.n, temperature=body.temperature, max_tokens=body.answer_tokens()
-            )
-    except TimeoutError:
-        raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
+    request.state.gate_mode = plan.mode  # the metrics middleware's mode label (proxy_metrics.MODE_KEY)
     envelope = Envelope(chat=chat, model=state.settings.model)
-    headers = {**reply.headers, "x-request-id": envelope.id}
+    seen = {
+        "request_id": envelope.id,
+        "route": "chat" if chat else "completions",
+        "model": state.settings.model,
+        "mode": plan.mode,
+        "question": prompt[-1]["content"],
+    }
+    try:
+        reply, reply_s = await _generate(state, gate, plan, body, prompt, chat=chat)
+    except Exception as exc:  # recorded here, answered by the exception handlers
+        await _record(state, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
+        raise
     seconds = time.perf_counter() - started
+    await _record(state, Outcome.served(reply, total_s=seconds, reply_s=reply_s, **seen))
+    headers = {**reply.headers, "x-request-id": envelope.id}
     logger.info("request %s mode=%s decision=%s in %.2fs", envelope.id, plan.mode, reply.gate.get("decision"), seconds)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         events = stream_events(envelope, reply, include_usage=include_usage)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
     return JSONResponse(completion_body(envelope, reply), headers=headers)
+
+
+async def _generate(
+    state: Any, gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage], *, chat: bool
+) -> tuple[Reply, float]:
+    """The reply under the request's time limit, and the seconds generating and gating it took."""
+    limit = state.settings.request_timeout_s
+    try:
+        async with asyncio.timeout(limit):
+            param = "messages" if chat else "prompt"
+            await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
+            asked = time.perf_counter()
+            reply = await state.policy.reply(
+                gate, plan, prompt, n=body.n, temperature=body.temperature, max_tokens=body.answer_tokens()
+            )
+    except TimeoutError:
+        raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
+    return reply, time.perf_counter() - asked
+
+
+async def _record(state: Any, outcome: Outcome) -> None:
+    """Count ``outcome`` in the metrics and append it to the audit log, when one is configured."""
+    state.metrics.observe(outcome)
+    if state.audit is None:
+        return
+    try:
+        await state.audit.write(outcome)
+    except OSError:
+        # The answer path stays up when the log cannot be written; the failure is logged and counted, not hidden.
+        logger.exception("could not append to the audit log %s", state.audit.path)
+        state.metrics.audit_failures.inc()
 
 
 def _ready_gate(state: Any) -> Gate:
@@ -267,9 +318,9 @@ async def _check_context(llm: object, prompt: list[ChatMessage], max_tokens: int
 
 
 class ApiKeyAuth:
-    """Bearer API keys on paths under ``prefix`` (constant-time comparison; keys are never logged or echoed)."""
+    """Bearer API keys on paths under ``prefix`` (one or several; constant-time comparison; never logged or echoed)."""
 
-    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str) -> None:
+    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str | tuple[str, ...]) -> None:
         self.app, self.keys, self.prefix = app, keys, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
