@@ -74,7 +74,7 @@ def test_sync_chat_completion_carries_the_gate_object_and_headers(client):
 def test_sync_streaming_delivers_the_content_and_the_gate_in_the_last_chunk(client):
     chunks = list(client.chat.completions.create(model=MODEL, messages=ask(ABSTAIN_Q), stream=True))
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
-    assert text.startswith("I can't answer this reliably, so I won't guess. Reason: probability correct 0.14")
+    assert text.startswith("I can't answer this reliably, so I won't guess. Reason: low familiarity")
     assert chunks[-1].model_extra["gate"]["decision"] == "abstain"
     assert chunks[-1].choices[0].finish_reason == "stop"
 
