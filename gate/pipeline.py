@@ -45,6 +45,14 @@ class Calibration(Protocol):
 
 
 @dataclass(frozen=True)
+class Precheck:
+    """The precheck alone: the signals it computed, and the abstention when the question is unfamiliar."""
+
+    signals: dict[str, Signal]
+    abstain: Assessment | None
+
+
+@dataclass(frozen=True)
 class Budget:
     """Limits on the gate's own LLM work per request (the primary answer is not counted)."""
 
@@ -114,19 +122,21 @@ class Gate:
         budget: Budget | None = None,
         temperature: float = 0.0,
         max_tokens: int | None = None,
+        known: Mapping[str, Signal] | None = None,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
         ``signals`` restricts which signals run (default: the whole suite); ``cascade=False`` runs every
         signal (what calibration needs); ``precheck=False`` never abstains before generating.
         ``temperature`` and ``max_tokens`` apply to the primary answer (a proxy passes the client's).
+        ``known`` holds signals already computed for this question (e.g. by :meth:`precheck`), used as they are.
         """
         messages = _as_messages(prompt)
         question = messages[-1]["content"]
-        run = _Run(self, question, set(signals) if signals is not None else None, budget or Budget())
+        run = _Run(self, question, set(signals) if signals is not None else None, budget or Budget(), known)
         await run.precheck()
-        if precheck and run.precheck_abstains():
-            return run.finish(None, Cost(), stage="precheck", decision="abstain")
+        if precheck and (abstention := run.precheck_abstention()) is not None:
+            return abstention
         started = time.perf_counter()
         answer_cost = Cost()
         finish_reason = None
@@ -149,23 +159,44 @@ class Gate:
             assessment = run.finish(answer, answer_cost, stage="full")
         return assessment.model_copy(update={"finish_reason": finish_reason})
 
+    async def precheck(self, prompt: Prompt) -> Precheck:
+        """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
+        run = _Run(self, _as_messages(prompt)[-1]["content"], None, Budget())
+        await run.precheck()
+        return Precheck(signals=dict(run.signals), abstain=run.precheck_abstention())
+
 
 class _Run:
     """The state of one ``assess`` call (kept off the shared ``Gate``: requests run concurrently)."""
 
-    def __init__(self, gate: Gate, question: str, wanted: set[str] | None, budget: Budget) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        question: str,
+        wanted: set[str] | None,
+        budget: Budget,
+        known: Mapping[str, Signal] | None = None,
+    ) -> None:
         self.gate, self.question, self.budget = gate, question, budget
         self.calibration = gate.calibration
-        self.signals: dict[str, Signal] = {}
         self.skipped: dict[str, str] = {}
         self.specs = [s for s in gate.suite if wanted is None or s.key in wanted]
         if wanted is not None and (unknown := wanted - {s.key for s in gate.suite}):
             raise ValueError(f"unknown signals {sorted(unknown)}; valid: {[s.key for s in gate.suite]}")
+        keys = {spec.key for spec in self.specs}
+        self.signals: dict[str, Signal] = {key: signal for key, signal in (known or {}).items() if key in keys}
         self.deadline = None if budget.max_seconds is None else time.monotonic() + budget.max_seconds
 
     async def precheck(self) -> None:
         for spec in self._stage("precheck"):
-            await self._score([spec], "", {})
+            if spec.key not in self.signals:
+                await self._score([spec], "", {})
+
+    def precheck_abstention(self) -> Assessment | None:
+        """The abstain assessment when the precheck found the question unfamiliar, else ``None``."""
+        if not self.precheck_abstains():
+            return None
+        return self.finish(None, Cost(), stage="precheck", decision="abstain")
 
     def precheck_abstains(self) -> bool:
         threshold = self.calibration.precheck_threshold
@@ -327,4 +358,4 @@ def _as_messages(prompt: Prompt) -> list[Message]:
     return messages
 
 
-__all__ = ["Budget", "Calibration", "Gate", "StageScorer"]
+__all__ = ["Budget", "Calibration", "Gate", "Precheck", "StageScorer"]
