@@ -26,7 +26,7 @@ DatasetOption = Annotated[
         "--dataset",
         "-d",
         help="A development set (trivia, nq_open, popqa, sciq, xquad, hotpot, halueval, efficientqa) or a JSONL of "
-        '{"question", "answers", optional "references"}; repeat for several.',
+        '{"question", "answers", optional "references"}; repeat for several; NAME:N takes N from that set.',
     ),
 ]
 

@@ -21,16 +21,28 @@ def sample_items(
 ) -> list[tuple[str, QAItem]]:
     """Up to ``limit`` questions from each named set (or JSONL path), drawn at random with ``seed``.
 
+    ``name:N`` takes N questions from that set instead of ``limit``. The draw of N is the first N of
+    the same seeded order, so a larger limit extends a run (and its cache) rather than replacing it.
+
     A random draw rather than the first lines: several sets are sorted (PopQA by relation), and the
     first lines would not represent the file.
     """
     items: list[tuple[str, QAItem]] = []
-    for name in datasets:
+    for entry in datasets:
+        name, own_limit = _name_and_limit(entry, limit)
         loaded = load_dataset(name, data_dir=data_dir)
         order = np.random.default_rng(seed).permutation(len(loaded))
-        chosen = order if limit is None else order[:limit]
+        chosen = order if own_limit is None else order[:own_limit]
         items += [(Path(name).stem, loaded[int(i)]) for i in chosen]
     return items
+
+
+def _name_and_limit(entry: str, limit: int | None) -> tuple[str, int | None]:
+    """Split ``name:N``; a plain name (or a path containing a colon but no count) keeps ``limit``."""
+    name, _, count = entry.rpartition(":")
+    if name and count.isdigit() and int(count) > 0:
+        return name, int(count)
+    return entry, limit
 
 
 async def collect(

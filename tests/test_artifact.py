@@ -167,3 +167,15 @@ def test_signal_cache_resumes_and_refuses_another_suite(tmp_path: Path) -> None:
     assert [row.id for row in read_cache(path)[1]] == ["q0", "q1", "q2"]
     with pytest.raises(ValueError, match="different signal suite"):
         open_cache(path, MODEL, DEFAULT_SUITE[:2])
+
+
+def test_dataset_entries_take_their_own_count_and_extend_the_same_draw(tmp_path: Path) -> None:
+    from gate.collect import sample_items
+
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}?", "answers": ["a"]}) + "\n" for i in range(20)))
+    small = sample_items([f"{path}:3"], limit=10, seed=0)
+    large = sample_items([str(path)], limit=10, seed=0)
+    assert len(small) == 3 and len(large) == 10
+    assert [item.id for _, item in small] == [item.id for _, item in large[:3]]
+    assert {name for name, _ in small} == {"qa"}
