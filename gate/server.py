@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI, Request
@@ -223,6 +223,7 @@ async def _complete(
     }
     try:
         reply, reply_s = await _generate(state, gate, plan, body, prompt, chat=chat)
+        reply = replace(reply, gate=_scrubbed_view(reply.gate, state.settings))  # signal errors quote the upstream
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(state, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise
@@ -467,6 +468,17 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[A
         UpstreamError: _upstream_error,
         Exception: _unexpected,
     }
+
+
+def _scrubbed_view(view: Any, settings: Settings) -> Any:
+    """The ``gate`` object with the upstream API key scrubbed from every string (signal errors, reasons)."""
+    if isinstance(view, str):
+        return _scrubbed(view, settings)
+    if isinstance(view, dict):
+        return {key: _scrubbed_view(value, settings) for key, value in view.items()}
+    if isinstance(view, list | tuple):
+        return [_scrubbed_view(value, settings) for value in view]
+    return view
 
 
 def _scrubbed(message: str, settings: Settings) -> str:

@@ -1,0 +1,473 @@
+"""Faults through the whole proxy (litellm client -> a misbehaving upstream on loopback), and fuzzed requests.
+
+The fault tests build the gate from settings as ``gate serve`` does (``openai/stub`` at a loopback URL),
+narrowed to cheap signals, and check what a client sees: the status, OpenAI's error shape, a message that
+says what failed, no traceback and never the upstream API key. The fuzz tests throw arbitrary JSON at the
+request validation of an app over the scripted LLM: every answer is a 200 or an error in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import string
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from gate.config import Settings
+from gate.llm import check_model_name, import_litellm, provider_supports_n
+from gate.server import create_app
+from tests.stub_upstream import StubState, _chat_body
+from tests.test_server import ANSWER_Q, MODEL, make_gate
+
+SECRET = "sk-fault-test-SECRET-0123456789"
+UPSTREAM_MODEL = "openai/stub"
+QUESTION = "Who wrote Hamlet?"
+ENV = ("GATE_CONFIG", "GATE_MODE", "GATE_API_KEYS", "GATE_SIGNALS", "GATE_CASCADE", "GATE_MODEL", "GATE_API_BASE")
+ENV += ("GATE_API_KEY", "GATE_MAX_RETRIES", "GATE_TIMEOUT_S", "GATE_REQUEST_TIMEOUT_S")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def litellm_imported() -> None:
+    """Import litellm before any clock starts (the import alone takes seconds on a busy machine)."""
+    import_litellm()
+    check_model_name(UPSTREAM_MODEL)
+    provider_supports_n(UPSTREAM_MODEL)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+# --- a loopback upstream that misbehaves on request --------------------------------------------------------
+
+Behaviour = Callable[[dict[str, Any]], tuple[int, bytes, str] | None]
+"""Request body -> (status, raw body, content type) to send, or None to hang until the test ends."""
+
+
+@dataclass
+class FaultyUpstream:
+    behaviour: Behaviour
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def ok(request: dict[str, Any]) -> tuple[int, bytes, str]:
+    return 200, json.dumps(_chat_body(StubState(text="William Shakespeare"), request)).encode(), "application/json"
+
+
+def status(code: int, *, echo_key: bool = False) -> Behaviour:
+    def answer(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        message = "stub failure" + (f" (Incorrect API key provided: {SECRET})" if echo_key else "")
+        body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        return code, json.dumps(body).encode(), "application/json"
+
+    return answer
+
+
+def _handler(upstream: FaultyUpstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            try:
+                request = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                request = {}
+            request["_authorization"] = self.headers.get("authorization")
+            upstream.requests.append(request)
+            answer = upstream.behaviour(request)
+            if answer is None:  # hang: never answer (until the test releases it)
+                upstream.release.wait(30)
+                self.close_connection = True
+                return
+            code, payload, content_type = answer
+            try:
+                self.send_response(code)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the client gave up first
+                self.close_connection = True
+
+    return Handler
+
+
+@contextmanager
+def faulty_upstream(behaviour: Behaviour) -> Iterator[tuple[str, FaultyUpstream]]:
+    upstream = FaultyUpstream(behaviour)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", upstream
+    finally:
+        upstream.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def proxy(api_base: str, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The proxy as ``gate serve`` builds it (the lifespan creates the gate) over the upstream at ``api_base``."""
+    options: dict[str, Any] = {
+        "model": UPSTREAM_MODEL,
+        "api_base": api_base,
+        "api_key": SECRET,
+        "max_retries": 0,
+        "timeout_s": 5.0,
+        "request_timeout_s": 10.0,
+        "signals": ["logprob_min"],  # one cheap signal: one upstream call per attempt
+        **overrides,
+    }
+    app = create_app(Settings(**options))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gate", timeout=60) as client:
+            yield client
+
+
+async def ask(client: httpx.AsyncClient, **extra: Any) -> httpx.Response:
+    body = {"model": UPSTREAM_MODEL, "messages": [{"role": "user", "content": QUESTION}], **extra}
+    return await client.post("/v1/chat/completions", json=body)
+
+
+def assert_upstream_error(response: httpx.Response, status_code: int, *, contains: str, code: str) -> dict[str, Any]:
+    assert response.status_code == status_code, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "server_error" and error["code"] == code and error["param"] is None
+    assert contains in error["message"], error["message"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    assert SECRET not in response.text and SECRET not in str(response.headers)
+    assert "gate" not in response.json()
+    return error  # type: ignore[no-any-return]
+
+
+# --- upstream faults ----------------------------------------------------------------------------------------
+
+
+async def test_the_stub_upstream_serves_a_gated_answer_through_the_proxy():
+    """The control: the same wiring with a healthy upstream answers 200, and the key reaches only the upstream."""
+    with faulty_upstream(ok) as (url, upstream):
+        async with proxy(url) as client:
+            response = await ask(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["choices"][0]["message"]["content"] == "William Shakespeare"
+    assert set(body["gate"]["signals"]) == {"logprob_min"} and body["gate"]["errors"] == {}
+    assert upstream.requests[0]["_authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in response.text
+
+
+async def test_refused_connection_is_a_502_naming_the_unreachable_upstream():
+    async with proxy(f"http://127.0.0.1:{closed_port()}/v1") as client:
+        started = time.perf_counter()
+        response = await ask(client)
+        elapsed = time.perf_counter() - started
+    assert_upstream_error(response, 502, contains=f"cannot reach {UPSTREAM_MODEL}", code="upstream_error")
+    assert elapsed < 5.0
+
+
+async def test_hanging_upstream_is_a_504_within_the_upstream_timeout():
+    with faulty_upstream(lambda request: None) as (url, upstream):
+        async with proxy(url, timeout_s=1.0) as client:
+            started = time.perf_counter()
+            response = await ask(client)
+            elapsed = time.perf_counter() - started
+    assert_upstream_error(response, 504, contains="timed out", code="upstream_timeout")
+    assert 0.9 <= elapsed < 4.0, elapsed
+    assert len(upstream.requests) == 1  # max_retries=0: no second attempt
+
+
+async def test_hanging_upstream_is_cut_by_the_request_timeout():
+    """With a long upstream timeout, the proxy's own per-request limit still answers in time."""
+    with faulty_upstream(lambda request: None) as (url, _):
+        async with proxy(url, timeout_s=60.0, max_retries=3, request_timeout_s=1.0) as client:
+            started = time.perf_counter()
+            response = await ask(client)
+            elapsed = time.perf_counter() - started
+    assert response.status_code == 504, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["code"] == "timeout"
+    assert "longer than this server's limit of 1 s" in error["message"]
+    assert "Traceback" not in response.text and SECRET not in response.text
+    assert 0.9 <= elapsed < 4.0, elapsed
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "contains"),
+    [
+        pytest.param(lambda r: (200, b"<html>bad gateway</html>", "text/html"), "the upstream model failed", id="html"),
+        pytest.param(lambda r: (200, b"{not json", "application/json"), "the upstream model failed", id="broken-json"),
+        pytest.param(
+            lambda r: (200, json.dumps({"id": "x", "object": "chat.completion"}).encode(), "application/json"),
+            "the upstream model failed",
+            id="no-choices",
+        ),
+        pytest.param(
+            lambda r: (200, json.dumps({"choices": []}).encode(), "application/json"),
+            "the upstream model failed",
+            id="empty-choices",
+        ),
+    ],
+)
+async def test_garbage_from_the_upstream_is_a_502(behaviour, contains):
+    with faulty_upstream(behaviour) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    assert_upstream_error(response, 502, contains=contains, code="upstream_error")
+
+
+@pytest.mark.parametrize("code", [500, 503])
+async def test_upstream_5xx_is_a_502_after_the_configured_retries(code):
+    with faulty_upstream(status(code)) as (url, upstream):
+        async with proxy(url, max_retries=1) as client:
+            response = await ask(client)
+    assert_upstream_error(response, 502, contains=f"answered {code}", code="upstream_error")
+    assert len(upstream.requests) == 2  # the first attempt and one retry, no more
+
+
+async def test_an_upstream_that_echoes_the_key_does_not_leak_it():
+    with faulty_upstream(status(500, echo_key=True)) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    error = assert_upstream_error(response, 502, contains="answered 500", code="upstream_error")
+    assert "sk-fault" not in error["message"]
+
+
+@pytest.mark.parametrize("code", [401, 403])
+async def test_refused_gate_credentials_are_reported_without_the_upstreams_text(code):
+    with faulty_upstream(status(code, echo_key=True)) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    assert_upstream_error(response, 502, contains="refused the gate's credentials", code="upstream_error")
+
+
+async def test_a_failing_estimator_degrades_the_assessment_not_the_answer():
+    """Sampling (n > 1, for consistency) fails upstream; the answer itself is served with the error noted."""
+
+    def fails_when_sampling(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        return status(500)(request) if int(request.get("n") or 1) > 1 else ok(request)
+
+    with faulty_upstream(fails_when_sampling) as (url, upstream):
+        async with proxy(url, signals=["logprob_min", "consistency"], cascade=False) as client:
+            response = await ask(client)
+            per_request = await ask(client, gate={"estimators": ["logprob_min", "consistency"]})
+    for served in (response, per_request):
+        assert served.status_code == 200, served.text
+        body = served.json()
+        assert body["choices"][0]["message"]["content"]  # an answer or the gate's message, never an error
+        gate = body["gate"]
+        assert "consistency" in gate["errors"], gate
+        assert gate["errors"]["consistency"] and "Traceback" not in served.text and SECRET not in served.text
+        assert gate["original"] == "William Shakespeare"
+        assert served.headers["x-gate-decision"] == gate["decision"]
+    assert any(int(r.get("n") or 1) > 1 for r in upstream.requests)  # the sampling call was made and failed
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_failing_estimator_whose_error_echoes_the_key_does_not_leak_it(stream):
+    """Signal errors travel to the client in ``gate.errors`` and ``gate.reasons``: scrubbed like upstream errors."""
+
+    def fails_when_sampling(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        return status(500, echo_key=True)(request) if int(request.get("n") or 1) > 1 else ok(request)
+
+    with faulty_upstream(fails_when_sampling) as (url, _):
+        async with proxy(url, signals=["logprob_min", "consistency"], cascade=False) as client:
+            response = await ask(client, stream=stream)
+    assert response.status_code == 200, response.text
+    assert "Incorrect API key provided: ***" in response.text  # the error is reported, the key is not
+    assert SECRET not in response.text and "sk-fault" not in response.text
+
+
+# --- fuzzed request validation ------------------------------------------------------------------------------
+
+STATUSES = {200, 400, 413}
+MAX_BODY = 2048
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+roles = st.sampled_from(["system", "user", "assistant", "tool", "developer", "", "USER"]) | json_scalars
+text_content = st.sampled_from([ANSWER_Q, "Who wrote Beowulf?", "What is the capital of Atlantis?", " ", ""]) | st.text(
+    alphabet=string.printable + "éß中\u200b\x00", max_size=40
+)
+content = (
+    text_content
+    | st.lists(
+        st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]), "text": text_content}), max_size=3
+    )
+    | json_values
+)
+message = st.fixed_dictionaries({"role": roles, "content": content}, optional={"name": json_values}) | json_values
+messages = st.lists(message, max_size=4) | json_values
+numbers = st.integers(min_value=-5, max_value=10_000) | st.floats(allow_nan=True, allow_infinity=True) | json_values
+gate_options = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "mode": st.sampled_from(["off", "observe", "enforce", "bogus"]) | json_values,
+            "estimators": st.lists(st.sampled_from(["familiarity", "logprob_min", "logprob_mean", "consistency"]))
+            | json_values,
+            "cascade": st.booleans() | json_values,
+            "budget": st.fixed_dictionaries(
+                {}, optional={"max_calls": numbers, "max_tokens": numbers, "max_seconds": numbers, "x": json_values}
+            )
+            | json_values,
+            "max_risk": json_values,
+        },
+    )
+    | json_values
+)
+fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from([MODEL, "gpt-4o", ""]) | json_values,
+        "messages": messages,
+        "temperature": numbers,
+        "max_tokens": numbers,
+        "max_completion_tokens": numbers,
+        "n": st.integers(min_value=-2, max_value=5) | json_values,
+        "stream": st.booleans() | json_values,
+        "stream_options": st.fixed_dictionaries({}, optional={"include_usage": json_values}) | json_values,
+        "gate": gate_options,
+        "tools": json_values,
+        "user": json_values,
+    },
+)
+valid_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "temperature": st.floats(min_value=0.0, max_value=2.0),
+        "max_tokens": st.integers(min_value=1, max_value=512),  # the server's limit below
+        "stream": st.booleans(),
+        "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+        "gate": st.fixed_dictionaries(
+            {},
+            optional={
+                "mode": st.sampled_from(["off", "observe", "enforce"]),
+                "estimators": st.lists(st.sampled_from(["familiarity", "logprob_min", "logprob_mean"]), min_size=1),
+                "cascade": st.just(True),
+                "budget": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "max_calls": st.integers(1, 8),
+                        "max_tokens": st.integers(1, 4000),
+                        "max_seconds": st.floats(0.01, 10),
+                    },
+                ),
+            },
+        ),
+    },
+)
+one_junk_field = st.none() | st.tuples(
+    st.sampled_from(["model", "messages", "temperature", "max_tokens", "n", "stream", "stream_options", "gate"]),
+    json_values,
+)
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def app_client() -> Iterator[TestClient]:
+    app = create_app(Settings(model=MODEL, max_body_bytes=MAX_BODY, max_answer_tokens=512), gate=make_gate())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def check(response: Any) -> None:
+    assert response.status_code in STATUSES, (response.status_code, response.text)
+    assert "Traceback" not in response.text
+    if response.status_code == 200:
+        return
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert isinstance(error["message"], str) and error["message"].strip()
+    assert error["param"] is None or isinstance(error["param"], str)
+
+
+def post_json(client: TestClient, path: str, body: Any) -> Any:
+    raw = json.dumps(body)  # NaN/Infinity are written as Python's json module writes them
+    return client.post(path, content=raw.encode(), headers={"content-type": "application/json"})
+
+
+@FUZZ
+@given(body=json_values)
+def test_fuzz_any_json_body(app_client, body):
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        check(post_json(app_client, path, body))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=3000), content_type=st.sampled_from(["application/json", "text/plain", None]))
+def test_fuzz_raw_bytes(app_client, raw, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    check(app_client.post("/v1/chat/completions", content=raw, headers=headers))
+
+
+@FUZZ
+@given(body=fields)
+def test_fuzz_chat_fields(app_client, body):
+    response = post_json(app_client, "/v1/chat/completions", body)
+    check(response)
+    if response.status_code == 200 and response.headers["content-type"].startswith("application/json"):
+        assert response.json()["object"] == "chat.completion"
+
+
+@FUZZ
+@given(body=fields, prompt=text_content | json_values)
+def test_fuzz_text_completion_fields(app_client, body, prompt):
+    body = {k: v for k, v in body.items() if k != "messages"}
+    check(post_json(app_client, "/v1/completions", {**body, "prompt": prompt}))
+
+
+@FUZZ
+@given(extra=valid_fields, junk=one_junk_field)
+def test_fuzz_one_field_of_a_valid_request(app_client, extra, junk):
+    """Valid requests with at most one arbitrary field reach deeper (policy, budget, generation, streaming)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": ANSWER_Q}], **extra}
+    if junk is not None:
+        body[junk[0]] = junk[1]
+    response = post_json(app_client, "/v1/chat/completions", body)
+    check(response)
+    if response.status_code == 200 and response.headers["content-type"].startswith("application/json"):
+        assert "gate" in response.json()
+    elif response.status_code == 200:
+        assert response.text.endswith("data: [DONE]\n\n") and '"gate"' in response.text
+    if junk is None:  # valid by construction: served
+        assert response.status_code == 200, response.text
