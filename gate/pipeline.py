@@ -309,7 +309,8 @@ class _Run:
         except UpstreamError as exc:
             # The endpoint failed while an estimator used it: the assessment loses one signal, the answer
             # path goes on (the primary answer's own upstream errors are not caught here).
-            logger.warning("signal %s lost to an upstream error: %s", spec.key, exc)
+            # the message may quote the upstream (and a key it echoed): log only what kind of failure it was
+            logger.warning("signal %s lost to an upstream error (status %s)", spec.key, exc.status)
             return Signal(name=spec.estimator, error=f"upstream error: {exc}")
         if signal.cost.seconds == 0.0 and signal.cost.calls:  # a backend that books no time: use the wall clock
             seconds = time.perf_counter() - started
