@@ -7,6 +7,7 @@ its held-out metrics. Loading validates all of it and never runs code (JSON only
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -124,7 +125,7 @@ class Artifact:
         """The stage that reads every signal."""
         return self.stages["full"]
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         """Content hash: two artifacts with the same id decide identically."""
         body = {key: value for key, value in self.to_dict().items() if key != "id"}

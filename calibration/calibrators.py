@@ -52,6 +52,7 @@ __all__ = [
     "PlattCalibrator",
     "TemperatureCalibrator",
     "best_calibrator_kind",
+    "best_of",
     "calibrator_from_dict",
     "compare_calibrators",
     "make_calibrator",
@@ -541,7 +542,17 @@ def best_calibrator_kind(scores: ArrayLike, y_correct: ArrayLike, **options: Any
     ValueError
         If no kind has a finite cross-validated loss on this data.
     """
-    losses = compare_calibrators(scores, y_correct, **options)
+    return best_of(compare_calibrators(scores, y_correct, **options))
+
+
+def best_of(losses: Mapping[str, float]) -> str:
+    """The kind with the lowest finite loss in a :func:`compare_calibrators` result (ties: the first).
+
+    Raises
+    ------
+    ValueError
+        If no kind has a finite loss.
+    """
     finite = {kind: loss for kind, loss in losses.items() if math.isfinite(loss)}
     if not finite:
         raise ValueError(f"no calibrator could be cross-validated on this data; losses: {losses}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from calibration.artifact import Stage
-from calibration.calibrators import best_calibrator_kind, compare_calibrators, make_calibrator
+from calibration.calibrators import best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
 from calibration.thresholds import choose_thresholds, decisions
 
@@ -71,7 +71,7 @@ def fit_stage(
     fitted = make_fusion(fusion).fit(x[split == "fit"], y[split == "fit"], feature_names=list(signals))
     cal_scores = fitted.predict_score(x[split == "calibrate"])
     comparison = compare_calibrators(cal_scores, y[split == "calibrate"])
-    kind = best_calibrator_kind(cal_scores, y[split == "calibrate"]) if calibrator == "auto" else calibrator
+    kind = best_of(comparison) if calibrator == "auto" else calibrator  # the comparison above, not a second CV
     fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[split == "calibrate"])
     held = split == "threshold"
     thresholds = choose_thresholds(

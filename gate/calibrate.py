@@ -93,6 +93,7 @@ def report_data(
     full = artifact.full
     keys = [spec["key"] for spec in artifact.suite]
     where = "the test split" if held_out_only else "these rows"
+    _, decision, stage = cascade_outcomes(artifact, rows)  # once: the cascade table and its costs share it
     return ReportData(
         title=title or f"Calibration report: {artifact.model}",
         summary=_summary(artifact, len(rows)),
@@ -102,10 +103,10 @@ def report_data(
         thresholds={"abstain": full.abstain, "hedge": full.hedge},
         threshold_notes=_threshold_notes(artifact.stages),
         signal_costs=signal_costs(rows, keys),
-        request_costs=_request_costs(artifact, rows),
+        request_costs=_request_costs(artifact, rows, stage),
         extra_tables={
             **(extra_tables or {}),
-            f"Cascade (precheck, free stage, full stage) on {where}": _cascade_table(artifact, rows, y),
+            f"Cascade (precheck, free stage, full stage) on {where}": _cascade_table(decision, stage, y),
             **_calibrator_tables(artifact),
             **_coefficient_tables(artifact),
         },
@@ -136,19 +137,19 @@ def cascade_outcomes(artifact: Artifact, rows: Sequence[CachedRow]) -> tuple[np.
     return cascade_outcome(free, full, matrix(rows, free.signals), matrix(rows, full.signals), abstains)
 
 
-def _cascade_table(artifact: Artifact, rows: Sequence[CachedRow], y: np.ndarray) -> list[dict[str, object]]:
-    _, decision, stage = cascade_outcomes(artifact, rows)
+def _cascade_table(decision: np.ndarray, stage: np.ndarray, y: np.ndarray) -> list[dict[str, object]]:
     mix = cascade_mix(decision, y)
     stages = Counter(stage.tolist())
     return [{"quantity": key, "value": round(value, 4)} for key, value in mix.items()] + [
-        {"quantity": f"decided at {name}", "value": round(stages.get(name, 0) / len(rows), 4)}
+        {"quantity": f"decided at {name}", "value": round(stages.get(name, 0) / len(stage), 4)}
         for name in ("precheck", "free", "full")
     ]
 
 
-def _request_costs(artifact: Artifact, rows: Sequence[CachedRow]) -> dict[str, dict[str, float]]:
+def _request_costs(
+    artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Mean cost per request with every signal, and with the cascade (precheck and early exits)."""
-    _, _, stage = cascade_outcomes(artifact, rows)
     expensive = {spec["key"] for spec in artifact.suite if spec["stage"] == "expensive"}
     full, cascaded = [], []
     for row, where in zip(rows, stage, strict=True):

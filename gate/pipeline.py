@@ -16,7 +16,7 @@ from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
 from gate.assessment import Assessment, Decision
 from gate.errors import UpstreamError
 from gate.reasons import precheck_reason, signal_reasons
-from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite
+from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite, select
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +180,7 @@ class _Run:
         self.gate, self.question, self.budget = gate, question, budget
         self.calibration = gate.calibration
         self.skipped: dict[str, str] = {}
-        self.specs = [s for s in gate.suite if wanted is None or s.key in wanted]
-        if wanted is not None and (unknown := wanted - {s.key for s in gate.suite}):
-            raise ValueError(f"unknown signals {sorted(unknown)}; valid: {[s.key for s in gate.suite]}")
+        self.specs = list(select(gate.suite, None if wanted is None else sorted(wanted)))
         keys = {spec.key for spec in self.specs}
         self.signals: dict[str, Signal] = {key: signal for key, signal in (known or {}).items() if key in keys}
         self.deadline = None if budget.max_seconds is None else time.monotonic() + budget.max_seconds

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from gate.errors import UpstreamError
 from gate.pipeline import Budget, Gate
+from gate.suite import select
 
 _SAMPLE_TEMPERATURE = 1.0
 
@@ -128,8 +129,7 @@ def signals_for(
 
 def check_wanted(gate: Gate, wanted: list[str] | None) -> None:
     """Refuse signal names the gate's suite does not have, listing the valid ones."""
-    if wanted is not None and (unknown := set(wanted) - {spec.key for spec in gate.suite}):
-        raise ValueError(f"unknown signals {sorted(unknown)}; valid: {[spec.key for spec in gate.suite]}")
+    select(gate.suite, wanted)
 
 
 async def score_one(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
@@ -91,7 +92,7 @@ def evaluate(
     data = report_data(fitted, rows, held_out_only=False, title=f"Evaluation of {fitted.id}")
     line = verdict(fitted, data)
     drift = {f"Drift: the artifact at fitting vs this data. Verdict: {line}": drift_table(fitted, data)}
-    data = report_data(fitted, rows, held_out_only=False, title=f"Evaluation of {fitted.id}", extra_tables=drift)
+    data = dataclasses.replace(data, extra_tables={**drift, **data.extra_tables})  # the drift table first
     paths = write_report(data, out, n_resamples=resamples, seed=seed)
     typer.echo(f"wrote {paths['html']}, {paths['markdown']}, {paths['json']}\n{line}")
 
