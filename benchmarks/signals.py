@@ -153,7 +153,7 @@ def trivia_entries(n: int, expensive: int) -> list[Entry]:
     ]
 
 
-async def passage_entries(items: Sequence[QAItem], n: int) -> tuple[list[Entry], dict[str, object]]:
+async def passage_entries(items: Sequence[QAItem], n: int, pace_samples: int) -> tuple[list[Entry], dict[str, object]]:
     """PACE over an index of every passage of the set, next to the free token-probability baseline."""
     from retrieval.documents import documents_from_texts
     from retrieval.embedders import MiniLMEmbedder
@@ -166,7 +166,11 @@ async def passage_entries(items: Sequence[QAItem], n: int) -> tuple[list[Entry],
     info = {"passages": len(passages), "chunks": len(index), "build_seconds": round(time.perf_counter() - started, 1)}
     entries = [
         Entry("token prob: exp(mean log-prob)", TokenProbability(), n),
-        Entry("pace (fixed combination, unfitted)", Pace(searcher=index, embedder=embedder), n),
+        Entry(
+            f"pace (fixed combination, unfitted; {pace_samples} rating sample(s) per prompt)",
+            Pace(searcher=index, embedder=embedder, n_samples=pace_samples),
+            n,
+        ),
     ]
     return entries, info
 
@@ -180,7 +184,7 @@ async def main_async(args: argparse.Namespace) -> str:
         "# Each signal alone on the embedded model",
         "",
         f"- Command: `.venv/bin/python -m benchmarks.signals --trivia {args.trivia} --expensive {args.expensive}"
-        f" --passages {args.passages}`",
+        f" --passages {args.passages} --pace-samples {args.pace_samples} --out {args.out}`",
         f"- Machine: {machine_description()}",
         f"- Packages: {package_versions(['llama-cpp-python', 'sentence-transformers', 'faiss-cpu', 'numpy'])}",
         "- Model: Gemma 3 270M Q4_K_M (base model), greedy answer in the few-shot Q/A format, max"
@@ -203,7 +207,7 @@ async def main_async(args: argparse.Namespace) -> str:
     )
     for title, loader in passage_sets if args.passages else ():
         everything = [item for item in loader() if item.context]
-        entries, info = await passage_entries(everything, args.passages)
+        entries, info = await passage_entries(everything, args.passages, args.pace_samples)
         items = everything[: args.passages]
         scored, accuracy, seconds = await run_dataset(llm, items, entries, label=title.split()[0])
         lines += table(title, scored, accuracy, seconds, len(items))
@@ -218,6 +222,9 @@ def main() -> None:
     parser.add_argument("--trivia", type=int, default=300, help="TriviaQA questions for the cheap signals (0 skips)")
     parser.add_argument("--expensive", type=int, default=200, help="of those, how many get the costly signals")
     parser.add_argument("--passages", type=int, default=200, help="SciQ and XQuAD questions for PACE (0 skips)")
+    parser.add_argument(
+        "--pace-samples", type=int, default=1, help="PACE ratings per prompt (1 is the shipped suite's setting)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     text = asyncio.run(main_async(args))
