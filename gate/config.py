@@ -18,6 +18,12 @@ from pydantic_settings import (
 from gate.errors import ConfigError
 
 CONFIG_ENV_VAR = "GATE_CONFIG"
+# Other names people use for the upstream's settings; the GATE_<FIELD> names win when both are set.
+UPSTREAM_ENV_ALIASES = {
+    "GATE_UPSTREAM_MODEL": "model",
+    "GATE_UPSTREAM_API_BASE": "api_base",
+    "GATE_UPSTREAM_API_KEY": "api_key",
+}
 DEFAULT_MODEL = "local/gemma-3-270m"
 DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
 GateMode = Literal["off", "observe", "enforce"]
@@ -97,7 +103,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit arguments win, then the environment, then the YAML file."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        aliases = InitSettingsSource(settings_cls, init_kwargs=_upstream_aliases())
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, aliases]
         yaml_path = _yaml_path(init_settings)
         if yaml_path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
@@ -109,6 +116,11 @@ class Settings(BaseSettings):
         if self.api_key is not None:
             values["api_key"] = "***"
         return values
+
+
+def _upstream_aliases() -> dict[str, str]:
+    """``GATE_UPSTREAM_MODEL`` and friends, as the fields they stand for."""
+    return {field: os.environ[name] for name, field in UPSTREAM_ENV_ALIASES.items() if os.environ.get(name)}
 
 
 def _yaml_path(init_settings: PydanticBaseSettingsSource) -> Path | None:

@@ -2,13 +2,14 @@
 
 import pytest
 
-from gate.config import DEFAULT_MODEL, load_settings
+from gate.config import DEFAULT_MODEL, UPSTREAM_ENV_ALIASES, load_settings
 from gate.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("GATE_CONFIG", "GATE_MODEL", "GATE_TIMEOUT_S", "GATE_API_KEY", "GATE_NATIVE_N"):
+    names = ("GATE_CONFIG", "GATE_MODEL", "GATE_TIMEOUT_S", "GATE_API_KEY", "GATE_NATIVE_N", "GATE_API_BASE")
+    for name in names + tuple(UPSTREAM_ENV_ALIASES):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -25,6 +26,20 @@ def test_yaml_then_env_wins_then_explicit_wins(tmp_path, monkeypatch):
     settings = load_settings(config_file=path)
     assert (settings.model, settings.timeout_s, settings.max_retries) == ("openai/from-env", 5.0, 1)
     assert load_settings(config_file=path, model="openai/explicit").model == "openai/explicit"
+
+
+def test_upstream_aliases_fill_in_but_gate_names_win(tmp_path, monkeypatch):
+    monkeypatch.setenv("GATE_UPSTREAM_MODEL", "openai/gpt-4o-mini")
+    monkeypatch.setenv("GATE_UPSTREAM_API_BASE", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("GATE_UPSTREAM_API_KEY", "sk-alias")
+    settings = load_settings()
+    assert (settings.model, settings.api_base) == ("openai/gpt-4o-mini", "http://127.0.0.1:9/v1")
+    assert settings.api_key.get_secret_value() == "sk-alias"
+    path = tmp_path / "gate.yaml"
+    path.write_text("model: openai/from-yaml\n")
+    assert load_settings(config_file=path).model == "openai/gpt-4o-mini"  # environment beats the file
+    monkeypatch.setenv("GATE_MODEL", "openai/direct")
+    assert load_settings().model == "openai/direct"
 
 
 def test_config_file_from_environment(tmp_path, monkeypatch):
