@@ -8,6 +8,7 @@ providers as a single user message, so through litellm they are answered in the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from estimators.base import Generation, total_cost
@@ -34,24 +35,62 @@ def _handler_class(litellm: Any) -> type:
             self.local = local
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
+            generations = await self._generate(model, messages, args, kwargs)
+            return to_model_response(litellm, generations, model=LOCAL_PREFIX + model)
+
+        async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            # The embedded model answers in a few hundred milliseconds, so it generates the whole answer
+            # and then streams it token by token: what a client sees is the real stream format.
+            [generation] = await self._generate(model, messages, args, {**kwargs, "n": 1}, with_tokens=True)
+            for piece in stream_pieces(generation):
+                yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
+            cost = generation.usage
+            usage = {
+                "prompt_tokens": cost.prompt_tokens,
+                "completion_tokens": cost.completion_tokens,
+                "total_tokens": cost.prompt_tokens + cost.completion_tokens,
+            }
+            finish = generation.finish_reason or "stop"
+            yield {"text": "", "is_finished": True, "finish_reason": finish, "usage": usage, "index": 0}
+
+        async def _generate(
+            self, model: str, messages: list, args: tuple, kwargs: dict[str, Any], *, with_tokens: bool = False
+        ) -> list[Generation]:
             if model != LOCAL_MODEL_NAME:
                 raise litellm.CustomLLMError(status_code=404, message=f"unknown local model {model!r}")
             params = kwargs.get("optional_params") or (args[7] if len(args) > 7 else {})
-            generations = await self.local.generate(
+            return await self.local.generate(
                 messages,
-                n=int(params.get("n") or 1),
+                n=int(kwargs.get("n") or params.get("n") or 1),
                 temperature=float(params.get("temperature") or 0.0),
                 max_tokens=int(params.get("max_tokens") or 64),
-                logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") else None,
+                logprobs=_logprobs(params, with_tokens=with_tokens),
                 stop=_as_list(params.get("stop")),
                 seed=params.get("seed"),
             )
-            return to_model_response(litellm, generations, model=LOCAL_PREFIX + model)
 
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             raise litellm.CustomLLMError(status_code=400, message="the local provider is async only: use acompletion")
 
     return LocalProvider
+
+
+def stream_pieces(generation: Generation) -> list[str]:
+    """The answer as the pieces a stream delivers: its tokens where known, else the whole text at once."""
+    if generation.tokens:
+        pieces = [token.token for token in generation.tokens]
+        pieces[0], pieces[-1] = pieces[0].lstrip(), pieces[-1].rstrip()  # as the answer text is stripped
+        if len(pieces) == 1:
+            pieces = [pieces[0].strip()]
+        if "".join(pieces) == generation.text:
+            return [piece for piece in pieces if piece]
+    return [generation.text] if generation.text else []
+
+
+def _logprobs(params: dict[str, Any], *, with_tokens: bool) -> int | None:
+    if params.get("logprobs"):
+        return int(params.get("top_logprobs") or 0)
+    return 0 if with_tokens else None  # token boundaries come with log-probs; 0 alternatives costs nothing
 
 
 def _as_list(stop: Any) -> list[str] | None:

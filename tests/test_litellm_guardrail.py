@@ -454,6 +454,13 @@ def test_the_real_litellm_proxy_gates_answers_with_our_guardrail(proxy: str) -> 
         views[0]
     )
 
+    chunks = list(client.chat.completions.create(model="gemma", messages=messages, stream=True, max_tokens=16))
+    views = [chunk.model_extra["gate"] for chunk in chunks if chunk.model_extra and "gate" in chunk.model_extra]
+    assert len(views) == 1 and views[0]["decision"] in {"answer", "hedge", "abstain"}  # the embedded model streams
+    assert views[0]["original"] == view["original"]  # greedy: the same answer as the unstreamed request
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert streamed == _expected_content(views[0])
+
     chunks = list(client.chat.completions.create(model="gemma-strict", messages=messages, stream=True))
     views = [chunk.model_extra["gate"] for chunk in chunks if chunk.model_extra and "gate" in chunk.model_extra]
     assert len(views) == 1 and views[0]["stage"] == "precheck" and views[0]["decision"] == "abstain"
