@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from estimators.base import Generation, total_cost
+from estimators.base import Generation, TokenLogprob, total_cost
 from gate.llm import import_litellm
 from gate.local import LOCAL_MODEL_NAME, LOCAL_PREFIX, LocalLLM
 
@@ -40,18 +40,18 @@ def _handler_class(litellm: Any) -> type:
 
         async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             # The embedded model answers in a few hundred milliseconds, so it generates the whole answer
-            # and then streams it token by token: what a client sees is the real stream format.
+            # and then streams it token by token: what a client sees is the real stream format. The chunks
+            # are litellm's own stream objects, which pass through with their log-probs (when asked for).
+            params = kwargs.get("optional_params") or {}
             [generation] = await self._generate(model, messages, args, {**kwargs, "n": 1}, with_tokens=True)
-            for piece in stream_pieces(generation):
-                yield {"text": piece, "is_finished": False, "finish_reason": "", "usage": None, "index": 0}
-            cost = generation.usage
-            usage = {
-                "prompt_tokens": cost.prompt_tokens,
-                "completion_tokens": cost.completion_tokens,
-                "total_tokens": cost.prompt_tokens + cost.completion_tokens,
-            }
-            finish = generation.finish_reason or "stop"
-            yield {"text": "", "is_finished": True, "finish_reason": finish, "usage": usage, "index": 0}
+            for text, tokens in stream_pieces(generation):
+                logprobs = _openai_logprobs(generation.model_copy(update={"tokens": tokens}))
+                choice = {"index": 0, "delta": {"role": "assistant", "content": text}}
+                if params.get("logprobs") and logprobs is not None:
+                    choice["logprobs"] = logprobs
+                yield litellm.ModelResponseStream(model=LOCAL_PREFIX + model, choices=[choice])
+            finish = {"index": 0, "delta": {}, "finish_reason": generation.finish_reason or "stop"}
+            yield litellm.ModelResponseStream(model=LOCAL_PREFIX + model, choices=[finish])
 
         async def _generate(
             self, model: str, messages: list, args: tuple, kwargs: dict[str, Any], *, with_tokens: bool = False
@@ -75,16 +75,25 @@ def _handler_class(litellm: Any) -> type:
     return LocalProvider
 
 
-def stream_pieces(generation: Generation) -> list[str]:
-    """The answer as the pieces a stream delivers: its tokens where known, else the whole text at once."""
+def stream_pieces(generation: Generation) -> list[tuple[str, tuple[TokenLogprob, ...] | None]]:
+    """The answer as a stream delivers it: one piece per token where tokens are known, else the whole text.
+
+    Each piece comes with its tokens (a token whose text is empty rides with its neighbour), so the pieces'
+    texts join to the answer and their tokens to the answer's tokens.
+    """
     if generation.tokens:
-        pieces = [token.token for token in generation.tokens]
-        pieces[0], pieces[-1] = pieces[0].lstrip(), pieces[-1].rstrip()  # as the answer text is stripped
-        if len(pieces) == 1:
-            pieces = [pieces[0].strip()]
-        if "".join(pieces) == generation.text:
-            return [piece for piece in pieces if piece]
-    return [generation.text] if generation.text else []
+        texts = [token.token for token in generation.tokens]
+        texts[0] = texts[0].lstrip()  # the answer text is stripped of the first token's leading space
+        texts[-1] = texts[-1].rstrip()
+        if "".join(texts) == generation.text:
+            pieces: list[tuple[str, tuple[TokenLogprob, ...]]] = []
+            for text, token in zip(texts, generation.tokens, strict=True):
+                if pieces and (not text or not pieces[-1][0]):
+                    pieces[-1] = (pieces[-1][0] + text, (*pieces[-1][1], token))
+                else:
+                    pieces.append((text, (token,)))
+            return pieces
+    return [(generation.text, generation.tokens)] if generation.text else []
 
 
 def _logprobs(params: dict[str, Any], *, with_tokens: bool) -> int | None:

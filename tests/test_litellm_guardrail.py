@@ -458,6 +458,7 @@ def test_the_real_litellm_proxy_gates_answers_with_our_guardrail(proxy: str) -> 
     views = [chunk.model_extra["gate"] for chunk in chunks if chunk.model_extra and "gate" in chunk.model_extra]
     assert len(views) == 1 and views[0]["decision"] in {"answer", "hedge", "abstain"}  # the embedded model streams
     assert views[0]["original"] == view["original"]  # greedy: the same answer as the unstreamed request
+    assert views[0]["signals"]["logprob_min"] == pytest.approx(view["signals"]["logprob_min"])  # log-probs streamed
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert streamed == _expected_content(views[0])
 

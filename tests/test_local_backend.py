@@ -105,15 +105,24 @@ async def test_litellm_routes_local_model_name(local_llm: LocalLLM):
     assert math.isfinite(via_client[0].usage.seconds)
 
 
-async def test_litellm_streams_the_local_model_token_by_token(local_llm: LocalLLM):
+async def test_litellm_streams_the_local_model_token_by_token_with_logprobs(local_llm: LocalLLM):
     from gate.litellm_local import register_local_provider
     from gate.llm import import_litellm
 
     register_local_provider(local_llm)
     litellm = import_litellm()
-    [direct] = await local_llm.generate(HAMLET, max_tokens=12)
-    stream = await litellm.acompletion(model="local/gemma-3-270m", messages=HAMLET, max_tokens=12, stream=True)
+    [direct] = await local_llm.generate(HAMLET, max_tokens=12, logprobs=2)
+    stream = await litellm.acompletion(
+        model="local/gemma-3-270m", messages=HAMLET, max_tokens=12, stream=True, logprobs=True, top_logprobs=2
+    )
     chunks = [chunk async for chunk in stream]
     pieces = [chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices]
     assert "".join(pieces) == direct.text and len([p for p in pieces if p]) > 1
     assert chunks[-1].choices[0].finish_reason == "stop"
+    streamed = [
+        entry.logprob
+        for chunk in chunks
+        if chunk.choices and chunk.choices[0].logprobs
+        for entry in chunk.choices[0].logprobs.content
+    ]
+    assert streamed == pytest.approx(direct.logprobs)
