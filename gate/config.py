@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     timeout_s: float = Field(default=60.0, gt=0, le=3600, description="per upstream call")
     max_retries: int = Field(default=2, ge=0, le=10, description="retries on 429, 5xx and timeouts")
     max_tokens: int = Field(default=64, ge=1, le=32768, description="default answer length")
+    transport: Literal["auto", "litellm", "direct"] = Field(
+        default="auto",
+        description="auto: OpenAI-compatible api_base (openai/<name>) directly over HTTP, anything else via litellm",
+    )
     native_n: Literal["auto", "always", "never"] = Field(
         default="auto", description="ask the provider for n samples in one call, or make n calls"
     )

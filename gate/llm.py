@@ -15,7 +15,7 @@ import httpx
 
 from estimators.base import LLM, Cost, Generation, Prompt, TokenLogprob
 from gate.config import Settings
-from gate.errors import UnknownModelError, UpstreamError
+from gate.errors import ConfigError, UnknownModelError, UpstreamError
 from gate.local import LOCAL_PREFIX, LocalLLM
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,16 @@ def import_litellm() -> Any:
 
 
 def create_llm(settings: Settings) -> LLM:
-    """The configured upstream: the embedded model directly for ``local/...``, else litellm."""
+    """The configured upstream: the embedded model for ``local/...``; an OpenAI-compatible ``api_base``
+    directly (``transport``: auto or direct); anything else through litellm."""
     if settings.model.startswith(LOCAL_PREFIX):
         return LocalLLM(cache_dir=settings.cache_dir, n_ctx=settings.local_n_ctx, n_threads=settings.local_n_threads)
-    return LiteLLMClient(
+    client = LiteLLMClient
+    if uses_direct_transport(settings):
+        from gate.openai_compat import OpenAICompatibleClient
+
+        client = OpenAICompatibleClient
+    return client(
         settings.model,
         api_base=settings.api_base,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
@@ -47,6 +53,15 @@ def create_llm(settings: Settings) -> LLM:
         max_retries=settings.max_retries,
         native_n=settings.native_n,
     )
+
+
+def uses_direct_transport(settings: Settings) -> bool:
+    """Whether requests skip litellm: ``transport: direct``, or ``auto`` for ``openai/<name>`` with an api_base."""
+    if settings.transport == "direct":
+        if not settings.api_base:
+            raise ConfigError("transport 'direct' needs api_base (an OpenAI-compatible endpoint)")
+        return True
+    return settings.transport == "auto" and settings.model.startswith("openai/") and bool(settings.api_base)
 
 
 class LiteLLMClient:
@@ -108,11 +123,11 @@ class LiteLLMClient:
         started = time.perf_counter()
         response = await self._with_retries(prompt, n, logprobs, options)
         generations = parse_response(response, chat=not isinstance(prompt, str))
-        usage = getattr(response, "usage", None)
+        usage = _get(response, "usage")
         total = Cost(
             calls=1,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            prompt_tokens=int(_get(usage, "prompt_tokens") or 0),
+            completion_tokens=int(_get(usage, "completion_tokens") or 0),
             seconds=time.perf_counter() - started,
         )
         return book_usage(generations, total)
@@ -242,7 +257,8 @@ def classify_error(exc: Exception, model: str) -> UpstreamError:
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    message = str(getattr(exc, "message", "") or exc).splitlines()[0][:300]
+    lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    message = (lines[0] if lines else name)[:300]  # httpx's timeouts carry no message at all
     if name == "NotFoundError":
         return UnknownModelError(f"{model} is not served by the upstream: {message}")
     causes = list(_chain(exc))

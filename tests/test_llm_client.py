@@ -1,20 +1,32 @@
-"""The litellm-backed client against a real OpenAI-compatible server on loopback."""
+"""Both upstream clients (through litellm, and direct over HTTP) against a real OpenAI-compatible server on
+loopback: every behaviour test runs on each, so the direct transport cannot drift from litellm's."""
 
 import pytest
 
 from estimators.base import total_cost
+from gate.config import Settings
 from gate.errors import UnknownModelError, UpstreamError
-from gate.llm import LiteLLMClient, classify_error, parse_response
+from gate.llm import LiteLLMClient, classify_error, create_llm, parse_response
+from gate.openai_compat import OpenAICompatibleClient
 from tests.stub_upstream import StubState, stub_upstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def client(base_url: str, **kwargs) -> LiteLLMClient:
-    return LiteLLMClient("openai/stub-model", api_base=base_url, api_key="sk-test", backoff_s=0.01, **kwargs)
+@pytest.fixture(params=[LiteLLMClient, OpenAICompatibleClient], ids=["litellm", "direct"])
+def kind(request):
+    return request.param
 
 
-async def test_chat_with_logprobs_and_native_n():
+@pytest.fixture
+def client(kind):
+    def make(base_url: str, **kwargs) -> LiteLLMClient:
+        return kind("openai/stub-model", api_base=base_url, api_key="sk-test", backoff_s=0.01, **kwargs)
+
+    return make
+
+
+async def test_chat_with_logprobs_and_native_n(client):
     state = StubState(text="Paris France")
     with stub_upstream(state) as url:
         gens = await client(url).generate(QUESTION, n=3, temperature=0.7, logprobs=2, max_tokens=5, seed=1)
@@ -28,7 +40,7 @@ async def test_chat_with_logprobs_and_native_n():
     assert cost.seconds > 0
 
 
-async def test_separate_calls_when_native_n_is_off():
+async def test_separate_calls_when_native_n_is_off(client):
     state = StubState()
     with stub_upstream(state) as url:
         gens = await client(url, native_n="never").generate(QUESTION, n=3, seed=10)
@@ -37,7 +49,7 @@ async def test_separate_calls_when_native_n_is_off():
     assert total_cost(gens).calls == 3
 
 
-async def test_text_completion_logprobs_are_normalised():
+async def test_text_completion_logprobs_are_normalised(client):
     state = StubState(text="Jane Austen")
     with stub_upstream(state) as url:
         gens = await client(url).generate("Q: Who wrote Emma?\nA:", logprobs=1, stop=["\n"])
@@ -46,35 +58,35 @@ async def test_text_completion_logprobs_are_normalised():
     assert state.requests[0]["stop"] == ["\n"] and state.requests[0]["prompt"].endswith("A:")
 
 
-async def test_no_logprobs_when_not_asked():
+async def test_no_logprobs_when_not_asked(client):
     with stub_upstream(StubState()) as url:
         gens = await client(url).generate(QUESTION)
     assert gens[0].tokens is None
 
 
-async def test_retries_on_5xx_then_succeeds():
+async def test_retries_on_5xx_then_succeeds(client):
     state = StubState(fail_first=2, fail_status=503)
     with stub_upstream(state) as url:
         gens = await client(url, max_retries=2).generate(QUESTION)
     assert gens[0].text == "Paris" and len(state.requests) == 3
 
 
-async def test_gives_up_after_bounded_retries_with_gateway_status():
+async def test_gives_up_after_bounded_retries_with_gateway_status(client):
     state = StubState(fail_first=10, fail_status=500)
     with stub_upstream(state) as url, pytest.raises(UpstreamError) as info:
         await client(url, max_retries=1).generate(QUESTION)
     assert info.value.status == 502 and len(state.requests) == 2
 
 
-async def test_client_errors_are_not_retried():
+async def test_client_errors_are_not_retried(client):
     state = StubState(fail_first=10, fail_status=401)
     with stub_upstream(state) as url, pytest.raises(UpstreamError) as info:
         await client(url, max_retries=3).generate(QUESTION)
     assert info.value.status == 401 and len(state.requests) == 1
 
 
-async def test_unreachable_endpoint_is_a_502_after_retries():
-    llm = LiteLLMClient(
+async def test_unreachable_endpoint_is_a_502_after_retries(kind):
+    llm = kind(
         "openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=1, backoff_s=0.01, timeout_s=2
     )
     with pytest.raises(UpstreamError) as info:
@@ -87,8 +99,33 @@ async def test_unknown_model_name_is_a_clear_error():
         await LiteLLMClient("no-such-provider-xyz").generate(QUESTION)
 
 
-def test_api_key_never_in_repr():
-    assert "sk-test" not in repr(LiteLLMClient("openai/x", api_key="sk-test"))
+def test_api_key_never_in_repr(kind):
+    assert "sk-test" not in repr(kind("openai/x", api_base="http://127.0.0.1:9/v1", api_key="sk-test"))
+
+
+async def test_the_direct_client_sends_the_bare_model_name_and_the_key_as_bearer():
+    state = StubState()
+    with stub_upstream(state) as url:
+        await OpenAICompatibleClient("openai/stub-model", api_base=url, api_key="sk-test").generate(QUESTION)
+    assert state.requests[0]["model"] == "stub-model" and state.requests[0]["messages"] == QUESTION
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"model": "openai/m", "api_base": "http://127.0.0.1:9/v1"}, OpenAICompatibleClient),
+        ({"model": "openai/m", "api_base": "http://127.0.0.1:9/v1", "transport": "litellm"}, LiteLLMClient),
+        ({"model": "openai/gpt-4o-mini"}, LiteLLMClient),  # no api_base: the provider itself, through litellm
+        ({"model": "anthropic/claude-x", "api_base": "http://127.0.0.1:9"}, LiteLLMClient),
+    ],
+)
+def test_transport_auto_goes_direct_only_for_an_openai_compatible_api_base(settings, expected):
+    assert type(create_llm(Settings(**settings))) is expected
+
+
+def test_transport_direct_needs_an_api_base():
+    with pytest.raises(ValueError, match="needs api_base"):
+        create_llm(Settings(model="openai/m", transport="direct"))
 
 
 def test_response_without_choices_is_an_upstream_error():
@@ -106,3 +143,4 @@ def test_classify_timeout_and_status():
     assert classify_error(Timeout("slow"), "m").status == 504
     limited = classify_error(RateLimitError("busy"), "m")
     assert limited.status == 429 and limited.retryable
+    assert classify_error(TimeoutError(), "m").status == 504  # no message at all (httpx's timeouts)

@@ -52,6 +52,13 @@ def clean_env(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(params=["litellm", "direct"])
+def transport(request, monkeypatch) -> str:
+    """Every fault test runs over both upstream transports (``proxy`` reads GATE_TRANSPORT)."""
+    monkeypatch.setenv("GATE_TRANSPORT", request.param)
+    return str(request.param)
+
+
 # --- a loopback upstream that misbehaves on request --------------------------------------------------------
 
 Behaviour = Callable[[dict[str, Any]], tuple[int, bytes, str] | None]
@@ -173,7 +180,7 @@ def assert_upstream_error(response: httpx.Response, status_code: int, *, contain
 # --- upstream faults ----------------------------------------------------------------------------------------
 
 
-async def test_the_stub_upstream_serves_a_gated_answer_through_the_proxy():
+async def test_the_stub_upstream_serves_a_gated_answer_through_the_proxy(transport):
     """The control: the same wiring with a healthy upstream answers 200, and the key reaches only the upstream."""
     with faulty_upstream(ok) as (url, upstream):
         async with proxy(url) as client:
@@ -186,7 +193,7 @@ async def test_the_stub_upstream_serves_a_gated_answer_through_the_proxy():
     assert SECRET not in response.text
 
 
-async def test_refused_connection_is_a_502_naming_the_unreachable_upstream():
+async def test_refused_connection_is_a_502_naming_the_unreachable_upstream(transport):
     async with proxy(f"http://127.0.0.1:{closed_port()}/v1") as client:
         started = time.perf_counter()
         response = await ask(client)
@@ -195,7 +202,7 @@ async def test_refused_connection_is_a_502_naming_the_unreachable_upstream():
     assert elapsed < 5.0
 
 
-async def test_hanging_upstream_is_a_504_within_the_upstream_timeout():
+async def test_hanging_upstream_is_a_504_within_the_upstream_timeout(transport):
     with faulty_upstream(lambda request: None) as (url, upstream):
         async with proxy(url, timeout_s=1.0) as client:
             started = time.perf_counter()
@@ -206,7 +213,7 @@ async def test_hanging_upstream_is_a_504_within_the_upstream_timeout():
     assert len(upstream.requests) == 1  # max_retries=0: no second attempt
 
 
-async def test_hanging_upstream_is_cut_by_the_request_timeout():
+async def test_hanging_upstream_is_cut_by_the_request_timeout(transport):
     """With a long upstream timeout, the proxy's own per-request limit still answers in time."""
     with faulty_upstream(lambda request: None) as (url, _):
         async with proxy(url, timeout_s=60.0, max_retries=3, request_timeout_s=1.0) as client:
@@ -238,7 +245,7 @@ async def test_hanging_upstream_is_cut_by_the_request_timeout():
         ),
     ],
 )
-async def test_garbage_from_the_upstream_is_a_502(behaviour, contains):
+async def test_garbage_from_the_upstream_is_a_502(transport, behaviour, contains):
     with faulty_upstream(behaviour) as (url, _):
         async with proxy(url) as client:
             response = await ask(client)
@@ -246,7 +253,7 @@ async def test_garbage_from_the_upstream_is_a_502(behaviour, contains):
 
 
 @pytest.mark.parametrize("code", [500, 503])
-async def test_upstream_5xx_is_a_502_after_the_configured_retries(code):
+async def test_upstream_5xx_is_a_502_after_the_configured_retries(transport, code):
     with faulty_upstream(status(code)) as (url, upstream):
         async with proxy(url, max_retries=1) as client:
             response = await ask(client)
@@ -254,7 +261,7 @@ async def test_upstream_5xx_is_a_502_after_the_configured_retries(code):
     assert len(upstream.requests) == 2  # the first attempt and one retry, no more
 
 
-async def test_an_upstream_that_echoes_the_key_does_not_leak_it():
+async def test_an_upstream_that_echoes_the_key_does_not_leak_it(transport):
     with faulty_upstream(status(500, echo_key=True)) as (url, _):
         async with proxy(url) as client:
             response = await ask(client)
@@ -263,14 +270,14 @@ async def test_an_upstream_that_echoes_the_key_does_not_leak_it():
 
 
 @pytest.mark.parametrize("code", [401, 403])
-async def test_refused_gate_credentials_are_reported_without_the_upstreams_text(code):
+async def test_refused_gate_credentials_are_reported_without_the_upstreams_text(transport, code):
     with faulty_upstream(status(code, echo_key=True)) as (url, _):
         async with proxy(url) as client:
             response = await ask(client)
     assert_upstream_error(response, 502, contains="refused the gate's credentials", code="upstream_error")
 
 
-async def test_a_failing_estimator_degrades_the_assessment_not_the_answer():
+async def test_a_failing_estimator_degrades_the_assessment_not_the_answer(transport):
     """Sampling (n > 1, for consistency) fails upstream; the answer itself is served with the error noted."""
 
     def fails_when_sampling(request: dict[str, Any]) -> tuple[int, bytes, str]:
@@ -293,7 +300,7 @@ async def test_a_failing_estimator_degrades_the_assessment_not_the_answer():
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_a_failing_estimator_whose_error_echoes_the_key_does_not_leak_it(stream):
+async def test_a_failing_estimator_whose_error_echoes_the_key_does_not_leak_it(transport, stream):
     """Signal errors travel to the client in ``gate.errors`` and ``gate.reasons``: scrubbed like upstream errors."""
 
     def fails_when_sampling(request: dict[str, Any]) -> tuple[int, bytes, str]:

@@ -1,0 +1,96 @@
+"""A direct client for OpenAI-compatible endpoints: one pooled HTTP connection, no litellm in the path.
+
+litellm costs about 11 ms of CPU per call on this project's 2-core machine (its logging, cost and
+model-info bookkeeping; see ``benchmarks/results/overhead.md``), more than the whole gate's own work.
+For an endpoint that already speaks OpenAI's wire format (``openai/<name>`` with ``api_base``: vLLM,
+llama.cpp's server, Ollama, another proxy) that work buys nothing, so the gate posts the request itself
+with a shared ``httpx.AsyncClient``. Retries, error classification and response parsing are
+``LiteLLMClient``'s, so both clients behave the same; only the transport differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from estimators.base import Prompt
+from gate.errors import UpstreamError
+from gate.llm import LiteLLMClient
+
+OPENAI_PREFIX = "openai/"
+
+
+class UpstreamStatusError(Exception):
+    """A non-2xx answer, shaped like the provider errors ``classify_error`` reads (``status_code``, ``message``)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class OpenAICompatibleClient(LiteLLMClient):
+    """``LiteLLMClient``'s behaviour over a direct HTTP transport to an OpenAI-compatible ``api_base``."""
+
+    def __init__(self, model: str, *, api_base: str, **kwargs: Any) -> None:
+        super().__init__(model, api_base=api_base, **kwargs)
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
+
+    def _supports_native_n(self) -> bool:
+        return self.native_n != "never"  # the OpenAI wire format has n; "never" is for servers that ignore it
+
+    async def _request(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> Any:
+        body: dict[str, Any] = {
+            "model": self.model_name.removeprefix(OPENAI_PREFIX),
+            "n": n,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        if isinstance(prompt, str):
+            route, body["prompt"] = "completions", prompt
+            if logprobs is not None:
+                body["logprobs"] = logprobs
+        else:
+            route, body["messages"] = "chat/completions", list(prompt)
+            if logprobs is not None:
+                body.update(logprobs=True, top_logprobs=logprobs)
+        response = await self._client().post(route, json=body)
+        if response.status_code >= 300:
+            raise UpstreamStatusError(response.status_code, _error_message(response))
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"{self.model_name} answered with a body that is not JSON", status=502) from None
+
+    def _client(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (a client's connections belong to the loop that opened them)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._loop is not loop:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            base = self.api_base.rstrip("/") + "/" if self.api_base else ""
+            self._http = httpx.AsyncClient(base_url=base, headers=headers, timeout=self.timeout_s)
+            self._loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The upstream's own error message when it sent OpenAI's error shape, else the start of its body."""
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    if not isinstance(message, str) or not message:
+        message = response.text[:200] or response.reason_phrase
+    return json.dumps(message)[1:-1] if "\n" in message else message
