@@ -120,7 +120,10 @@ def _lifespan(settings: Settings, injected: Gate | None) -> Callable[[FastAPI], 
         gate = injected or await asyncio.to_thread(create_gate, settings)
         if not isinstance(gate.llm, Loadable):
             _ready(app, gate)
-            yield
+            try:
+                yield
+            finally:
+                await _close(gate.llm)
             return
         loading = asyncio.create_task(_load(app, gate, gate.llm))
         try:
@@ -129,6 +132,13 @@ def _lifespan(settings: Settings, injected: Gate | None) -> Callable[[FastAPI], 
             loading.cancel()
 
     return lifespan
+
+
+async def _close(llm: object) -> None:
+    """Close the upstream client's connection pool, where it keeps one (the direct HTTP transport)."""
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _load(app: FastAPI, gate: Gate, llm: Loadable) -> None:

@@ -19,11 +19,17 @@ def kind(request):
 
 
 @pytest.fixture
-def client(kind):
-    def make(base_url: str, **kwargs) -> LiteLLMClient:
-        return kind("openai/stub-model", api_base=base_url, api_key="sk-test", backoff_s=0.01, **kwargs)
+async def client(kind):
+    made = []
 
-    return make
+    def make(base_url: str, **kwargs) -> LiteLLMClient:
+        made.append(kind("openai/stub-model", api_base=base_url, api_key="sk-test", backoff_s=0.01, **kwargs))
+        return made[-1]
+
+    yield make
+    for llm in made:
+        if hasattr(llm, "aclose"):
+            await llm.aclose()  # the direct transport's connection pool
 
 
 async def test_chat_with_logprobs_and_native_n(client):
