@@ -1,9 +1,13 @@
 """Fit a gate from labelled signal rows: split, fuse, calibrate, choose thresholds, evaluate held out.
 
-Each part is fitted on its own split (a peer fitted weights and thresholds on the same rows and overfit):
-fusion on ``fit``, the calibrator on ``calibrate``, the thresholds on ``threshold``; ``test`` is only
-ever scored. The split of a row depends on its id and the seed alone, so adding rows to a cache never
-moves an existing row to another split.
+The thresholds are chosen on the ``threshold`` split and ``test`` is only ever scored (a peer fitted weights
+and thresholds on the same rows and overfit). Fusion and calibrator share the ``fit`` and ``calibrate``
+splits by cross-fitting: the calibrator learns from out-of-fold fusion scores (each row scored by a fusion
+fitted without it), then the fusion is refitted on all those rows, as scikit-learn's
+``CalibratedClassifierCV(ensemble=False)`` does. With few correct answers (8% on the embedded model) this
+gives both parts 60% of the rows instead of 40% and 20%: out-of-fold AUROC of the fused gate rose from
+0.825 to 0.85 on the shipped cache (``benchmarks/results/quality.md``). The split of a row depends on its
+id and the seed alone, so adding rows to a cache never moves an existing row to another split.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 from calibration.artifact import Stage
 from calibration.calibrators import best_of, compare_calibrators, make_calibrator
@@ -21,6 +26,7 @@ from calibration.fusion import make_fusion
 from calibration.thresholds import choose_thresholds, decisions
 
 SPLITS = ("fit", "calibrate", "threshold", "test")
+CROSS_FIT_FOLDS = 5
 DEFAULT_FRACTIONS = (0.4, 0.2, 0.2, 0.2)
 
 
@@ -68,11 +74,12 @@ def fit_stage(
     """
     x = np.asarray(values, dtype=float)
     y = np.asarray(y_correct, dtype=bool)
-    fitted = make_fusion(fusion).fit(x[split == "fit"], y[split == "fit"], feature_names=list(signals))
-    cal_scores = fitted.predict_score(x[split == "calibrate"])
-    comparison = compare_calibrators(cal_scores, y[split == "calibrate"])
+    learn = (split == "fit") | (split == "calibrate")
+    cal_scores = cross_fitted_scores(fusion, x[learn], y[learn], signals=signals)
+    comparison = compare_calibrators(cal_scores, y[learn])
     kind = best_of(comparison) if calibrator == "auto" else calibrator  # the comparison above, not a second CV
-    fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[split == "calibrate"])
+    fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[learn])
+    fitted = make_fusion(fusion).fit(x[learn], y[learn], feature_names=list(signals))
     held = split == "threshold"
     thresholds = choose_thresholds(
         fitted_calibrator.predict(fitted.predict_score(x[held])), y[held], answer_level=target.answer_level,
@@ -81,6 +88,18 @@ def fit_stage(
     stage = Stage(tuple(signals), fitted, fitted_calibrator, thresholds)
     info = {"fusion": fusion, "calibrator": kind, "calibrator_cv_log_loss": comparison}
     return stage, info
+
+
+def cross_fitted_scores(
+    fusion: str, x: np.ndarray, y: np.ndarray, *, signals: Sequence[str], folds: int = CROSS_FIT_FOLDS, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold fusion scores: each row scored by a fusion fitted on the other folds (stratified by label)."""
+    n_splits = max(2, min(folds, int(y.sum()), int((~y).sum())))
+    scores = np.empty(len(y))
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, held in splitter.split(x, y):
+        scores[held] = make_fusion(fusion).fit(x[train], y[train], feature_names=list(signals)).predict_score(x[held])
+    return scores
 
 
 def precheck_threshold(familiarity: np.ndarray, y_correct: np.ndarray, *, max_lost: float = 0.05) -> float | None:

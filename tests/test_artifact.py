@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from calibration.artifact import ArtifactError, artifact_from_dict, load_artifact
-from calibration.fitting import SPLITS, Target, precheck_threshold, split_rows
+from calibration.fitting import SPLITS, Target, cross_fitted_scores, fit_stage, precheck_threshold, split_rows
+from calibration.fusion import make_fusion
 from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.calibrate import FitOptions, fit_artifact, report_data
@@ -144,6 +145,30 @@ def test_too_few_rows_per_class_is_a_clear_error() -> None:
     rows = synthetic_rows(n=12)
     with pytest.raises(ValueError, match="each split needs at least 2 of both"):
         fit_artifact(rows, model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS)
+
+
+def test_cross_fitted_scores_come_from_fusions_that_never_saw_the_row() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 2))
+    y = x[:, 0] + 0.3 * rng.normal(size=60) > 0
+    x[7] = [5.0, 5.0]  # an outlier labelled against the trend: fitted on, it would pull its own score up
+    y[7] = False
+    out_of_fold = cross_fitted_scores("logistic", x, y, signals=["a", "b"])
+    in_sample = make_fusion("logistic").fit(x, y, feature_names=["a", "b"]).predict_score(x)
+    assert out_of_fold.shape == (60,) and out_of_fold[7] > in_sample[7]
+    assert np.array_equal(out_of_fold, cross_fitted_scores("logistic", x, y, signals=["a", "b"]))  # seeded
+
+
+def test_a_stage_ignores_the_threshold_and_test_labels_when_fusing_and_calibrating() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(400, 1))
+    y = rng.uniform(size=400) < x[:, 0]
+    split = split_rows([f"r{i}" for i in range(400)], seed=0)
+    flipped = np.where(np.isin(split, ["threshold", "test"]), ~y, y)
+    first, _ = fit_stage(x, y, split, signals=["s"], calibrator="platt")
+    second, _ = fit_stage(x, flipped, split, signals=["s"], calibrator="platt")
+    grid = np.linspace(0, 1, 11)[:, None]
+    assert np.allclose(first.probabilities(grid), second.probabilities(grid))
 
 
 def test_precheck_threshold_only_cuts_where_few_correct_answers_are_lost() -> None:
