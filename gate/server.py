@@ -3,7 +3,8 @@
 Point an OpenAI client at it (``OpenAI(base_url="http://127.0.0.1:8000/v1", api_key=...)``): every
 completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-request options travel in the
 extra body field ``gate`` (see :mod:`gate.policy`). Errors use OpenAI's shape and are mapped from
-exceptions in one place (:func:`exception_handlers`). Every request that reaches the gate is counted in
+exceptions in one place (:mod:`gate.server_errors`); the guards (API keys, in-flight limit, body size) are
+in :mod:`gate.server_guards`. Every request that reaches the gate is counted in
 ``GET /metrics`` (:mod:`gate.proxy_metrics`; open like ``/healthz`` unless ``metrics_auth`` is set) and,
 with ``audit_path`` set, appended to the audit log (:mod:`gate.audit`).
 """
@@ -11,27 +12,22 @@ with ``audit_path`` set, appended to the audit log (:mod:`gate.audit`).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
 from gate.audit import AuditLog, Outcome
 from gate.config import Settings
-from gate.errors import ConfigError, UnknownModelError, UpstreamError
+from gate.errors import ConfigError
 from gate.openai_wire import (
     BadRequestError,
     ChatRequest,
@@ -39,31 +35,21 @@ from gate.openai_wire import (
     Envelope,
     GatewayTimeoutError,
     NotReadyError,
-    OverloadedError,
-    PayloadTooLargeError,
     Reply,
-    UnauthorizedError,
-    WireError,
     completion_body,
-    error_body,
     stream_events,
-    validation_message,
 )
 from gate.pipeline import Gate
 from gate.policy import Plan, Policy
 from gate.prom import CONTENT_TYPE
 from gate.proxy_metrics import MetricsMiddleware, ProxyMetrics
+from gate.server_errors import exception_handlers, scrubbed_view
+from gate.server_guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, Slots
 from gate.setup import create_gate
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
-UPSTREAM_STATUSES = {
-    400: (400, "invalid_request_error", "upstream_rejected"),
-    429: (429, "rate_limit_error", "upstream_rate_limited"),
-    504: (504, "server_error", "upstream_timeout"),
-}
-"""Upstream statuses passed on as they are (status, OpenAI error type, code); any other failure is a 502."""
 
 
 def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
@@ -233,7 +219,7 @@ async def _complete(
     }
     try:
         reply, reply_s = await _generate(state, gate, plan, body, prompt, chat=chat)
-        reply = replace(reply, gate=_scrubbed_view(reply.gate, state.settings))  # signal errors quote the upstream
+        reply = replace(reply, gate=scrubbed_view(reply.gate, state.settings))  # signal errors quote the upstream
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(state, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise
@@ -323,175 +309,3 @@ async def _check_context(llm: object, prompt: list[ChatMessage], max_tokens: int
             param=param,
             code="context_length_exceeded",
         )
-
-
-# --- middleware -----------------------------------------------------------------------------------------
-
-
-class ApiKeyAuth:
-    """Bearer API keys on paths under ``prefix`` (one or several; constant-time comparison; never logged or echoed)."""
-
-    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str | tuple[str, ...]) -> None:
-        self.app, self.keys, self.prefix = app, keys, prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            error = UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
-        elif not self._known(token.strip().encode()):
-            error = UnauthorizedError("invalid API key")
-        else:
-            await self.app(scope, receive, send)
-            return
-        await wire_error_response(error)(scope, receive, send)
-
-    def _known(self, token: bytes) -> bool:
-        matched = False
-        for key in self.keys:  # every key is compared, so the time taken does not depend on which one matched
-            matched |= hmac.compare_digest(token, key)
-        return matched
-
-
-@dataclass
-class Slots:
-    """How many requests may be in flight, and how many are (one event loop: no lock needed)."""
-
-    limit: int
-    in_use: int = 0
-
-
-class ConcurrencyLimit:
-    """Answer 429 at once beyond ``slots.limit`` in-flight POSTs under ``prefix``: no unbounded queue."""
-
-    def __init__(self, app: ASGIApp, *, slots: Slots, retry_after_s: int, prefix: str) -> None:
-        self.app, self.slots, self.retry_after_s, self.prefix = app, slots, retry_after_s, prefix
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        if self.slots.in_use >= self.slots.limit:
-            error = OverloadedError(
-                f"more than {self.slots.limit} requests in flight; retry after {self.retry_after_s} s",
-                headers={"retry-after": str(self.retry_after_s)},
-            )
-            await wire_error_response(error)(scope, receive, send)
-            return
-        self.slots.in_use += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.slots.in_use -= 1
-
-
-class BodyLimit:
-    """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as it is exceeded.
-
-    Starlette's own limit answers in plain text; this one raises an ``HTTPException`` from ``receive``,
-    which FastAPI passes on to the handlers below, so the client gets OpenAI's error shape.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await wire_error_response(PayloadTooLargeError(self.max_bytes))(scope, receive, send)
-            return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise HTTPException(413)
-            return message
-
-        await self.app(scope, limited, send)
-
-
-# --- errors: every exception that becomes a response is mapped here ---------------------------------------
-
-
-def wire_error_response(exc: WireError) -> JSONResponse:
-    """The response for one of the proxy's own errors."""
-    body = error_body(exc.message, type_=exc.type, param=exc.param, code=exc.code)
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
-
-
-async def _wire_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, WireError)
-    return wire_error_response(exc)
-
-
-async def _invalid_request(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    message, param = validation_message(exc.errors())
-    return wire_error_response(BadRequestError(message, param=param))
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 413:  # raised by BodyLimit while the body streams in
-        return wire_error_response(PayloadTooLargeError(request.app.state.settings.max_body_bytes))
-    body = error_body(f"{request.method} {request.url.path}: {exc.detail}", type_="invalid_request_error")
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-
-async def _upstream_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, UpstreamError)
-    settings: Settings = request.app.state.settings
-    logger.warning("upstream failure (%s): %s", exc.status, exc)
-    status, type_, code = UPSTREAM_STATUSES.get(exc.status or 502, (502, "server_error", "upstream_error"))
-    message = f"the upstream model failed: {_scrubbed(str(exc), settings)}"
-    if isinstance(exc, UnknownModelError):
-        status, type_, code = 502, "server_error", "upstream_misconfigured"
-        message = f"the gate's upstream model is misconfigured: {exc}"
-    elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
-        message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
-    headers = {"retry-after": str(settings.retry_after_s)} if status == 429 else None
-    return JSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Starlette's ServerErrorMiddleware sends this and re-raises, so the server logs the traceback.
-    body = error_body(
-        "internal error in the gate; the server log has the details", type_="server_error", code="internal_error"
-    )
-    return JSONResponse(body, status_code=500)
-
-
-def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[Any, Any, Response]]]:
-    """Exception class -> response, looked up along the exception's MRO."""
-    return {
-        WireError: _wire_error,
-        RequestValidationError: _invalid_request,
-        HTTPException: _http_error,
-        UpstreamError: _upstream_error,
-        Exception: _unexpected,
-    }
-
-
-def _scrubbed_view(view: Any, settings: Settings) -> Any:
-    """The ``gate`` object with the upstream API key scrubbed from every string (signal errors, reasons)."""
-    if isinstance(view, str):
-        return _scrubbed(view, settings)
-    if isinstance(view, dict):
-        return {key: _scrubbed_view(value, settings) for key, value in view.items()}
-    if isinstance(view, list | tuple):
-        return [_scrubbed_view(value, settings) for value in view]
-    return view
-
-
-def _scrubbed(message: str, settings: Settings) -> str:
-    """The message without the upstream API key, should a provider ever echo it."""
-    secret = settings.api_key.get_secret_value() if settings.api_key else ""
-    return message.replace(secret, "***") if secret else message
