@@ -184,7 +184,8 @@ async def main_async(args: argparse.Namespace) -> str:
         "# Each signal alone on the embedded model",
         "",
         f"- Command: `.venv/bin/python -m benchmarks.signals --trivia {args.trivia} --expensive {args.expensive}"
-        f" --passages {args.passages} --pace-samples {args.pace_samples} --out {args.out}`",
+        f" --passages {args.passages}{'' if args.xquad is None else f' --xquad {args.xquad}'}"
+        f" --pace-samples {args.pace_samples} --out {args.out}`",
         f"- Machine: {machine_description()}",
         f"- Packages: {package_versions(['llama-cpp-python', 'sentence-transformers', 'faiss-cpu', 'numpy'])}",
         "- Model: Gemma 3 270M Q4_K_M (base model), greedy answer in the few-shot Q/A format, max"
@@ -206,13 +207,15 @@ async def main_async(args: argparse.Namespace) -> str:
         ("XQuAD (`xquad_en.json`, all contexts indexed)", load_xquad),
     )
     for title, loader in passage_sets if args.passages else ():
+        count = args.xquad if loader is load_xquad and args.xquad is not None else args.passages
         everything = [item for item in loader() if item.context]
-        entries, info = await passage_entries(everything, args.passages, args.pace_samples)
-        items = everything[: args.passages]
+        entries, info = await passage_entries(everything, count, args.pace_samples)
+        items = everything[:count]
         scored, accuracy, seconds = await run_dataset(llm, items, entries, label=title.split()[0])
         lines += table(title, scored, accuracy, seconds, len(items))
         lines.insert(len(lines) - 1, f"Index: {json.dumps(info)} (MiniLM, flat inner product, top-3 retrieved).")
         lines.insert(len(lines) - 1, "")
+        args.out.write_text("\n".join(lines) + "\n")  # each dataset's table as soon as it is done
     lines.append(f"Total run time: {time.perf_counter() - started:.0f} s.")
     return "\n".join(lines) + "\n"
 
@@ -222,6 +225,7 @@ def main() -> None:
     parser.add_argument("--trivia", type=int, default=300, help="TriviaQA questions for the cheap signals (0 skips)")
     parser.add_argument("--expensive", type=int, default=200, help="of those, how many get the costly signals")
     parser.add_argument("--passages", type=int, default=200, help="SciQ and XQuAD questions for PACE (0 skips)")
+    parser.add_argument("--xquad", type=int, default=None, help="XQuAD questions, if not --passages (its PACE is slow)")
     parser.add_argument(
         "--pace-samples", type=int, default=1, help="PACE ratings per prompt (1 is the shipped suite's setting)"
     )
