@@ -52,8 +52,10 @@ def fit_artifact(
     infos = {"full": full_info}
     if free_keys and len(free_keys) < len(keys):
         stages["free"], infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
-    familiarity = matrix(rows, ["familiarity"])[:, 0] if "familiarity" in keys else np.full(len(rows), np.nan)
-    threshold = precheck_threshold(familiarity[split == "threshold"], y[split == "threshold"])
+    threshold = None  # without a precheck stage, familiarity is one more expensive signal
+    if any(spec.stage == "precheck" for spec in suite):
+        familiarity = matrix(rows, ["familiarity"])[:, 0]
+        threshold = precheck_threshold(familiarity[split == "threshold"], y[split == "threshold"])
     artifact = Artifact(
         model=model,
         suite=[spec.to_dict() for spec in suite],

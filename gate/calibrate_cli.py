@@ -147,12 +147,12 @@ def report(
     from calibration.artifact import load_artifact
     from calibration.report import write_report
     from gate.calibrate import report_data
-    from gate.signal_cache import read_cache
+    from gate.signal_cache import read_cache, same_signals
 
     fitted = load_artifact(artifact)
     path = signals or _recorded_cache(fitted, artifact)
     head, rows = read_cache(path)
-    if head["model"] != fitted.model or head["suite"] != fitted.suite:
+    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
         raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
     started = time.perf_counter()
     paths = write_report(report_data(fitted, rows), out, n_resamples=resamples, seed=fitted.data.get("split_seed", 0))

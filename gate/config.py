@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     signals: list[str] | None = Field(
         default=None, description="signals to compute (keys of the default suite); default: all of them"
     )
+    precheck: bool = Field(
+        default=True,
+        description="familiarity before generating (abstain early); false: it joins the expensive signals,"
+        " which on the embedded model cuts the cascade's LLM calls from ~8.5 to ~1.6 per request",
+    )
     cascade: bool = Field(default=True, description="run expensive signals only when the free ones leave it open")
     max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from calibration.artifact import Artifact, load_artifact
@@ -16,11 +17,17 @@ logger = logging.getLogger(__name__)
 
 SHIPPED_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.calibration.json"
 """Fitted by ``gate calibrate`` on the development sets for the embedded model (see benchmarks/results)."""
+SHIPPED_NO_PRECHECK_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.no-precheck.calibration.json"
+"""The same signals fitted with familiarity in the expensive stage (``precheck: false``)."""
 
 
 def suite_from(settings: Settings) -> tuple[SignalSpec, ...]:
-    """The default suite, or the part of it ``settings.signals`` names."""
-    return select(DEFAULT_SUITE, settings.signals)
+    """The default suite, or the part of it ``settings.signals`` names; ``precheck: false`` moves
+    familiarity from before generation into the expensive stage."""
+    suite = select(DEFAULT_SUITE, settings.signals)
+    if settings.precheck:
+        return suite
+    return tuple(replace(spec, stage="expensive") if spec.stage == "precheck" else spec for spec in suite)
 
 
 def load_calibration(settings: Settings, suite: tuple[SignalSpec, ...]) -> Calibration:
@@ -29,8 +36,9 @@ def load_calibration(settings: Settings, suite: tuple[SignalSpec, ...]) -> Calib
     An artifact fitted for another model or signal configuration is refused, never silently applied.
     """
     path = settings.artifact
-    if path is None and settings.model == DEFAULT_MODEL and SHIPPED_ARTIFACT.is_file():
-        path = SHIPPED_ARTIFACT
+    shipped = SHIPPED_ARTIFACT if settings.precheck else SHIPPED_NO_PRECHECK_ARTIFACT
+    if path is None and settings.model == DEFAULT_MODEL and shipped.is_file():
+        path = shipped
     if path is None:
         logger.warning("no calibration artifact for %s: the gate runs uncalibrated", settings.model)
         return Uncalibrated()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,15 @@ def read_cache(path: Path) -> tuple[dict[str, Any], list[CachedRow]]:
     return head, rows
 
 
+def same_signals(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether two suites compute the same signals; the cascade stage of each does not change its values."""
+
+    def signals(suite: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [{key: value for key, value in spec.items() if key != "stage"} for spec in suite]
+
+    return signals(a) == signals(b)
+
+
 def open_cache(path: Path, model: str, suite: Sequence[SignalSpec]) -> list[CachedRow]:
     """Rows already cached for this model and suite; creates the file with its header when new."""
     wanted = header(model, suite)
@@ -112,7 +121,7 @@ def open_cache(path: Path, model: str, suite: Sequence[SignalSpec]) -> list[Cach
         path.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
         return []
     head, rows = read_cache(path)
-    if head["model"] != model or head["suite"] != wanted["suite"]:
+    if head["model"] != model or not same_signals(head["suite"], wanted["suite"]):
         raise ValueError(
             f"{path} was computed for model {head['model']!r} with a different signal suite; "
             "use another --cache path or the same model and signals"

@@ -14,7 +14,9 @@ from calibration.fusion import make_fusion
 from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.calibrate import FitOptions, fit_artifact, report_data
+from gate.config import Settings
 from gate.pipeline import Gate
+from gate.setup import load_calibration, suite_from
 from gate.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.suite import DEFAULT_SUITE, SignalSpec
 
@@ -192,6 +194,24 @@ def test_signal_cache_resumes_and_refuses_another_suite(tmp_path: Path) -> None:
     assert [row.id for row in read_cache(path)[1]] == ["q0", "q1", "q2"]
     with pytest.raises(ValueError, match="different signal suite"):
         open_cache(path, MODEL, DEFAULT_SUITE[:2])
+    # the same signals in other cascade stages (precheck: false) read the same cache
+    assert len(open_cache(path, MODEL, suite_from(Settings(precheck=False)))) == 3
+
+
+def test_without_a_precheck_familiarity_is_expensive_and_never_abstains_before_answering() -> None:
+    suite = suite_from(Settings(precheck=False))
+    assert {spec.key: spec.stage for spec in suite}["familiarity"] == "expensive"
+    assert suite_from(Settings())[0].stage == "precheck"
+    artifact = fit_artifact(synthetic_rows(), model=MODEL, suite=suite, options=OPTIONS)
+    assert artifact.precheck_threshold is None and "familiarity" not in artifact.free.signals
+    assert "familiarity" in artifact.full.signals
+
+
+def test_the_shipped_artifacts_fit_their_precheck_setting() -> None:
+    for precheck in (True, False):
+        settings = Settings(precheck=precheck)
+        calibration = load_calibration(settings, suite_from(settings))  # refuses a suite it was not fitted on
+        assert (calibration.precheck_threshold is not None) == precheck
 
 
 def test_dataset_entries_take_their_own_count_and_extend_the_same_draw(tmp_path: Path) -> None:
