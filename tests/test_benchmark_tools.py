@@ -1,0 +1,55 @@
+"""The overhead benchmark's own parts: the instant stub upstream and the wrk output parser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from benchmarks.overhead import parse_wrk
+from benchmarks.stub_upstream import ANSWER, StubProtocol
+
+WRK_OUTPUT = """\
+Running 3s test @ http://127.0.0.1:9200/v1/chat/completions
+  1 threads and 16 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    23.40ms   30.15ms 139.57ms   88.00%
+    Req/Sec   653.00    100.00   800.00     70.00%
+  Latency Distribution
+     50%   23.31ms
+     75%   30.00ms
+     90%   60.00ms
+     99%    1.40s
+  2025 requests in 3.10s, 1.20MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:    653.22
+Transfer/sec:    400.00KB
+"""
+
+
+def test_parse_wrk_reads_percentiles_in_any_unit_and_counts_failures():
+    run = parse_wrk(WRK_OUTPUT)
+    assert (run.rps, run.p50_ms, run.p99_ms, run.requests, run.failures) == (653.22, 23.31, 1400.0, 2025, 7)
+
+
+async def test_the_stub_answers_pipelined_keep_alive_requests_in_order():
+    server = await asyncio.get_running_loop().create_server(StubProtocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"model": "stub", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    post = b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    writer.write(post + b"GET /v1/models HTTP/1.1\r\n\r\n" + post[:20])  # two and a half requests at once
+    await writer.drain()
+    answers = []
+    for _ in range(2):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+        answers.append(json.loads(await reader.readexactly(length)))
+    writer.write(post[20:])  # the rest of the third
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    third = json.loads(await reader.readexactly(int(head.split(b"content-length: ")[1].split(b"\r\n")[0])))
+    writer.close()
+    server.close()
+    assert answers[0]["choices"][0]["message"]["content"] == ANSWER and answers[1]["object"] == "list"
+    assert third["choices"][0]["logprobs"]["content"][0]["logprob"] < 0
