@@ -206,8 +206,10 @@ async def main_async(args: argparse.Namespace) -> str:
         ("SciQ (`sciq_valid.json`, support passages indexed)", load_sciq),
         ("XQuAD (`xquad_en.json`, all contexts indexed)", load_xquad),
     )
-    for title, loader in passage_sets if args.passages else ():
+    for title, loader in passage_sets:
         count = args.xquad if loader is load_xquad and args.xquad is not None else args.passages
+        if not count:
+            continue
         everything = [item for item in loader() if item.context]
         entries, info = await passage_entries(everything, count, args.pace_samples)
         items = everything[:count]
