@@ -85,6 +85,7 @@ class OpenAICompatibleClient(LiteLLMClient):
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=256),
+                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY and .netrc, as httpx (and so litellm) honour them
             )
             self._loop = loop
         return self._http
