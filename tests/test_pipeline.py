@@ -226,3 +226,23 @@ async def test_the_free_stage_never_decides_on_no_free_signal_at_all() -> None:
                                                           signals=["logprob_min", "consistency"])
     assert result.signals["logprob_min"].confidence is None  # a given answer without log-probs
     assert result.stage == "full" and "consistency" in result.signals
+
+
+NO_PRECHECK_SUITE = tuple(
+    SignalSpec(s.key, s.estimator, "expensive", s.params) if s.stage == "precheck" else s for s in SUITE
+)
+NO_PRECHECK_CAL = FakeCalibration(
+    free=FixedScorer(("logprob_min",), read="logprob_min"),
+    full=FixedScorer(("familiarity", "logprob_min", "consistency"), read="consistency"),
+)
+
+
+async def test_without_a_precheck_stage_familiarity_runs_only_when_the_free_stage_is_undecided() -> None:
+    """``precheck: false``: a confident answer costs one call; familiarity joins the expensive signals."""
+    confident = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.01)])
+    decided = await Gate(confident, NO_PRECHECK_CAL, suite=NO_PRECHECK_SUITE).assess(QUESTION)
+    assert decided.stage == "free" and set(decided.signals) == {"logprob_min"}
+    assert len(confident.calls) == 1  # the answer, nothing else
+    unsure = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-1.0)])
+    opened = await Gate(unsure, NO_PRECHECK_CAL, suite=NO_PRECHECK_SUITE).assess(QUESTION)
+    assert opened.stage == "full" and {"familiarity", "consistency"} <= set(opened.signals)
