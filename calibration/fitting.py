@@ -6,7 +6,7 @@ splits by cross-fitting: the calibrator learns from out-of-fold fusion scores (e
 fitted without it), then the fusion is refitted on all those rows, as scikit-learn's
 ``CalibratedClassifierCV(ensemble=False)`` does. With few correct answers (8% on the embedded model) this
 gives both parts 60% of the rows instead of 40% and 20%: out-of-fold AUROC of the fused gate rose from
-0.825 to 0.85 on the shipped cache (``benchmarks/results/quality.md``). The split of a row depends on its
+0.825 to 0.844 on the shipped cache (``benchmarks/results/quality.md``). The split of a row depends on its
 id and the seed alone, so adding rows to a cache never moves an existing row to another split.
 """
 
