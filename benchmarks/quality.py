@@ -26,7 +26,6 @@ set with 8% correct answers cannot afford. The shipped artifact's own test-split
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,10 +39,12 @@ from calibration.artifact import Artifact
 from calibration.bootstrap import bootstrap_interval
 from calibration.fitting import Target, cascade_mix
 from calibration.metrics import auprc_error, auroc, brier_score, ece
+from calibration.report import wilson_interval
 from calibration.selective import aurc, prr, selective_accuracy
-from gate.calibrate import FitOptions, cascade_outcomes, fit_artifact, matrix
+from estimators.base import Cost
+from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, fit_artifact, matrix
 from gate.signal_cache import CachedRow, read_cache
-from gate.suite import DEFAULT_SUITE, SignalSpec
+from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
 
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "gate" / "data" / "gemma-3-270m.calibration.json"
@@ -117,18 +118,14 @@ def selfcheck_scores(rows: Sequence[CachedRow], embed: Callable[[list[str]], np.
 # --- costs ------------------------------------------------------------------------------------------------
 
 
-def _cost(row: CachedRow, keys: Sequence[str], *, answer: bool = True) -> tuple[float, float, float]:
-    costs = ([row.answer_cost] if answer else []) + [row.signals[k].cost for k in keys if k in row.signals]
-    return (
-        float(sum(c.calls for c in costs)),
-        float(sum(c.prompt_tokens + c.completion_tokens for c in costs)),
-        float(sum(c.seconds for c in costs)),
-    )
+def _cost(row: CachedRow, keys: Sequence[str]) -> list[Cost]:
+    """The greedy answer's cost and that of each signal in ``keys`` the row has."""
+    return [row.answer_cost] + [row.signals[k].cost for k in keys if k in row.signals]
 
 
 def _costs(rows: Sequence[CachedRow], keys: Sequence[str], scale: float = 1.0) -> tuple[np.ndarray, ...]:
-    table = np.array([_cost(row, keys) for row in rows]).reshape(len(rows), 3)
-    answer = np.array([_cost(row, []) for row in rows]).reshape(len(rows), 3)
+    table = _totals([_cost(row, keys) for row in rows])
+    answer = _totals([_cost(row, []) for row in rows])
     extra = (table - answer) * scale
     if scale != 1.0:  # fewer samples in one call: still one call, fewer tokens and seconds
         extra[:, 0] = np.minimum(extra[:, 0], 1.0)
@@ -151,52 +148,43 @@ class CrossFitted:
     artifacts: list[Artifact]
 
 
-def no_precheck_suite() -> list[SignalSpec]:
-    """The default suite with familiarity moved from the precheck into the expensive stage."""
-    return [
-        dataclasses.replace(spec, stage="expensive") if spec.stage == "precheck" else spec for spec in DEFAULT_SUITE
-    ]
-
-
 def cross_fit(
-    rows: Sequence[CachedRow],
-    folds: np.ndarray,
-    *,
-    suite: Sequence[SignalSpec],
-    target: Target,
-    model: str,
-    precheck: bool,
+    rows: Sequence[CachedRow], folds: np.ndarray, *, suite: Sequence[SignalSpec], target: Target, model: str
 ) -> CrossFitted:
+    """Fit on all folds but one, score that one, for each fold: probabilities, decisions and costs per row."""
     n = len(rows)
     fused, cascade = np.full(n, np.nan), np.full(n, np.nan)
     decision, stage = np.empty(n, dtype=object), np.empty(n, dtype=object)
+    full_costs, cascade_costs = np.zeros((n, 3)), np.zeros((n, 3))
     artifacts = []
-    keys = [spec.key for spec in suite]
-    expensive = [spec.key for spec in suite if spec.stage == "expensive"]
-    cheap = [k for k in keys if k not in expensive]
-    precheck_keys = [spec.key for spec in suite if spec.stage == "precheck"]
     options = FitOptions(target=target, n_resamples=50)
     for fold in np.unique(folds):
         train = [row for row, f in zip(rows, folds, strict=True) if f != fold]
         held = np.flatnonzero(folds == fold)
         artifact = fit_artifact(train, model=model, suite=suite, options=options)
-        if not precheck:
-            artifact = dataclasses.replace(artifact, precheck_threshold=None)
         artifacts.append(artifact)
         held_rows = [rows[i] for i in held]
         fused[held] = artifact.full.probabilities(matrix(held_rows, artifact.full.signals))
         probability, decided, where = cascade_outcomes(artifact, held_rows)
         cascade[held], decision[held], stage[held] = probability, decided, where
-    per_row = []
-    for row, where in zip(rows, stage, strict=True):
-        if where == "precheck":
-            per_row.append(_cost(row, precheck_keys, answer=False))
-        elif where == "free":
-            per_row.append(_cost(row, cheap))
-        else:
-            per_row.append(_cost(row, keys))
-    cascade_costs = tuple(np.array(per_row).T)
-    return CrossFitted(fused, cascade, decision, stage, cascade_costs, _costs(rows, keys), artifacts)
+        every, cascaded = cascade_cost_rows(artifact, held_rows, where)
+        full_costs[held], cascade_costs[held] = _totals(every), _totals(cascaded)
+    return CrossFitted(fused, cascade, decision, stage, tuple(cascade_costs.T), tuple(full_costs.T), artifacts)
+
+
+def _totals(per_row: Sequence[Sequence[Cost]]) -> np.ndarray:
+    """(calls, tokens, seconds) summed over each row's costs, as an (n, 3) array."""
+    return np.array(
+        [
+            [
+                sum(c.calls for c in costs),
+                sum(c.prompt_tokens + c.completion_tokens for c in costs),
+                sum(c.seconds for c in costs),
+            ]
+            for costs in per_row
+        ],
+        dtype=float,
+    ).reshape(len(per_row), 3)
 
 
 def stratified_folds(rows: Sequence[CachedRow], k: int, seed: int = 0) -> np.ndarray:
@@ -374,22 +362,14 @@ def decision_lines(y: np.ndarray, variants: dict[str, CrossFitted]) -> list[str]
     for name, result in variants.items():
         mix = cascade_mix(result.decision.astype(str), y)
         answered = result.decision == "answer"
-        low, high = _wilson(int((~y[answered]).sum()), int(answered.sum()))
+        errors, n = int((~y[answered]).sum()), int(answered.sum())
+        low, high = wilson_interval(errors, n, 0.95) if n else (float("nan"), float("nan"))
         lines.append(
             f"| {name} | {mix['answer']:.3f} | {mix['hedge']:.3f} | {mix['abstain']:.3f} |"
             f" {mix['error_among_answered']:.3f} [{low:.2f}, {high:.2f}] ({answered.sum()} answered) |"
             f" {mix['error_among_delivered']:.3f} | {mix['ungated_error']:.3f} |"
         )
     return lines
-
-
-def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def plot(methods: Sequence[Method], y: np.ndarray, path: Path) -> None:
@@ -438,10 +418,10 @@ def build(cache: Path, folds: int, out: Path) -> str:
     model = head["model"]
     variants = {
         "shipped design: precheck (familiarity) -> free (token prob + familiarity) -> expensive": cross_fit(
-            rows, fold_of, suite=DEFAULT_SUITE, target=target, model=model, precheck=True
+            rows, fold_of, suite=DEFAULT_SUITE, target=target, model=model
         ),
         "no precheck: free (token prob) -> expensive (familiarity with the rest)": cross_fit(
-            rows, fold_of, suite=no_precheck_suite(), target=target, model=model, precheck=False
+            rows, fold_of, suite=without_precheck(DEFAULT_SUITE), target=target, model=model
         ),
     }
     main = next(iter(variants.values()))
@@ -456,8 +436,7 @@ def build(cache: Path, folds: int, out: Path) -> str:
         f"- Command: `.venv/bin/python -m benchmarks.quality {cache.name} --folds {folds}` (the cache written by"
         " the `gate calibrate` command in `calibration.md`).",
         f"- Model: {model}; greedy answer in the few-shot Q/A format; label: the answer contains a gold alias.",
-        f"- Rows: {len(rows)} questions ({_per_dataset(rows)}),"
-        f" {int(y.sum())} correct answers ({y.mean():.1%}).",
+        f"- Rows: {len(rows)} questions ({_per_dataset(rows)}), {int(y.sum())} correct answers ({y.mean():.1%}).",
         f"- The fused gate is cross-fitted over {folds} folds (stratified by dataset and correctness, seed 0) with"
         " `gate calibrate`'s fitting and the shipped target (error among answered <= 0.55, hedged <= 0.7, at 90%"
         " confidence): every row is scored by an artifact that never saw it.",

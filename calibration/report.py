@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["ReportData", "decision_mix", "report_metrics", "write_report"]
+__all__ = ["ReportData", "decision_mix", "report_metrics", "wilson_interval", "write_report"]
 
 _N_BINS = 10
 _CONFIDENCE_LEVEL = 0.95
@@ -125,7 +125,7 @@ def _check_thresholds(thresholds: Mapping[str, float]) -> None:
 # ---------------------------------------------------------------- numbers
 
 
-def _wilson_interval(k: int, n: int, confidence_level: float) -> tuple[float, float]:
+def wilson_interval(k: int, n: int, confidence_level: float) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion k / n (sensible at 0 and n, unlike the normal one)."""
     z = NormalDist().inv_cdf(0.5 + confidence_level / 2)
     p = k / n
@@ -138,7 +138,7 @@ def _wilson_interval(k: int, n: int, confidence_level: float) -> tuple[float, fl
 def _proportion(k: int, n: int, confidence_level: float) -> dict[str, float]:
     if n == 0:
         return {"value": math.nan, "low": math.nan, "high": math.nan, "k": 0, "n": 0}
-    low, high = _wilson_interval(k, n, confidence_level)
+    low, high = wilson_interval(k, n, confidence_level)
     return {"value": k / n, "low": low, "high": high, "k": int(k), "n": int(n)}
 
 

@@ -15,6 +15,7 @@ from calibration.artifact import Artifact, Stage
 from calibration.fitting import Target, cascade_mix, cascade_outcome, fit_stage, precheck_threshold, split_rows
 from calibration.fusion import LogisticFusion, coefficients_table
 from calibration.report import ReportData, report_metrics
+from estimators.base import Cost
 from gate.signal_cache import CachedRow
 from gate.suite import SignalSpec
 
@@ -152,6 +153,14 @@ def _request_costs(
     artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
 ) -> dict[str, dict[str, float]]:
     """Mean cost per request with every signal, and with the cascade (precheck and early exits)."""
+    full, cascaded = cascade_cost_rows(artifact, rows, stage)
+    return {"full pipeline": _mean_cost(full), "with cascade": _mean_cost(cascaded)}
+
+
+def cascade_cost_rows(
+    artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
+) -> tuple[list[list[Cost]], list[list[Cost]]]:
+    """Per row, the costs paid with every signal, and those paid with the cascade given the deciding ``stage``."""
     expensive = {spec["key"] for spec in artifact.suite if spec["stage"] == "expensive"}
     full, cascaded = [], []
     for row, where in zip(rows, stage, strict=True):
@@ -163,10 +172,10 @@ def _request_costs(
             cascaded.append([row.answer_cost] + [s.cost for k, s in row.signals.items() if k not in expensive])
         else:
             cascaded.append(everything)
-    return {"full pipeline": _mean_cost(full), "with cascade": _mean_cost(cascaded)}
+    return full, cascaded
 
 
-def _mean_cost(per_row: list[list[Any]]) -> dict[str, float]:
+def _mean_cost(per_row: list[list[Cost]]) -> dict[str, float]:
     calls = [sum(c.calls for c in costs) for costs in per_row]
     tokens = [sum(c.prompt_tokens + c.completion_tokens for c in costs) for costs in per_row]
     seconds = [sum(c.seconds for c in costs) for costs in per_row]

@@ -35,15 +35,15 @@ def _handler_class(litellm: Any) -> type:
             self.local = local
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
-            generations = await self._generate(model, messages, args, kwargs)
+            generations = await self._generate(model, messages, _params(args, kwargs))
             return to_model_response(litellm, generations, model=LOCAL_PREFIX + model)
 
         async def astreaming(self, model: str, messages: list, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
             # The embedded model answers in a few hundred milliseconds, so it generates the whole answer
             # and then streams it token by token: what a client sees is the real stream format. The chunks
             # are litellm's own stream objects, which pass through with their log-probs (when asked for).
-            params = kwargs.get("optional_params") or {}
-            [generation] = await self._generate(model, messages, args, {**kwargs, "n": 1}, with_tokens=True)
+            params = _params(args, kwargs)
+            [generation] = await self._generate(model, messages, {**params, "n": 1}, with_tokens=True)
             for text, tokens in stream_pieces(generation):
                 logprobs = _openai_logprobs(generation.model_copy(update={"tokens": tokens}))
                 choice = {"index": 0, "delta": {"role": "assistant", "content": text}}
@@ -54,14 +54,13 @@ def _handler_class(litellm: Any) -> type:
             yield litellm.ModelResponseStream(model=LOCAL_PREFIX + model, choices=[finish])
 
         async def _generate(
-            self, model: str, messages: list, args: tuple, kwargs: dict[str, Any], *, with_tokens: bool = False
+            self, model: str, messages: list, params: dict[str, Any], *, with_tokens: bool = False
         ) -> list[Generation]:
             if model != LOCAL_MODEL_NAME:
                 raise litellm.CustomLLMError(status_code=404, message=f"unknown local model {model!r}")
-            params = kwargs.get("optional_params") or (args[7] if len(args) > 7 else {})
             return await self.local.generate(
                 messages,
-                n=int(kwargs.get("n") or params.get("n") or 1),
+                n=int(params.get("n") or 1),
                 temperature=float(params.get("temperature") or 0.0),
                 max_tokens=int(params.get("max_tokens") or 64),
                 logprobs=_logprobs(params, with_tokens=with_tokens),
@@ -94,6 +93,11 @@ def stream_pieces(generation: Generation) -> list[tuple[str, tuple[TokenLogprob,
                     pieces.append((text, (token,)))
             return pieces
     return [(generation.text, generation.tokens)] if generation.text else []
+
+
+def _params(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request's OpenAI parameters, as litellm hands them to a custom provider (keyword or 8th positional)."""
+    return dict(kwargs.get("optional_params") or (args[7] if len(args) > 7 else {}))
 
 
 def _logprobs(params: dict[str, Any], *, with_tokens: bool) -> int | None:

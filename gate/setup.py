@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 from calibration.artifact import Artifact, load_artifact
 from gate.config import DEFAULT_MODEL, Settings
 from gate.llm import create_llm
 from gate.pipeline import Budget, Calibration, Gate
-from gate.suite import DEFAULT_SUITE, SignalSpec, select
+from gate.suite import DEFAULT_SUITE, SignalSpec, select, without_precheck
 from gate.uncalibrated import Uncalibrated
 
 logger = logging.getLogger(__name__)
@@ -25,9 +24,7 @@ def suite_from(settings: Settings) -> tuple[SignalSpec, ...]:
     """The default suite, or the part of it ``settings.signals`` names; ``precheck: false`` moves
     familiarity from before generation into the expensive stage."""
     suite = select(DEFAULT_SUITE, settings.signals)
-    if settings.precheck:
-        return suite
-    return tuple(replace(spec, stage="expensive") if spec.stage == "precheck" else spec for spec in suite)
+    return suite if settings.precheck else without_precheck(suite)
 
 
 def load_calibration(settings: Settings, suite: tuple[SignalSpec, ...]) -> Calibration:

@@ -7,7 +7,7 @@ fusion was fitted on and refuse to be applied to a different one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from estimators import ESTIMATOR_NAMES, make_estimator
@@ -93,6 +93,11 @@ def select(suite: Sequence[SignalSpec], keys: Sequence[str] | None) -> tuple[Sig
     if unknown:
         raise ValueError(f"unknown signals {unknown}; valid: {list(known)}")
     return tuple(spec for spec in suite if spec.key in keys)
+
+
+def without_precheck(suite: Sequence[SignalSpec]) -> tuple[SignalSpec, ...]:
+    """The same signals with the precheck moved into the expensive stage (``precheck: false``)."""
+    return tuple(replace(spec, stage="expensive") if spec.stage == "precheck" else spec for spec in suite)
 
 
 def build_estimators(suite: Sequence[SignalSpec], **pace_resources: Any) -> dict[str, Estimator]:
