@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import aiohttp
 
@@ -40,6 +42,9 @@ class OpenAICompatibleClient(LiteLLMClient):
         super().__init__(model, api_base=api_base, **kwargs)
         self._http: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Read once: aiohttp's trust_env re-reads the environment and ~/.netrc in a worker thread on every
+        # request, which cost more than the gate's own work per request under load (py-spy, overhead.md).
+        self._proxy = env_proxy(self.api_base or "")
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
@@ -62,7 +67,7 @@ class OpenAICompatibleClient(LiteLLMClient):
             if logprobs is not None:
                 body.update(logprobs=True, top_logprobs=logprobs)
         try:
-            async with self._session().post(route, json=body) as response:
+            async with self._session().post(route, json=body, proxy=self._proxy) as response:
                 status, raw = response.status, await response.read()
         except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer; timeouts are TimeoutError
             reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
@@ -85,7 +90,6 @@ class OpenAICompatibleClient(LiteLLMClient):
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=256),
-                trust_env=True,  # HTTP(S)_PROXY / NO_PROXY and .netrc, as httpx (and so litellm) honour them
             )
             self._loop = loop
         return self._http
@@ -94,6 +98,18 @@ class OpenAICompatibleClient(LiteLLMClient):
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY`` / ``ALL_PROXY`` and ``NO_PROXY`` choose for ``url``, as httpx and litellm do.
+
+    ``None`` means connect directly. Variables are read in either case, as ``urllib`` reads them.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname or proxy_bypass_environment(parts.netloc):
+        return None
+    proxies = getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def _error_message(raw: bytes) -> str:

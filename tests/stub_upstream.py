@@ -19,6 +19,7 @@ class StubState:
     fail_first: int = 0
     fail_status: int = 500
     requests: list[dict[str, Any]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # request targets: absolute URIs when it serves as a proxy
 
 
 def _chat_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +92,7 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
             state.requests.append(request)
+            state.paths.append(self.path)
             if len(state.requests) <= state.fail_first:
                 self._send(state.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
             elif self.path.endswith("/chat/completions"):

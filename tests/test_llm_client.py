@@ -91,10 +91,8 @@ async def test_client_errors_are_not_retried(client):
     assert info.value.status == 401 and len(state.requests) == 1
 
 
-async def test_unreachable_endpoint_is_a_502_after_retries(kind):
-    llm = kind(
-        "openai/stub", api_base="http://127.0.0.1:9/v1", api_key="x", max_retries=1, backoff_s=0.01, timeout_s=2
-    )
+async def test_unreachable_endpoint_is_a_502_after_retries(client):
+    llm = client("http://127.0.0.1:9/v1", max_retries=1, timeout_s=2)
     with pytest.raises(UpstreamError) as info:
         await llm.generate(QUESTION)
     assert info.value.status in (502, 504) and info.value.retryable
@@ -112,8 +110,31 @@ def test_api_key_never_in_repr(kind):
 async def test_the_direct_client_sends_the_bare_model_name_and_the_key_as_bearer():
     state = StubState()
     with stub_upstream(state) as url:
-        await OpenAICompatibleClient("openai/stub-model", api_base=url, api_key="sk-test").generate(QUESTION)
+        llm = OpenAICompatibleClient("openai/stub-model", api_base=url, api_key="sk-test")
+        await llm.generate(QUESTION)
+        await llm.aclose()
     assert state.requests[0]["model"] == "stub-model" and state.requests[0]["messages"] == QUESTION
+
+
+@pytest.mark.parametrize("bypass", [False, True], ids=["through-proxy", "no-proxy"])
+async def test_the_direct_client_uses_the_environment_proxy_unless_no_proxy_says_otherwise(monkeypatch, bypass):
+    """HTTP_PROXY / NO_PROXY are read once, when the client is made, and honoured like httpx honours them."""
+    state = StubState()
+    with stub_upstream(state) as proxy_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url.removesuffix("/v1"))
+        upstream = "http://upstream.invalid/v1"  # .invalid never resolves: only the proxy can answer
+        if bypass:
+            monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+        llm = OpenAICompatibleClient("openai/stub-model", api_base=upstream, api_key="sk-test", max_retries=0)
+        try:
+            if bypass:
+                with pytest.raises(UpstreamError, match="cannot reach"):
+                    await llm.generate(QUESTION)
+            else:
+                assert [g.text for g in await llm.generate(QUESTION)] == ["Paris"]
+        finally:
+            await llm.aclose()
+    assert state.paths == ([] if bypass else ["http://upstream.invalid/v1/chat/completions"])
 
 
 @pytest.mark.parametrize(
