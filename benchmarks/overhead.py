@@ -1,6 +1,6 @@
 """Proxy overhead: what `gate serve` and the LiteLLM proxy add in front of an instant upstream, with wrk.
 
-Run: ``.venv/bin/python -m benchmarks.overhead [--duration 8] [--repeats 3] [--concurrency 1 16 64]``
+Run: ``.venv/bin/python -m benchmarks.overhead [--duration 8] [--repeats 3] [--concurrency 1 16 64] [--workers 2]``
 (needs ``wrk``: ``apt-get install wrk``).
 
 One stub upstream (``benchmarks/stub_upstream.py``: fixed answer and log-probs, no work) serves every
@@ -12,6 +12,8 @@ target, so what differs between rows is only the proxy in front of it:
 - ``gate observe (free signals)``: ``mode: observe`` with only the free token-probability signals;
 - ``gate off via litellm``: the same pass-through with ``transport: litellm`` (what the gate cost before the
   direct transport; kept to show where the time went);
+- ``gate off, N workers`` / ``gate observe (free signals), N workers``: ``gate serve --workers N``
+  (``--workers``, default 2: this machine's cores; 0 skips them);
 - ``LiteLLM proxy``: ``litellm --config`` (one worker) forwarding to the same stub.
 
 Each (target, concurrency) is run ``--repeats`` times for ``--duration`` seconds after a warm-up; the
@@ -105,7 +107,7 @@ def process(command: list[str], *, ready_url: str, env: dict[str, str] | None = 
                 proc.wait()
 
 
-def gate_server(port: int, stub: str, transport: str) -> tuple[list[str], dict[str, str]]:
+def gate_server(port: int, stub: str, transport: str, workers: int = 1) -> tuple[list[str], dict[str, str]]:
     env = {
         "GATE_MODEL": "openai/stub",
         "GATE_API_BASE": stub,
@@ -117,7 +119,7 @@ def gate_server(port: int, stub: str, transport: str) -> tuple[list[str], dict[s
         "GATE_LOG_LEVEL": "warning",
         "GATE_API_KEYS": json.dumps([GATE_KEY]),  # clients authenticate, as in production
     }
-    return [str(BIN / "gate"), "serve", "--port", str(port)], env
+    return [str(BIN / "gate"), "serve", "--port", str(port), "--workers", str(workers)], env
 
 
 LITELLM_CONFIG = """\
@@ -215,7 +217,7 @@ def table(runs: dict[tuple[str, int], list[Run]], targets: list[Target], concurr
     return lines
 
 
-def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int]) -> list[str]:
+def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int], workers: int = 1) -> list[str]:
     """The issue's targets, with the measured value next to each."""
 
     def added_p50(name: str, connections: int) -> float:
@@ -226,16 +228,20 @@ def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int]) -> 
         return statistics.median(run.rps for run in runs[(name, connections)])
 
     lines = []
-    for connections in concurrency:
-        off, observe = added_p50("gate off", connections), added_p50("gate observe (free signals)", connections)
-        ratio = rps("gate off", connections) / rps("LiteLLM proxy", connections)
-        lines += [
-            f"- {connections} connection(s): pass-through adds {off:.2f} ms at p50 (target <= 2 ms: "
-            f"{'met' if off <= 2 else f'missed by {off - 2:.2f} ms'}); observe with the free signals adds "
-            f"{observe:.2f} ms (target <= 5 ms: {'met' if observe <= 5 else f'missed by {observe - 5:.2f} ms'});"
-            f" pass-through throughput is {ratio:.2f}x the LiteLLM proxy's (target >= 1: "
-            f"{'met' if ratio >= 1 else 'missed'})."
-        ]
+    suffixes = [""] + ([f", {workers} workers"] if workers > 1 else [])
+    for suffix in suffixes:
+        label = f"{workers} workers" if suffix else "one worker"
+        for connections in concurrency:
+            off = added_p50("gate off" + suffix, connections)
+            observe = added_p50("gate observe (free signals)" + suffix, connections)
+            ratio = rps("gate off" + suffix, connections) / rps("LiteLLM proxy", connections)
+            lines += [
+                f"- {label}, {connections} connection(s): pass-through adds {off:.2f} ms at p50 (target <= 2 ms: "
+                f"{'met' if off <= 2 else f'missed by {off - 2:.2f} ms'}); observe with the free signals adds "
+                f"{observe:.2f} ms (target <= 5 ms: {'met' if observe <= 5 else f'missed by {observe - 5:.2f} ms'});"
+                f" pass-through throughput is {ratio:.2f}x the LiteLLM proxy's (target >= 1: "
+                f"{'met' if ratio >= 1 else 'missed'})."
+            ]
     return lines
 
 
@@ -272,11 +278,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per wrk run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument(
+        "--workers", type=int, default=2, help="also measure `gate serve --workers N` (0: skip; default: 2)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk (Debian's package)")
-    ports = {name: free_port() for name in ("stub", "gate", "gate_litellm", "litellm")}
+    ports = {name: free_port() for name in ("stub", "gate", "gate_litellm", "gate_workers", "litellm")}
     stub = f"http://127.0.0.1:{ports['stub']}/v1"
     with tempfile.TemporaryDirectory() as scratch, ExitStack() as stack:
         work = Path(scratch)
@@ -288,8 +297,11 @@ def main() -> None:
                 log=work / "stub.log",
             )
         )
-        for key, transport in (("gate", "direct"), ("gate_litellm", "litellm")):
-            command, env = gate_server(ports[key], stub, transport)
+        gates = [("gate", "direct", 1), ("gate_litellm", "litellm", 1)]
+        if args.workers > 1:
+            gates.append(("gate_workers", "direct", args.workers))
+        for key, transport, workers in gates:
+            command, env = gate_server(ports[key], stub, transport, workers)
             stack.enter_context(
                 process(command, env=env, ready_url=f"http://127.0.0.1:{ports[key]}/readyz", log=work / f"{key}.log")
             )
@@ -333,6 +345,22 @@ def main() -> None:
                 LITELLM_KEY,
             ),
         ]
+        if args.workers > 1:
+            workers_url = f"http://127.0.0.1:{ports['gate_workers']}/v1/chat/completions"
+            targets[3:3] = [
+                Target(
+                    f"gate off, {args.workers} workers",
+                    workers_url,
+                    {"model": "openai/stub", "messages": QUESTION, "gate": {"mode": "off"}},
+                    GATE_KEY,
+                ),
+                Target(
+                    f"gate observe (free signals), {args.workers} workers",
+                    workers_url,
+                    {"model": "openai/stub", "messages": QUESTION, "gate": {"mode": "observe"}},
+                    GATE_KEY,
+                ),
+            ]
         started = time.perf_counter()
         runs = measure(targets, args.concurrency, seconds=args.duration, repeats=args.repeats, script_dir=work)
         elapsed = time.perf_counter() - started
@@ -340,7 +368,7 @@ def main() -> None:
     plot(runs, targets, args.concurrency, plot_path)
     command = (
         f".venv/bin/python -m benchmarks.overhead --duration {args.duration:g} --repeats {args.repeats}"
-        f" --concurrency {' '.join(map(str, args.concurrency))}"
+        f" --concurrency {' '.join(map(str, args.concurrency))} --workers {args.workers}"
     )
     text = "\n".join(
         [
@@ -354,7 +382,8 @@ def main() -> None:
             f" {args.repeats} repeats (targets interleaved within a repeat), after a 2 s warm-up per target."
             " Cells: median over repeats [min, max]. Added = target minus direct, paired within a repeat.",
             '- Upstream: `benchmarks/stub_upstream.py` (fixed answer "Paris" with one log-prob; raw asyncio).',
-            "- Gates: `gate serve` (one uvicorn worker) with `GATE_MODEL=openai/stub`, the stub as `GATE_API_BASE`,"
+            "- Gates: `gate serve` (one uvicorn worker unless the row says otherwise) with `GATE_MODEL=openai/stub`,"
+            " the stub as `GATE_API_BASE`,"
             " signals limited to the free `logprob_mean` and `logprob_min`, no artifact for this model"
             " (uncalibrated mean of the signals), audit log off, one client API key. LiteLLM proxy: `litellm --config`,"
             " one worker, default settings, a master key (it refuses to start without one).",
@@ -365,7 +394,7 @@ def main() -> None:
             "",
             "## Against the targets",
             "",
-            *verdicts(runs, args.concurrency),
+            *verdicts(runs, args.concurrency, args.workers),
             "",
         ]
     )

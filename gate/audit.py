@@ -30,12 +30,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from estimators.base import Cost
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.openai_wire import Reply
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
 
 QuestionMode = Literal["text", "hash"]
 
@@ -133,7 +138,8 @@ class AuditLog:
     answered: a crash loses at most the line being written (a torn last line, which readers skip). Writers
     queue on an ``asyncio.Lock``: when the disk is slow, requests wait (back-pressure), nothing is dropped.
     ``flush`` hands the line to the operating system; it does not ``fsync`` (a power cut may lose more).
-    One process per audit file: rotation is not coordinated between processes.
+    Several processes may share one file (``gate serve --workers``): each line is written under an
+    exclusive file lock, and rotation happens under it too (POSIX; elsewhere, one process per file).
     """
 
     def __init__(
@@ -180,14 +186,25 @@ class AuditLog:
         return text + "\n"
 
     def append(self, data: bytes) -> None:
-        """Append one line (blocking); rotate first when it would take the file past ``max_bytes``."""
+        """Append one line (blocking); rotate first when it would take the file past ``max_bytes``.
+
+        Safe across processes (``gate serve --workers N`` share one file): the writer holds an exclusive
+        ``flock`` on the file while it checks the size, rotates and writes. A writer that waited on a file
+        another process has just rotated away sees that the path now names a new file, and starts over.
+        """
         with self._file_lock:
-            size = self.path.stat().st_size if self.path.exists() else 0
-            if size and size + len(data) > self.max_bytes:  # a line over the limit still gets a file of its own
-                self._rotate()
-            with self.path.open("ab") as file:
-                file.write(data)
-                file.flush()
+            while True:
+                with self.path.open("ab") as file:
+                    _lock_exclusively(file)  # released when the file closes
+                    if not _is_current(file, self.path):
+                        continue  # rotated by another worker while this one waited
+                    size = os.fstat(file.fileno()).st_size
+                    if size and size + len(data) > self.max_bytes:  # a line over the limit gets a file of its own
+                        self._rotate()
+                        continue
+                    file.write(data)
+                    file.flush()
+                    return
 
     def _rotate(self) -> None:
         """path -> path.1 -> path.2 ... up to ``backups`` files; the oldest one is overwritten."""
@@ -199,6 +216,19 @@ class AuditLog:
             if older.exists():
                 os.replace(older, backup_path(self.path, index + 1))
         os.replace(self.path, backup_path(self.path, 1))
+
+
+def _lock_exclusively(file: BinaryIO) -> None:
+    if fcntl is not None:  # POSIX; elsewhere one process per audit file (the threading lock covers it)
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+
+
+def _is_current(file: BinaryIO, path: Path) -> bool:
+    """Whether ``path`` still names the open ``file`` (not so once another process rotated it away)."""
+    try:
+        return os.path.samestat(os.fstat(file.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def backup_path(path: Path, index: int) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from gate.cli import app as cli_app
 from gate.config import Settings
 from gate.errors import ConfigError, UpstreamError
 from gate.server import create_app
+from tests.audit_writer import append_lines
 from tests.test_server import (
     ABSTAIN_Q,
     ANSWER_Q,
@@ -199,6 +201,22 @@ async def test_concurrent_writers_never_interleave_lines(tmp_path):
     await write_all(AuditLog(path, max_bytes=10_000, backups=100, question="text"), 300)
     ids = sorted(record["request_id"] for record in read_records(audit_files(path)))
     assert ids == sorted(f"r{i}" for i in range(300))
+
+
+def test_processes_sharing_one_file_rotate_it_without_losing_or_tearing_a_line(tmp_path):
+    """``gate serve --workers N``: every worker appends to and rotates the same file, under a file lock."""
+    path = tmp_path / "audit.jsonl"
+    context = multiprocessing.get_context("spawn")  # a clean interpreter, as uvicorn starts its workers
+    writers = [context.Process(target=append_lines, args=(path, k * 200, 200, 4096)) for k in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    files = audit_files(path)
+    lines = [line for f in files for line in f.read_text().splitlines()]
+    assert len(files) > 10 and all(f.stat().st_size <= 4096 for f in files)  # it did rotate, many times
+    assert sorted(json.loads(line)["request_id"] for line in lines) == sorted(f"r{i}" for i in range(800))
 
 
 async def test_without_backups_rotation_starts_the_file_afresh(tmp_path):
