@@ -1,8 +1,9 @@
 """Quality against peers' methods: each signal, the fused gate, its cascade, and five baselines, side by side.
 
-Run: ``.venv/bin/python -m benchmarks.quality CACHE.jsonl [--folds 5] [--out benchmarks/results/quality.md]``
+Run: ``.venv/bin/python -m benchmarks.quality CACHE.jsonl [MORE.jsonl ...] [--folds 5] [--out ...quality.md]``
 
-Everything is read from a ``gate calibrate`` signal cache (the greedy answer, its grade, every signal with
+Everything is read from ``gate calibrate`` signal caches (several are pooled when they hold the same model
+and signals) (the greedy answer, its grade, every signal with
 its details and cost), so every method scores the same answers on the same questions and nothing is
 regenerated. The baselines are the peers' standard methods re-implemented over the same samples:
 
@@ -43,7 +44,7 @@ from calibration.report import wilson_interval
 from calibration.selective import aurc, prr, selective_accuracy
 from estimators.base import Cost
 from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, fit_artifact, matrix
-from gate.signal_cache import CachedRow, read_cache
+from gate.signal_cache import CachedRow, read_cache, same_signals
 from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,8 +53,12 @@ N_RESAMPLES = 1000
 COVERAGES = (0.25, 0.5, 0.75)
 FAMILIES = {
     "open-domain, no context (TriviaQA, NQ-open, PopQA)": ("trivia", "nq_open", "popqa"),
-    "with passages (SciQ)": ("sciq",),
+    "with passages (SciQ, HotpotQA, HaluEval QA)": ("sciq", "hotpot", "halueval"),
+    "SciQ (the support passage)": ("sciq",),
+    "HotpotQA (10 passages: 2 gold, 8 distractors)": ("hotpot",),
+    "HaluEval QA (its knowledge passage)": ("halueval",),
 }
+"""The sections after the pooled one; a section without rows in the caches is left out."""
 
 
 @dataclass(frozen=True)
@@ -407,11 +412,23 @@ def _per_dataset(rows: Sequence[CachedRow]) -> str:
     return ", ".join(f"{name} {sum(row.dataset == name for row in rows)}" for name in names)
 
 
-def build(cache: Path, folds: int, out: Path) -> str:
+def read_caches(caches: Sequence[Path]) -> tuple[dict, list[CachedRow]]:
+    """The rows of every cache, pooled; they must hold the same model and the same signals."""
+    head, rows = read_cache(caches[0])
+    for cache in caches[1:]:
+        other, more = read_cache(cache)
+        if other["model"] != head["model"] or not same_signals(other["suite"], head["suite"]):
+            raise ValueError(f"{cache} holds other signals or another model than {caches[0]}: cannot pool them")
+        rows += more
+    if len({row.id for row in rows}) != len(rows):
+        raise ValueError("the caches share question ids: pool caches of different questions")
+    return head, sorted(rows, key=lambda row: row.id)
+
+
+def build(caches: Sequence[Path], folds: int, out: Path) -> str:
     from retrieval.embedders import MiniLMEmbedder
 
-    head, rows = read_cache(cache)
-    rows = sorted(rows, key=lambda row: row.id)
+    head, rows = read_caches(caches)
     y = np.array([row.correct for row in rows], dtype=bool)
     fold_of = stratified_folds(rows, folds)
     target = Target(answer_level=0.55, hedge_level=0.3, confidence_level=0.9)  # the shipped artifact's target
@@ -433,8 +450,8 @@ def build(cache: Path, folds: int, out: Path) -> str:
     lines = [
         "# Quality against peers' methods, on the embedded model",
         "",
-        f"- Command: `.venv/bin/python -m benchmarks.quality {cache.name} --folds {folds}` (the cache written by"
-        " the `gate calibrate` command in `calibration.md`).",
+        f"- Command: `.venv/bin/python -m benchmarks.quality {' '.join(c.name for c in caches)} --folds {folds}`"
+        " (the caches written by the `gate calibrate` commands in `calibration.md` and below).",
         f"- Model: {model}; greedy answer in the few-shot Q/A format; label: the answer contains a gold alias.",
         f"- Rows: {len(rows)} questions ({_per_dataset(rows)}), {int(y.sum())} correct answers ({y.mean():.1%}).",
         f"- The fused gate is cross-fitted over {folds} folds (stratified by dataset and correctness, seed 0) with"
@@ -481,11 +498,11 @@ def build(cache: Path, folds: int, out: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cache", type=Path, help="signal cache written by gate calibrate")
+    parser.add_argument("caches", type=Path, nargs="+", help="signal caches written by gate calibrate")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.md")
     args = parser.parse_args()
-    text = build(args.cache, args.folds, args.out)
+    text = build(args.caches, args.folds, args.out)
     args.out.write_text(text)
     print(text)
 

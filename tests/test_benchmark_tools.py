@@ -1,12 +1,18 @@
-"""The overhead benchmark's own parts: the instant stub upstream and the wrk output parser."""
+"""The benchmarks' own parts: the instant stub upstream, the wrk output parser, pooling signal caches."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
+import pytest
+
 from benchmarks.overhead import parse_wrk
+from benchmarks.quality import read_caches
 from benchmarks.stub_upstream import ANSWER, StubProtocol
+from estimators.base import Cost
+from gate.signal_cache import CachedRow, append_row, open_cache
+from gate.suite import DEFAULT_SUITE, without_precheck
 
 WRK_OUTPUT = """\
 Running 3s test @ http://127.0.0.1:9200/v1/chat/completions
@@ -53,3 +59,29 @@ async def test_the_stub_answers_pipelined_keep_alive_requests_in_order():
     server.close()
     assert answers[0]["choices"][0]["message"]["content"] == ANSWER and answers[1]["object"] == "list"
     assert third["choices"][0]["logprobs"]["content"][0]["logprob"] < 0
+
+
+def _cache(path, ids, *, model="local/m", suite=DEFAULT_SUITE):
+    open_cache(path, model, suite)
+    for row_id in ids:
+        row = CachedRow(row_id, row_id.split("-")[0], "q?", ("a",), "a", True, {}, Cost(calls=1))
+        append_row(path, row)
+    return path
+
+
+def test_read_caches_pools_caches_of_the_same_model_and_signals(tmp_path):
+    first = _cache(tmp_path / "a.jsonl", ["trivia-2", "trivia-1"])
+    second = _cache(tmp_path / "b.jsonl", ["hotpot-1"], suite=without_precheck(DEFAULT_SUITE))  # same signals
+    head, rows = read_caches([first, second])
+    assert head["model"] == "local/m" and [row.id for row in rows] == ["hotpot-1", "trivia-1", "trivia-2"]
+
+
+@pytest.mark.parametrize(
+    ("other", "message"),
+    [({"model": "local/other"}, "another model"), ({"ids": ["trivia-1"]}, "share question ids")],
+)
+def test_read_caches_refuses_caches_it_cannot_pool(tmp_path, other, message):
+    first = _cache(tmp_path / "a.jsonl", ["trivia-1"])
+    second = _cache(tmp_path / "b.jsonl", other.get("ids", ["hotpot-1"]), model=other.get("model", "local/m"))
+    with pytest.raises(ValueError, match=message):
+        read_caches([first, second])
