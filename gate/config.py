@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     audit_max_bytes: int = Field(default=50_000_000, ge=1024, description="rotate the audit log beyond this size")
     audit_backups: int = Field(default=5, ge=0, le=1000, description="rotated audit files kept: path.1, path.2 ...")
     metrics_auth: bool = Field(default=False, description="require an API key for /metrics too (default: open)")
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="where the workers of gate serve --workers share their /metrics values (--workers sets it)",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -1,16 +1,18 @@
 """Prometheus text exposition (format 0.0.4), hand-written: counters, histograms and gauges, no globals.
 
 Every update runs on the server's event loop, so the metrics need no lock. A ``Registry`` is built per app
-(``app.state.metrics``); nothing here is shared between apps.
+(``app.state.metrics``); nothing here is shared between apps. Worker processes serving one port add each
+other's values in at render time: ``Registry.snapshot()`` is one process's values as JSON-able data, and
+``Registry.render(others)`` sums those snapshots into its own (see :mod:`gate.metrics_share`).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -67,13 +69,20 @@ class Counter:
             raise ValueError(f"{self.name} takes labels {self.labelnames}; got {tuple(labels)}")
         return tuple(labels)
 
-    def samples(self) -> list[str]:
-        """The series as text lines (no series yet: an unlabelled counter shows 0)."""
-        if not self.values and not self.labelnames:
+    def state(self) -> list[list[Any]]:
+        """The values as JSON-able data: ``[[label values], value]`` per series."""
+        return [[list(key), value] for key, value in self.values.items()]
+
+    def samples(self, others: Sequence[Any] = ()) -> list[str]:
+        """The series as text lines, other processes' ``state()`` added in (none yet: unlabelled shows 0)."""
+        values = dict(self.values)
+        for state in others:
+            for labels, value in state:
+                key = tuple(labels)
+                values[key] = values.get(key, 0.0) + value
+        if not values and not self.labelnames:
             return [f"{self.name} 0"]
-        return [
-            f"{self.name}{_labels(self.labelnames, key)} {format_value(v)}" for key, v in sorted(self.values.items())
-        ]
+        return [f"{self.name}{_labels(self.labelnames, key)} {format_value(v)}" for key, v in sorted(values.items())]
 
 
 @dataclass
@@ -99,13 +108,22 @@ class Histogram:
         self.sum += value
         self.count += 1
 
-    def samples(self) -> list[str]:
-        """Cumulative buckets up to ``le="+Inf"``, then the sum and the count."""
+    def state(self) -> dict[str, Any]:
+        """The per-bucket counts, sum and count as JSON-able data."""
+        return {"counts": list(self.counts), "sum": self.sum, "count": self.count}
+
+    def samples(self, others: Sequence[Any] = ()) -> list[str]:
+        """Cumulative buckets up to ``le="+Inf"``, then the sum and the count; other processes' added in."""
+        counts, total, count = list(self.counts), self.sum, self.count
+        for state in others:
+            if len(state["counts"]) == len(counts):  # same buckets (same code); anything else is not summable
+                counts = [mine + theirs for mine, theirs in zip(counts, state["counts"], strict=True)]
+                total, count = total + state["sum"], count + state["count"]
         lines, running = [], 0
-        for bound, count in zip((*self.buckets, math.inf), self.counts, strict=True):
-            running += count
+        for bound, bucket in zip((*self.buckets, math.inf), counts, strict=True):
+            running += bucket
             lines.append(f'{self.name}_bucket{{le="{format_value(bound)}"}} {running}')
-        lines += [f"{self.name}_sum {format_value(self.sum)}", f"{self.name}_count {self.count}"]
+        lines += [f"{self.name}_sum {format_value(total)}", f"{self.name}_count {count}"]
         return lines
 
 
@@ -118,9 +136,13 @@ class Gauge:
     help: str
     read: Callable[[], float]
 
-    def samples(self) -> list[str]:
+    def state(self) -> float:
         """The current value."""
-        return [f"{self.name} {format_value(self.read())}"]
+        return float(self.read())
+
+    def samples(self, others: Sequence[Any] = ()) -> list[str]:
+        """The current value, plus other processes' (in flight across workers; their limits together)."""
+        return [f"{self.name} {format_value(self.read() + sum(others))}"]
 
 
 Metric = Counter | Histogram | Gauge
@@ -140,10 +162,15 @@ class Registry:
         self.metrics.append(metric)
         return metric
 
-    def render(self) -> str:
-        """The whole exposition: ``# HELP`` and ``# TYPE`` before each metric's samples."""
+    def snapshot(self) -> dict[str, Any]:
+        """Every metric's values as JSON-able data, by name (what another process adds in at render time)."""
+        return {metric.name: metric.state() for metric in self.metrics}
+
+    def render(self, others: Sequence[Mapping[str, Any]] = ()) -> str:
+        """The whole exposition: ``# HELP`` and ``# TYPE`` before each metric's samples, ``others``' values
+        (snapshots of the same registry in other processes) summed into this one's."""
         lines: list[str] = []
         for metric in self.metrics:
             lines += [f"# HELP {metric.name} {escape_help(metric.help)}", f"# TYPE {metric.name} {metric.kind}"]
-            lines += metric.samples()
+            lines += metric.samples([other[metric.name] for other in others if metric.name in other])
         return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """The proxy's Prometheus metrics (``GET /metrics``) and the ASGI middleware that counts every response.
 
-Metrics (all per app, on ``app.state.metrics``)::
+Metrics (per app, on ``app.state.metrics``; summed over the workers of ``gate serve --workers N``)::
 
     gate_requests_total{route,mode,status}   every HTTP response; mode "none" before a gate mode was chosen
     gate_decisions_total{decision}           answer / hedge / abstain (off-mode pass-throughs have none)
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.audit import Outcome
+from gate.metrics_share import SharedMetrics
 from gate.prom import Counter, Gauge, Histogram, Registry
 
 ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/readyz", "/metrics"})
@@ -37,6 +38,7 @@ class ProxyMetrics:
     def __init__(self, *, in_flight: Callable[[], float], limit: int) -> None:
         add = (registry := Registry()).add
         self.registry = registry
+        self.shared: SharedMetrics | None = None  # gate serve --workers: the other workers' values too
         self.requests = add(
             Counter(
                 "gate_requests_total",
@@ -81,8 +83,8 @@ class ProxyMetrics:
         self.own_latency.observe(outcome.own_s)
 
     def render(self) -> str:
-        """The exposition text."""
-        return self.registry.render()
+        """The exposition text (every worker's values summed, when they share them)."""
+        return self.registry.render() if self.shared is None else self.shared.render()
 
 
 @dataclass

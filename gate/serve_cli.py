@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,8 +33,8 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="Worker processes sharing the port. Each loads its own gate (and embedded model), applies "
-            "max_concurrency on its own and keeps its own /metrics; the audit log is shared.",
+            help="Worker processes sharing the port. Each loads its own gate (and embedded model) and applies "
+            "max_concurrency on its own; /metrics sums all of them and the audit log is shared.",
         ),
     ] = 1,
     config: Annotated[
@@ -61,9 +64,10 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
         return
     _hand_to_workers(settings, config=config, model=model, workers=workers)
-    uvicorn.run(
-        f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level=settings.log_level
-    )
+    with _metrics_dir(settings):
+        uvicorn.run(
+            f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level=settings.log_level
+        )
 
 
 def worker_app() -> FastAPI:
@@ -88,6 +92,20 @@ def _hand_to_workers(settings: Settings, *, config: Path | None, model: str | No
     if settings.model.startswith(LOCAL_PREFIX) and settings.local_n_threads is None:
         # every worker loads its own copy of the embedded model: share the cores instead of each taking all
         os.environ["GATE_LOCAL_N_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+@contextmanager
+def _metrics_dir(settings: Settings) -> Iterator[None]:
+    """Where the workers share their /metrics values: the configured ``metrics_dir``, else a temporary one."""
+    from gate.metrics_share import clear_snapshots
+
+    if settings.metrics_dir is not None:
+        clear_snapshots(settings.metrics_dir)  # counts from an earlier run must not add to this one's
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gate-metrics-") as directory:
+        os.environ["GATE_METRICS_DIR"] = directory
+        yield
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -12,6 +12,7 @@ with ``audit_path`` set, appended to the audit log (:mod:`gate.audit`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from estimators.base import Prompt
 from gate.audit import AuditLog, Outcome
 from gate.config import Settings
 from gate.errors import ConfigError
+from gate.metrics_share import SharedMetrics
 from gate.openai_wire import (
     BadRequestError,
     ChatRequest,
@@ -57,6 +59,8 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     policy = Policy.from_settings(settings)
     slots = Slots(limit=settings.max_concurrency)
     metrics = ProxyMetrics(in_flight=lambda: slots.in_use, limit=settings.max_concurrency)
+    if settings.metrics_dir is not None:  # gate serve --workers: one /metrics for all of them
+        metrics.shared = SharedMetrics(settings.metrics_dir, metrics.registry)
     guarded = (API_PREFIX, "/metrics") if settings.metrics_auth else API_PREFIX
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),  # outermost: counts the 401s, 413s and 429s too
@@ -101,23 +105,37 @@ class Loadable(Protocol):
 def _lifespan(settings: Settings, injected: Gate | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Building the gate reads the artifact and the index: a misconfiguration stops the server here.
-        # Loading the model's weights is slow, so it runs behind /readyz while /healthz already answers.
-        gate = injected or await asyncio.to_thread(create_gate, settings)
-        if not isinstance(gate.llm, Loadable):
-            _ready(app, gate)
-            try:
+        shared = app.state.metrics.shared  # set with metrics_dir: this worker's values for the others
+        publishing = asyncio.create_task(shared.run()) if shared is not None else None
+        try:
+            async with _serving(app, settings, injected):
                 yield
-            finally:
-                await _close(gate.llm)
-            return
-        loading = asyncio.create_task(_load(app, gate, gate.llm))
+        finally:
+            if publishing is not None:
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
+
+    return lifespan
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, settings: Settings, injected: Gate | None) -> AsyncIterator[None]:
+    # Building the gate reads the artifact and the index: a misconfiguration stops the server here.
+    # Loading the model's weights is slow, so it runs behind /readyz while /healthz already answers.
+    gate = injected or await asyncio.to_thread(create_gate, settings)
+    if not isinstance(gate.llm, Loadable):
+        _ready(app, gate)
         try:
             yield
         finally:
-            loading.cancel()
-
-    return lifespan
+            await _close(gate.llm)
+        return
+    loading = asyncio.create_task(_load(app, gate, gate.llm))
+    try:
+        yield
+    finally:
+        loading.cancel()
 
 
 async def _close(llm: object) -> None:

@@ -1,8 +1,10 @@
-"""Prometheus text exposition: the primitives, and /metrics on the proxy read back with a small parser."""
+"""Prometheus text exposition: the primitives, workers sharing one /metrics, and /metrics on the proxy read back
+with a small parser."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 
 from gate.errors import UpstreamError
+from gate.metrics_share import SharedMetrics, clear_snapshots
 from gate.prom import Counter, Gauge, Histogram, Registry, escape_label, format_value
 from gate.proxy_metrics import ProxyMetrics
 from tests.test_server import (
@@ -132,6 +135,42 @@ def test_an_unused_app_exposes_every_family_with_zeroes():
     assert types["gate_requests_total"] == "counter" and types["gate_upstream_latency_seconds"] == "histogram"
     assert types["gate_in_flight_requests"] == "gauge" and value(samples, "gate_max_concurrency") == 8
     assert value(samples, "gate_llm_calls_total") == 0 and value(samples, "gate_own_latency_seconds_count") == 0
+
+
+# --- several workers, one /metrics ---------------------------------------------------------------------------
+
+
+def worker_registry(requests: dict[str, float], observations: list[float], in_flight: float) -> Registry:
+    counter = Counter("r_total", "r", ("status",))
+    for status, amount in requests.items():
+        counter.inc(status, amount=amount)
+    histogram = Histogram("h_seconds", "h", buckets=(0.1, 1.0))
+    for observation in observations:
+        histogram.observe(observation)
+    return Registry([counter, histogram, Gauge("g", "g", lambda: in_flight)])
+
+
+def test_render_sums_other_processes_snapshots_into_its_own():
+    mine = worker_registry({"200": 3}, [0.05, 2.0], in_flight=1)
+    other = worker_registry({"200": 4, "429": 2}, [0.5], in_flight=2).snapshot()
+    samples, _ = parse(mine.render([json.loads(json.dumps(other))]))  # as it travels: through JSON
+    assert value(samples, "r_total", status="200") == 7 and value(samples, "r_total", status="429") == 2
+    assert buckets(samples, "h_seconds") == [(0.1, 1), (1.0, 2), (math.inf, 3)]
+    assert value(samples, "h_seconds_sum") == pytest.approx(2.55) and value(samples, "g") == 3
+
+
+def test_workers_share_values_through_the_directory_and_old_snapshots_keep_counts_not_gauges(tmp_path):
+    first = SharedMetrics(tmp_path, worker_registry({"200": 1}, [], in_flight=1), worker="1")
+    second = SharedMetrics(tmp_path, worker_registry({"200": 5}, [], in_flight=4), worker="2", stale_s=60)
+    (tmp_path / "gate-metrics-junk.json").write_text("{not json")  # never fails a scrape
+    first.publish()
+    samples, _ = parse(second.render())
+    assert value(samples, "r_total", status="200") == 6 and value(samples, "g") == 5
+    second.stale_s = 0.0  # the first worker's snapshot is now "old": it exited, its gauges no longer count
+    samples, _ = parse(second.render())
+    assert value(samples, "r_total", status="200") == 6 and value(samples, "g") == 4
+    clear_snapshots(tmp_path)
+    assert not list(tmp_path.glob("gate-metrics-*.json"))
 
 
 # --- /metrics on the proxy ---------------------------------------------------------------------------------

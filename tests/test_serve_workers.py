@@ -1,4 +1,5 @@
-"""``gate serve --workers N``: worker processes on one port, the command line's settings in each, one audit log.
+"""``gate serve --workers N``: worker processes on one port, the command line's settings in each, one audit log,
+one /metrics.
 
 The real command in a subprocess (uvicorn's supervisor and its spawned workers) in front of the loopback stub
 upstream; the gate runs the cheap token-probability signal only, so the test is about the processes.
@@ -49,12 +50,12 @@ def children(pid: int) -> list[int]:
 
 
 def test_two_workers_answer_every_request_and_share_one_audit_log(tmp_path):
-    audit = tmp_path / "audit.jsonl"
+    audit, shared = tmp_path / "audit.jsonl", tmp_path / "metrics"
     with stub_upstream(StubState()) as api_base:
         config = tmp_path / "gate.yaml"
         config.write_text(
             f"api_base: {api_base}\nsignals: [logprob_min]\nmax_retries: 0\nmax_concurrency: 100\n"
-            f"audit_path: {audit}\naudit_max_bytes: 4096\naudit_backups: 1000\n"
+            f"audit_path: {audit}\naudit_max_bytes: 4096\naudit_backups: 1000\nmetrics_dir: {shared}\n"
         )
         port, log = free_port(), tmp_path / "serve.log"
         env = {name: value for name, value in os.environ.items() if not name.startswith("GATE_")}
@@ -71,6 +72,8 @@ def test_two_workers_answer_every_request_and_share_one_audit_log(tmp_path):
 
             with ThreadPoolExecutor(max_workers=8) as pool:
                 responses = list(pool.map(ask, range(REQUESTS)))
+            time.sleep(1.5)  # each worker publishes its values about once a second
+            scrapes = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for _ in range(6)]
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
@@ -81,3 +84,14 @@ def test_two_workers_answer_every_request_and_share_one_audit_log(tmp_path):
     assert len(audit_files(audit)) > 1  # the workers rotated the shared file
     assert sorted(r["request_id"] for r in records) == sorted(r.headers["x-request-id"] for r in responses)
     assert process.returncode == 0, log.read_text()[-3000:]
+    # both workers served requests, and whichever one answers a scrape counts every worker's
+    per_worker = [json.loads(f.read_text())["metrics"]["gate_requests_total"] for f in shared.glob("*.json")]
+    served = [sum(value for labels, value in series if labels[0] == "/v1/chat/completions") for series in per_worker]
+    assert len(served) == 2 and min(served) > 0 and sum(served) == REQUESTS
+    assert [answered(scrape) for scrape in scrapes] == [REQUESTS] * len(scrapes)
+
+
+def answered(exposition: str) -> float:
+    """The 200s of the chat route in a /metrics text."""
+    route = 'gate_requests_total{route="/v1/chat/completions",mode="enforce",status="200"} '
+    return sum(float(line.removeprefix(route)) for line in exposition.splitlines() if line.startswith(route))
