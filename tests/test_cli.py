@@ -43,12 +43,21 @@ def test_ask_prints_the_answer_and_the_assessment(monkeypatch):
     [
         (["ask", "  "], "the question is empty"),
         (["ask", "q", "--model", "no-such-provider-xyz"], "unknown model 'no-such-provider-xyz'"),
+        (["serve", "--port", "9", "--workers", "2", "--model", "no-such-provider-xyz"], "unknown model"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_serve_reads_the_artifact_before_uvicorn_starts_so_a_bad_one_is_one_line(monkeypatch, workers):
+    monkeypatch.setenv("GATE_ARTIFACT", "/nonexistent/artifact.json")
+    result = runner.invoke(app, ["serve", "--port", "9", "--workers", workers])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot read the calibration artifact /nonexistent/artifact.json" in result.output
 
 
 def test_unreachable_endpoint_is_reported_plainly(monkeypatch):
