@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import time
@@ -53,6 +52,13 @@ def calibrate(
     cached_only: Annotated[
         bool, typer.Option(help="Fit on the questions already in the cache; compute nothing new.")
     ] = False,
+    collect_only: Annotated[
+        bool,
+        typer.Option(
+            help="Compute and cache the signals, fit nothing (to pool with other caches later; too few correct "
+            "answers for a fit of their own is fine). --out then only names the default cache."
+        ),
+    ] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model to calibrate.")] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
 ) -> None:
@@ -61,10 +67,13 @@ def calibrate(
     from gate.calibrate import FitOptions, fit_artifact
     from gate.collect import collect, sample_items
     from gate.config import load_settings
+    from gate.llm import run_then_close
     from gate.setup import create_gate
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
+    if collect_only and cached_only:
+        raise ValueError("--collect-only and --cached-only exclude each other: one computes, the other fits")
     keys = [key.strip() for key in signals.split(",") if key.strip()] if signals else None
     settings = load_settings(config_file=config, model=model, signals=keys)
     target = Target(
@@ -74,7 +83,12 @@ def calibrate(
     items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
     cache = cache or out.with_suffix(".signals.jsonl")
     gate = create_gate(settings, calibrated=False)
-    rows = asyncio.run(_collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only))
+    work = _collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only)
+    rows = run_then_close(gate.llm, work)
+    if collect_only:
+        correct = sum(row.correct for row in rows)
+        typer.echo(f"cached {len(rows)} graded questions ({correct} correct) in {cache}; nothing fitted", err=True)
+        return
     typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
     artifact = fit_artifact(rows, model=settings.model, suite=gate.suite, options=options)
     artifact = _with_cache_path(artifact, cache)

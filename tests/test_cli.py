@@ -44,6 +44,7 @@ def test_ask_prints_the_answer_and_the_assessment(monkeypatch):
         (["ask", "  "], "the question is empty"),
         (["ask", "q", "--model", "no-such-provider-xyz"], "unknown model 'no-such-provider-xyz'"),
         (["serve", "--port", "9", "--workers", "2", "--model", "no-such-provider-xyz"], "unknown model"),
+        (["calibrate", "-d", "trivia", "-o", "a.json", "--collect-only", "--cached-only"], "exclude each other"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message):
@@ -58,6 +59,19 @@ def test_serve_reads_the_artifact_before_uvicorn_starts_so_a_bad_one_is_one_line
     result = runner.invoke(app, ["serve", "--port", "9", "--workers", workers])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "cannot read the calibration artifact /nonexistent/artifact.json" in result.output
+
+
+def test_calibrate_collect_only_caches_the_signals_and_fits_nothing(monkeypatch, tmp_path):
+    questions = tmp_path / "qa.jsonl"
+    questions.write_text("".join(json.dumps({"question": f"Q{i}?", "answers": ["Paris"]}) + "\n" for i in range(3)))
+    out, cache = tmp_path / "artifact.json", tmp_path / "signals.jsonl"
+    with stub_upstream(StubState(text="Paris")) as url:
+        monkeypatch.setenv("GATE_API_BASE", url)
+        command = ["calibrate", "-d", str(questions), "--signals", "logprob_min", "--model", "openai/stub"]
+        result = runner.invoke(app, [*command, "--out", str(out), "--cache", str(cache), "--collect-only"])
+    assert result.exit_code == 0, result.output
+    assert "cached 3 graded questions (3 correct)" in result.output and "nothing fitted" in result.output
+    assert not out.exists() and len(cache.read_text().splitlines()) == 1 + 3  # header and one row each
 
 
 def test_unreachable_endpoint_is_reported_plainly(monkeypatch):
