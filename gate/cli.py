@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -59,6 +58,7 @@ def ask(
 ) -> None:
     """Ask the configured model a question; print its answer and the gate's assessment of it."""
     from gate.config import load_settings
+    from gate.llm import run_then_close
     from gate.setup import budget_from, create_gate
 
     if not question.strip():
@@ -66,7 +66,8 @@ def ask(
     settings = load_settings(config_file=config, model=model, max_tokens=max_tokens)
     _setup_logging(settings.log_level)
     gate = create_gate(settings)
-    assessment = asyncio.run(gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings)))
+    work = gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings))
+    assessment = run_then_close(gate.llm, work)
     if as_json:
         typer.echo(json.dumps({"answer": assessment.answer, **assessment.summary()}, indent=2))
     else:

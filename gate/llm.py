@@ -8,8 +8,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import httpx
 
@@ -21,6 +21,27 @@ from gate.local import LOCAL_PREFIX, LocalLLM
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+T = TypeVar("T")
+
+
+async def close_llm(llm: object) -> None:
+    """Close the upstream client's connection pool, where it keeps one (the direct HTTP transport)."""
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def run_then_close(llm: object, work: Awaitable[T]) -> T:
+    """``asyncio.run(work)``, then close ``llm``'s connections on the same loop (a command's one-shot run)."""
+
+    async def main() -> T:
+        try:
+            return await work
+        finally:
+            await close_llm(llm)
+
+    return asyncio.run(main())
 
 
 @functools.cache

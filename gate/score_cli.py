@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ def score(
 ) -> None:
     """Score responses you already have, line by line; malformed lines are reported and skipped."""
     from gate.config import load_settings
+    from gate.llm import run_then_close
     from gate.score import score_file
     from gate.setup import budget_from, create_gate
 
@@ -52,9 +52,10 @@ def score(
     with source.open(encoding="utf-8") as handle:
         total = sum(1 for line in handle if line.strip())
     with _progress(total, "scoring") as advance:
-        summary = asyncio.run(
+        summary = run_then_close(
+            gate.llm,
             score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
-                       budget=budget_from(settings), signals=keys, on_line=advance)
+                       budget=budget_from(settings), signals=keys, on_line=advance),
         )
     typer.echo("\n".join([f"wrote {out}", *summary.lines()]))
 
@@ -78,6 +79,7 @@ def evaluate(
     from gate.collect import collect, sample_items
     from gate.config import load_settings
     from gate.evaluate import drift_table, verdict
+    from gate.llm import run_then_close
     from gate.setup import create_gate
 
     settings = load_settings(config_file=config, model=model, artifact=artifact)
@@ -88,7 +90,8 @@ def evaluate(
     items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
     cache = cache or out / "signals.jsonl"
     with _progress(len(items), "evaluating") as advance:
-        rows = asyncio.run(collect(gate, items, cache, model=settings.model, on_row=lambda row, cached: advance()))
+        work = collect(gate, items, cache, model=settings.model, on_row=lambda row, cached: advance())
+        rows = run_then_close(gate.llm, work)
     data = report_data(fitted, rows, held_out_only=False, title=f"Evaluation of {fitted.id}")
     line = verdict(fitted, data)
     drift = {f"Drift: the artifact at fitting vs this data. Verdict: {line}": drift_table(fitted, data)}

@@ -29,6 +29,7 @@ from estimators.base import Prompt
 from gate.audit import AuditLog, Outcome
 from gate.config import Settings
 from gate.errors import ConfigError
+from gate.llm import close_llm
 from gate.metrics_share import SharedMetrics
 from gate.openai_wire import (
     BadRequestError,
@@ -129,20 +130,13 @@ async def _serving(app: FastAPI, settings: Settings, injected: Gate | None) -> A
         try:
             yield
         finally:
-            await _close(gate.llm)
+            await close_llm(gate.llm)
         return
     loading = asyncio.create_task(_load(app, gate, gate.llm))
     try:
         yield
     finally:
         loading.cancel()
-
-
-async def _close(llm: object) -> None:
-    """Close the upstream client's connection pool, where it keeps one (the direct HTTP transport)."""
-    close = getattr(llm, "aclose", None)
-    if close is not None:
-        await close()
 
 
 async def _load(app: FastAPI, gate: Gate, llm: Loadable) -> None:

@@ -6,7 +6,7 @@ import pytest
 from estimators.base import total_cost
 from gate.config import Settings
 from gate.errors import UnknownModelError, UpstreamError
-from gate.llm import LiteLLMClient, classify_error, create_llm, parse_response
+from gate.llm import LiteLLMClient, classify_error, create_llm, parse_response, run_then_close
 from gate.openai_compat import OpenAICompatibleClient
 from tests.stub_upstream import StubState, stub_upstream
 
@@ -114,6 +114,14 @@ async def test_the_direct_client_sends_the_bare_model_name_and_the_key_as_bearer
         await llm.generate(QUESTION)
         await llm.aclose()
     assert state.requests[0]["model"] == "stub-model" and state.requests[0]["messages"] == QUESTION
+
+
+def test_a_command_run_closes_the_direct_clients_connections_on_its_own_loop():
+    """``gate ask`` / ``score`` / ``calibrate`` run once and exit: no "Unclosed client session" at exit."""
+    with stub_upstream(StubState()) as url:
+        llm = OpenAICompatibleClient("openai/stub-model", api_base=url, api_key="sk-test")
+        generations = run_then_close(llm, llm.generate(QUESTION))
+    assert [g.text for g in generations] == ["Paris"] and llm._http is None
 
 
 @pytest.mark.parametrize("bypass", [False, True], ids=["through-proxy", "no-proxy"])
