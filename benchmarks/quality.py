@@ -2,10 +2,10 @@
 
 Run: ``.venv/bin/python -m benchmarks.quality CACHE.jsonl [MORE.jsonl ...] [--folds 5] [--out ...quality.md]``
 
-Everything is read from ``gate calibrate`` signal caches (several are pooled when they hold the same model
-and signals) (the greedy answer, its grade, every signal with
-its details and cost), so every method scores the same answers on the same questions and nothing is
-regenerated. The baselines are the peers' standard methods re-implemented over the same samples:
+Everything is read from ``gate calibrate`` signal caches (the greedy answer, its grade, every signal with
+its details and cost; several caches are pooled when they hold the same model and signals), so every
+method scores the same answers on the same questions and nothing is regenerated. The baselines are the
+peers' standard methods re-implemented over the same samples:
 
 - semantic entropy (Farquhar et al. 2024): minus the entropy of the answer clusters of the 5 samples at T=1;
 - SelfCheck-style (Manakul et al. 2023): mean cosine similarity (MiniLM) between the answer and each sample,
@@ -43,7 +43,7 @@ from calibration.metrics import auprc_error, auroc, brier_score, ece
 from calibration.report import wilson_interval
 from calibration.selective import aurc, prr, selective_accuracy
 from estimators.base import Cost
-from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, fit_artifact, matrix
+from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, cost_totals, fit_artifact, matrix
 from gate.signal_cache import CachedRow, read_cache, same_signals
 from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
 
@@ -129,8 +129,8 @@ def _cost(row: CachedRow, keys: Sequence[str]) -> list[Cost]:
 
 
 def _costs(rows: Sequence[CachedRow], keys: Sequence[str], scale: float = 1.0) -> tuple[np.ndarray, ...]:
-    table = _totals([_cost(row, keys) for row in rows])
-    answer = _totals([_cost(row, []) for row in rows])
+    table = cost_totals([_cost(row, keys) for row in rows])
+    answer = cost_totals([_cost(row, []) for row in rows])
     extra = (table - answer) * scale
     if scale != 1.0:  # fewer samples in one call: still one call, fewer tokens and seconds
         extra[:, 0] = np.minimum(extra[:, 0], 1.0)
@@ -173,23 +173,8 @@ def cross_fit(
         probability, decided, where = cascade_outcomes(artifact, held_rows)
         cascade[held], decision[held], stage[held] = probability, decided, where
         every, cascaded = cascade_cost_rows(artifact, held_rows, where)
-        full_costs[held], cascade_costs[held] = _totals(every), _totals(cascaded)
+        full_costs[held], cascade_costs[held] = cost_totals(every), cost_totals(cascaded)
     return CrossFitted(fused, cascade, decision, stage, tuple(cascade_costs.T), tuple(full_costs.T), artifacts)
-
-
-def _totals(per_row: Sequence[Sequence[Cost]]) -> np.ndarray:
-    """(calls, tokens, seconds) summed over each row's costs, as an (n, 3) array."""
-    return np.array(
-        [
-            [
-                sum(c.calls for c in costs),
-                sum(c.prompt_tokens + c.completion_tokens for c in costs),
-                sum(c.seconds for c in costs),
-            ]
-            for costs in per_row
-        ],
-        dtype=float,
-    ).reshape(len(per_row), 3)
 
 
 def stratified_folds(rows: Sequence[CachedRow], k: int, seed: int = 0) -> np.ndarray:

@@ -15,7 +15,7 @@ from calibration.artifact import Artifact, Stage
 from calibration.fitting import Target, cascade_mix, cascade_outcome, fit_stage, precheck_threshold, split_rows
 from calibration.fusion import LogisticFusion, coefficients_table
 from calibration.report import ReportData, report_metrics
-from estimators.base import Cost
+from estimators.base import Cost, total_cost
 from gate.signal_cache import CachedRow
 from gate.suite import SignalSpec
 
@@ -175,11 +175,17 @@ def cascade_cost_rows(
     return full, cascaded
 
 
+def cost_totals(per_row: Sequence[Sequence[Cost]]) -> np.ndarray:
+    """(calls, tokens, seconds) of each row's costs summed, as an (n, 3) array."""
+    totals = [total_cost(costs) for costs in per_row]
+    return np.array(
+        [[t.calls, t.prompt_tokens + t.completion_tokens, t.seconds] for t in totals], dtype=float
+    ).reshape(len(totals), 3)
+
+
 def _mean_cost(per_row: list[list[Cost]]) -> dict[str, float]:
-    calls = [sum(c.calls for c in costs) for costs in per_row]
-    tokens = [sum(c.prompt_tokens + c.completion_tokens for c in costs) for costs in per_row]
-    seconds = [sum(c.seconds for c in costs) for costs in per_row]
-    return {"calls": float(np.mean(calls)), "tokens": float(np.mean(tokens)), "seconds": float(np.mean(seconds))}
+    calls, tokens, seconds = cost_totals(per_row).mean(axis=0)
+    return {"calls": float(calls), "tokens": float(tokens), "seconds": float(seconds)}
 
 
 def _calibrator_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]:

@@ -66,6 +66,8 @@ def create_llm(settings: Settings) -> LLM:
         from gate.openai_compat import OpenAICompatibleClient
 
         client = OpenAICompatibleClient
+    else:
+        check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
     return client(
         settings.model,
         api_base=settings.api_base,

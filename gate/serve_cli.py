@@ -48,17 +48,13 @@ def serve(
     import uvicorn
 
     from gate.config import load_settings
-    from gate.llm import LiteLLMClient, check_model_name
     from gate.server import create_app
     from gate.setup import create_gate
 
     settings = load_settings(config_file=config, model=model)
-    # Reading the artifact and the index here turns a misconfiguration into one line before uvicorn starts
-    # (in a worker's startup it would be uvicorn's traceback, or a server that fails every request); the
-    # model's weights still load behind /readyz.
+    # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
+    # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
     gate = create_gate(settings)
-    if isinstance(gate.llm, LiteLLMClient):
-        check_model_name(settings.model)  # a name litellm cannot route fails now, not on the first request
     _configure_logging(settings)
     if not settings.api_keys and host not in {"127.0.0.1", "localhost", "::1"}:
         logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)

@@ -158,6 +158,13 @@ def test_transport_auto_goes_direct_only_for_an_openai_compatible_api_base(setti
     assert type(create_llm(Settings(**settings))) is expected
 
 
+def test_an_unroutable_name_fails_when_the_client_is_made_unless_the_direct_transport_serves_it():
+    with pytest.raises(UnknownModelError, match="unknown model 'no-such-provider-xyz'"):
+        create_llm(Settings(model="no-such-provider-xyz"))
+    direct = Settings(model="my-model", api_base="http://127.0.0.1:9/v1", transport="direct")
+    assert isinstance(create_llm(direct), OpenAICompatibleClient)  # litellm never sees that name
+
+
 def test_transport_direct_needs_an_api_base():
     with pytest.raises(ValueError, match="needs api_base"):
         create_llm(Settings(model="openai/m", transport="direct"))
