@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
 RESULTS = Path(__file__).parent / "results"
 SHIPPED = Path(__file__).parent.parent / "gate" / "data" / "gemma-3-270m.calibration.json"
 N_RESAMPLES = 1000
+FOLD_ARTIFACT_RESAMPLES = 10
 COVERAGES = (0.25, 0.5, 0.75)
 FAMILIES = {
     "open-domain, no context (TriviaQA, NQ-open, PopQA)": ("trivia", "nq_open", "popqa"),
@@ -144,6 +146,7 @@ def _costs(rows: Sequence[CachedRow], keys: Sequence[str], scale: float = 1.0) -
 class CrossFitted:
     """Out-of-fold results of one pipeline configuration."""
 
+    fusion_scores: np.ndarray  # the full stage's fused score before its calibrator
     fused: np.ndarray
     cascade: np.ndarray
     decision: np.ndarray
@@ -154,27 +157,38 @@ class CrossFitted:
 
 
 def cross_fit(
-    rows: Sequence[CachedRow], folds: np.ndarray, *, suite: Sequence[SignalSpec], target: Target, model: str
+    rows: Sequence[CachedRow],
+    folds: np.ndarray,
+    *,
+    suite: Sequence[SignalSpec],
+    target: Target,
+    model: str,
+    calibrator: str = "auto",
 ) -> CrossFitted:
     """Fit on all folds but one, score that one, for each fold: probabilities, decisions and costs per row."""
     n = len(rows)
-    fused, cascade = np.full(n, np.nan), np.full(n, np.nan)
+    fusion_scores, fused, cascade = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     decision, stage = np.empty(n, dtype=object), np.empty(n, dtype=object)
     full_costs, cascade_costs = np.zeros((n, 3)), np.zeros((n, 3))
     artifacts = []
-    options = FitOptions(target=target, n_resamples=50)
+    # Each fold's artifact scores its own test split with bootstrap intervals; nothing here reads them.
+    options = FitOptions(target=target, calibrator=calibrator, n_resamples=FOLD_ARTIFACT_RESAMPLES)
     for fold in np.unique(folds):
         train = [row for row, f in zip(rows, folds, strict=True) if f != fold]
         held = np.flatnonzero(folds == fold)
         artifact = fit_artifact(train, model=model, suite=suite, options=options)
         artifacts.append(artifact)
         held_rows = [rows[i] for i in held]
-        fused[held] = artifact.full.probabilities(matrix(held_rows, artifact.full.signals))
+        values = matrix(held_rows, artifact.full.signals)
+        fusion_scores[held] = artifact.full.fusion.predict_score(values)
+        fused[held] = artifact.full.probabilities(values)
         probability, decided, where = cascade_outcomes(artifact, held_rows)
         cascade[held], decision[held], stage[held] = probability, decided, where
         every, cascaded = cascade_cost_rows(artifact, held_rows, where)
         full_costs[held], cascade_costs[held] = cost_totals(every), cost_totals(cascaded)
-    return CrossFitted(fused, cascade, decision, stage, tuple(cascade_costs.T), tuple(full_costs.T), artifacts)
+    return CrossFitted(
+        fusion_scores, fused, cascade, decision, stage, tuple(cascade_costs.T), tuple(full_costs.T), artifacts
+    )
 
 
 def stratified_folds(rows: Sequence[CachedRow], k: int, seed: int = 0) -> np.ndarray:
@@ -344,6 +358,38 @@ def cascade_lines(rows: Sequence[CachedRow], y: np.ndarray, variants: dict[str, 
     return lines
 
 
+def calibrator_lines(
+    rows: Sequence[CachedRow], y: np.ndarray, folds: np.ndarray, main: CrossFitted, *, target: Target, model: str
+) -> list[str]:
+    """Out-of-fold AUROC of the full stage with each calibrator kind, and of the fusion score before any.
+
+    Every fold has its own fusion and calibrator, so the pooled AUROC also measures whether the folds'
+    probabilities agree with each other, which is what one shipped artifact's must do too.
+    """
+    open_domain, passages = list(FAMILIES.values())[:2]
+    masks = {
+        "pooled": np.ones(len(rows), dtype=bool),
+        "open-domain": np.array([row.dataset in open_domain for row in rows]),
+        "with passages": np.array([row.dataset in passages for row in rows]),
+    }
+    chosen = Counter(a.data["fit"]["full"]["calibrator"] for a in main.artifacts)
+    candidates = {
+        "fusion score, no calibrator": main.fusion_scores,
+        f"auto (chose: {', '.join(f'{k} x{v}' for k, v in sorted(chosen.items()))})": main.fused,
+    }
+    for kind in ("temperature", "platt", "isotonic", "histogram"):
+        result = cross_fit(rows, folds, suite=DEFAULT_SUITE, target=target, model=model, calibrator=kind)
+        candidates[kind] = result.fused
+    lines = [
+        "| calibrator | " + " | ".join(f"AUROC, {name}" for name in masks) + " | distinct probabilities |",
+        "|---|" + "---|" * (len(masks) + 1),
+    ]
+    for name, scores in candidates.items():
+        cells = [_cell(auroc, y[mask], scores[mask]) for mask in masks.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(np.unique(scores))} of {len(scores)} |")
+    return lines
+
+
 def decision_lines(y: np.ndarray, variants: dict[str, CrossFitted]) -> list[str]:
     lines = [
         "| configuration | answer | hedge | abstain | error among answered | error among delivered | ungated error |",
@@ -472,6 +518,14 @@ def build(caches: Sequence[Path], folds: int, out: Path) -> str:
         " configurations are cross-fitted the same way; costs count the greedy answer.",
         "",
         *cascade_lines(rows, y, variants),
+        "",
+        "## Calibrator choice and ranking (full stage, out-of-fold)",
+        "",
+        "`gate calibrate --calibrator auto` chooses between the order-preserving kinds (Platt, temperature) by"
+        " cross-validated log-loss. Isotonic regression and histogram binning map ranges of scores to one value:"
+        " the ranking inside each range is lost. Same folds, same fusion, each calibrator kind:",
+        "",
+        *calibrator_lines(rows, y, fold_of, main, target=target, model=model),
         "",
         "## Decisions at the fitted thresholds (out-of-fold, all rows)",
         "",

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from calibration.artifact import Stage
-from calibration.calibrators import best_of, compare_calibrators, make_calibrator
+from calibration.calibrators import ORDER_PRESERVING, best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
 from calibration.thresholds import choose_thresholds, decisions
 
@@ -70,14 +70,17 @@ def fit_stage(
 ) -> tuple[Stage, dict[str, Any]]:
     """Fit one stage on ``signals`` (columns of ``values``); returns it and what was chosen and why.
 
-    ``calibrator="auto"`` picks the kind with the lowest cross-validated log-loss on the calibrate split.
+    ``calibrator="auto"`` picks, among the order-preserving kinds (Platt, temperature: a step calibrator
+    would merge distinct scores and lose ranking, see ``calibration.calibrators.ORDER_PRESERVING``), the one
+    with the lowest cross-validated log-loss; every kind's loss is still reported in the returned info.
     """
     x = np.asarray(values, dtype=float)
     y = np.asarray(y_correct, dtype=bool)
     learn = (split == "fit") | (split == "calibrate")
     cal_scores = cross_fitted_scores(fusion, x[learn], y[learn], signals=signals)
     comparison = compare_calibrators(cal_scores, y[learn])
-    kind = best_of(comparison) if calibrator == "auto" else calibrator  # the comparison above, not a second CV
+    # the comparison above, not a second CV
+    kind = best_of(comparison, among=ORDER_PRESERVING) if calibrator == "auto" else calibrator
     fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[learn])
     fitted = make_fusion(fusion).fit(x[learn], y[learn], feature_names=list(signals))
     held = split == "threshold"

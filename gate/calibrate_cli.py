@@ -45,7 +45,11 @@ def calibrate(
     confidence_level: Annotated[float, typer.Option(help="Probability that the targets hold (1 - delta).")] = 0.9,
     method: Annotated[str, typer.Option(help="Threshold rule: ltt, crc or balance.")] = "ltt",
     fusion: Annotated[str, typer.Option(help="logistic, boosted or weighted_mean.")] = "logistic",
-    calibrator: Annotated[str, typer.Option(help="auto, isotonic, platt, temperature or histogram.")] = "auto",
+    calibrator: Annotated[
+        str,
+        typer.Option(help="auto (Platt or temperature, by cross-validated log-loss), isotonic, platt, temperature "
+                     "or histogram."),
+    ] = "auto",
     signals: Annotated[
         str | None, typer.Option(help="Comma-separated signals to use (default: all).", show_default=False)
     ] = None,

@@ -173,6 +173,23 @@ def test_a_stage_ignores_the_threshold_and_test_labels_when_fusing_and_calibrati
     assert np.allclose(first.probabilities(grid), second.probabilities(grid))
 
 
+def test_auto_calibration_keeps_every_score_distinct_even_when_a_step_calibrator_fits_better() -> None:
+    # The truth is a step: 5% right below 0.5, 60% above. Binning fits that better than a sigmoid, but it
+    # would merge the scores within each bin and lose their ranking, so auto must not choose it.
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(1000, 1))
+    y = rng.uniform(size=1000) < np.where(x[:, 0] < 0.5, 0.05, 0.6)
+    split = split_rows([f"r{i}" for i in range(1000)], seed=0)
+    stage, info = fit_stage(x, y, split, signals=["s"])
+    losses = info["calibrator_cv_log_loss"]
+    assert info["calibrator"] in ("platt", "temperature")
+    assert min(losses["histogram"], losses["isotonic"]) < losses[info["calibrator"]]  # the step did fit better
+    grid = np.linspace(0.01, 0.99, 50)[:, None]
+    assert np.all(np.diff(stage.probabilities(grid)) > 0)
+    binned, binned_info = fit_stage(x, y, split, signals=["s"], calibrator="histogram")  # still there when named
+    assert binned_info["calibrator"] == "histogram" and len(np.unique(binned.probabilities(grid))) < 20
+
+
 def test_precheck_threshold_only_cuts_where_few_correct_answers_are_lost() -> None:
     familiarity = np.array([0.01, 0.02, 0.03, 0.5, 0.6, 0.7, 0.8, 0.9] * 10)
     correct = np.array([False, False, False, True, False, True, False, True] * 10)

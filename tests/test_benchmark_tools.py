@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
+from benchmarks import quality
 from benchmarks.overhead import parse_wrk
-from benchmarks.quality import read_caches
+from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratified_folds
 from benchmarks.stub_upstream import ANSWER, StubProtocol
+from calibration.fitting import Target
 from estimators.base import Cost
 from gate.signal_cache import CachedRow, append_row, open_cache
 from gate.suite import DEFAULT_SUITE, without_precheck
+from tests.test_artifact import synthetic_rows
 
 WRK_OUTPUT = """\
 Running 3s test @ http://127.0.0.1:9200/v1/chat/completions
@@ -85,3 +90,25 @@ def test_read_caches_refuses_caches_it_cannot_pool(tmp_path, other, message):
     second = _cache(tmp_path / "b.jsonl", other.get("ids", ["hotpot-1"]), model=other.get("model", "local/m"))
     with pytest.raises(ValueError, match=message):
         read_caches([first, second])
+
+
+def test_the_calibrator_table_shows_what_step_calibrators_do_to_the_ranking(monkeypatch):
+    monkeypatch.setattr(quality, "N_RESAMPLES", 20)  # the intervals are not what this checks
+    # Half the rows open-domain (no PACE), half with passages (PACE), as in the real caches.
+    rows = [dataclasses.replace(row, dataset="sciq" if row.confidence("pace") == row.confidence("pace") else "trivia")
+            for row in synthetic_rows(n=150, seed=3)]
+    y = [row.correct for row in rows]
+    folds = stratified_folds(rows, 2)
+    target = Target(answer_level=0.5, hedge_level=0.3)
+    main = cross_fit(rows, folds, suite=DEFAULT_SUITE, target=target, model="local/m")
+    lines = calibrator_lines(rows, np.array(y), folds, main, target=target, model="local/m")
+    table = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    first, auto, *kinds = table
+    assert first == "fusion score, no calibrator" and kinds == ["temperature", "platt", "isotonic", "histogram"]
+    assert auto.startswith("auto (chose: ") and "isotonic" not in auto and "histogram" not in auto
+
+    def distinct(name: str) -> int:
+        return int(table[name].rsplit(" | ", 1)[1].split(" of ")[0])
+
+    assert distinct(auto) == distinct("fusion score, no calibrator") == len(rows)  # order kept: nothing merged
+    assert distinct("histogram") < len(rows) / 4

@@ -16,11 +16,13 @@ from sklearn.metrics import log_loss
 
 from calibration.calibrators import (
     CALIBRATORS,
+    ORDER_PRESERVING,
     HistogramCalibrator,
     IsotonicCalibrator,
     PlattCalibrator,
     TemperatureCalibrator,
     best_calibrator_kind,
+    best_of,
     calibrator_from_dict,
     compare_calibrators,
     make_calibrator,
@@ -227,6 +229,14 @@ def test_compare_calibrators_scores_every_kind_on_held_out_folds() -> None:
     best = best_calibrator_kind(scores, y)
     assert losses[best] == min(losses.values())
     assert compare_calibrators(scores, y, seed=1) != losses  # the seed drives the folds
+
+
+def test_best_of_can_be_limited_to_the_order_preserving_kinds() -> None:
+    losses = {"isotonic": 0.20, "platt": 0.25, "temperature": 0.24, "histogram": math.nan}
+    assert best_of(losses) == "isotonic"
+    assert best_of(losses, among=ORDER_PRESERVING) == "temperature"
+    with pytest.raises(ValueError, match=r"no calibrator among \['platt', 'temperature'\] could be cross-validated"):
+        best_of({"isotonic": 0.2, "platt": math.nan, "temperature": math.nan}, among=ORDER_PRESERVING)
 
 
 def test_compare_calibrators_degrades_instead_of_failing() -> None:
