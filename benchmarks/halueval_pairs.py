@@ -3,7 +3,9 @@
 Run: ``.venv/bin/python -m benchmarks.halueval_pairs --pairs 100 [--estimators p_true,verbalized,pace]``
 Each HaluEval QA item gives a question, a knowledge passage, a right answer and a hallucinated one. Both
 answers are written as ``gate score`` input lines (the passage as their reference) and scored with the
-shipped artifact as it is: nothing is fitted on HaluEval. Writes ``benchmarks/results/halueval_pairs.md``.
+shipped artifact as it is. The artifact's fit drew HaluEval questions of its own (their greedy answers, with
+the same seeded order): those are skipped, so no pair's question was seen in fitting.
+Writes ``benchmarks/results/halueval_pairs.md``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import machine_description
+from calibration.artifact import Artifact
 from calibration.metrics import auroc
+from gate.collect import sample_items
 from gate.config import load_settings
 from gate.datasets import load_halueval
 from gate.score import score_file
@@ -27,17 +31,34 @@ RESULTS = Path(__file__).parent / "results" / "halueval_pairs.md"
 RESAMPLES = 2000
 
 
-def write_inputs(path: Path, pairs: int, seed: int) -> None:
-    """Two ``gate score`` lines per question: ``<id>:right`` and ``<id>:hallucinated``."""
+def questions_fitted_on(artifact: Artifact) -> set[str]:
+    """The HaluEval question ids ``gate calibrate`` drew for ``artifact``: the first N of its seeded order."""
+    count = artifact.data.get("datasets", {}).get("halueval", 0)
+    if not count:
+        return set()
+    drawn = sample_items([f"halueval:{count}"], limit=None, seed=artifact.data.get("split_seed", 0))
+    return {item.id for _, item in drawn}
+
+
+def write_inputs(path: Path, pairs: int, seed: int, *, skip: set[str] = frozenset()) -> int:
+    """Two ``gate score`` lines per question: ``<id>:right`` and ``<id>:hallucinated``; returns how many
+    questions of the seeded order were skipped (``skip``) before ``pairs`` were written."""
     items = load_halueval()
-    order = np.random.default_rng(seed).permutation(len(items))[:pairs]
+    kept, skipped = [], 0
+    for index in np.random.default_rng(seed).permutation(len(items)):
+        if len(kept) == pairs:
+            break
+        if items[int(index)].id in skip:
+            skipped += 1
+        else:
+            kept.append(items[int(index)])
     with path.open("w", encoding="utf-8") as handle:
-        for index in order:
-            item = items[int(index)]
+        for item in kept:
             for kind, response in (("right", item.answers[0]), ("hallucinated", item.metadata["hallucinated_answer"])):
                 line = {"id": f"{item.id}:{kind}", "question": item.question, "response": response,
                         "references": list(item.context)}
                 handle.write(json.dumps(line) + "\n")
+    return skipped
 
 
 def pairwise(scored: Path, read: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,9 +93,10 @@ async def run(args: argparse.Namespace) -> str:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     inputs, scored = work / "halueval_pairs.jsonl", work / "halueval_pairs.scored.jsonl"
-    write_inputs(inputs, args.pairs, args.seed)
     keys = [key.strip() for key in args.estimators.split(",")]
     gate = create_gate(load_settings(signals=None))
+    fitted = questions_fitted_on(gate.calibration) if isinstance(gate.calibration, Artifact) else set()
+    skipped = write_inputs(inputs, args.pairs, args.seed, skip=fitted)
     started = time.perf_counter()
     summary = await score_file(gate, inputs, scored, concurrency=1, signals=keys)
     seconds = time.perf_counter() - started
@@ -83,10 +105,12 @@ async def run(args: argparse.Namespace) -> str:
         "",
         f"- Command: `.venv/bin/python -m benchmarks.halueval_pairs --pairs {args.pairs} --estimators"
         f" {args.estimators} --seed {args.seed}` (it runs `gate score` on two lines per question).",
-        f"- Artifact: `{gate.calibration.id}` (the shipped one; nothing fitted on HaluEval). Signals: {keys};"
+        f"- Artifact: `{gate.calibration.id}` (the shipped one, as it is). Its fit drew {len(fitted)} HaluEval"
+        f" questions (their greedy answers): the {skipped} of them met in the seeded order were skipped, so no"
+        f" pair below comes from a question it was fitted on. Signals: {keys};"
         " the knowledge passage is each line's reference (PACE). Familiarity reads the question only, so it"
         " cannot tell two answers apart and is left out.",
-        f"- {args.pairs} questions drawn at random from `halueval_qa.jsonl` (seed {args.seed}); {summary.scored}"
+        f"- {args.pairs} other questions drawn at random from `halueval_qa.jsonl` (seed {args.seed}); {summary.scored}"
         f" lines scored in {seconds:.0f} s on {machine_description()}.",
         "- Pairwise accuracy: the share of questions whose right answer scores higher (ties count half), with"
         f" a 95% percentile bootstrap interval over questions ({RESAMPLES} resamples). AUROC: right vs"
