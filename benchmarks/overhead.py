@@ -1,6 +1,7 @@
 """Proxy overhead: what `gate serve` and the LiteLLM proxy add in front of an instant upstream, with wrk.
 
-Run: ``.venv/bin/python -m benchmarks.overhead [--duration 8] [--repeats 3] [--concurrency 1 16 64] [--workers 2]``
+Run: ``.venv/bin/python -m benchmarks.overhead [--duration 8] [--repeats 3] [--concurrency 1 16 64] [--workers 2]
+[--pause-ms 200]``
 (needs ``wrk``: ``apt-get install wrk``).
 
 One stub upstream (``benchmarks/stub_upstream.py``: fixed answer and log-probs, no work) serves every
@@ -18,8 +19,10 @@ target, so what differs between rows is only the proxy in front of it:
 
 Each (target, concurrency) is run ``--repeats`` times for ``--duration`` seconds after a warm-up; the
 table reports the median over repeats with the range. Added latency is the target's p50 (p99) minus the
-direct p50 (p99) of the same repeat. Everything (wrk, stub, proxies) shares this machine's cores, which
-is itself part of what is measured: read the numbers as "on this machine", not as a proxy's capacity.
+direct p50 (p99) of the same repeat. With ``--pause-ms``, the stub and the gates are run once more at the
+highest concurrency with each connection pausing between requests (paced load, below capacity).
+Everything (wrk, stub, proxies) shares this machine's cores, which is itself part of what is measured:
+read the numbers as "on this machine", not as a proxy's capacity.
 """
 
 from __future__ import annotations
@@ -129,15 +132,26 @@ model_list:
 """
 
 
-def wrk(target: Target, *, connections: int, seconds: float, script_dir: Path) -> Run:
-    """One wrk run against ``target``; the request body is the target's, posted as JSON."""
-    script = script_dir / f"{re.sub(r'[^a-z0-9]+', '-', target.name.lower())}.lua"
-    script.write_text(
+def wrk_script(target: Target, pause_ms: int = 0) -> str:
+    """wrk's Lua script for ``target``: its body posted as JSON, and with ``pause_ms`` > 0 a pause after each
+    response of a uniform random 0 to 2 * ``pause_ms`` (wrk's ``delay()`` hook).
+
+    A random pause rather than a fixed one: with a fixed one the connections stay in lock-step and each
+    round arrives as one burst of ``connections`` requests, queueing like the unpaced runs.
+    """
+    return (
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(json.dumps(target.body))}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         + (f'wrk.headers["Authorization"] = "Bearer {target.key}"\n' if target.key else "")
+        + (f"math.randomseed(1)\nfunction delay()\n  return math.random(0, {2 * pause_ms})\nend\n" if pause_ms else "")
     )
+
+
+def wrk(target: Target, *, connections: int, seconds: float, script_dir: Path, pause_ms: int = 0) -> Run:
+    """One wrk run against ``target`` (``pause_ms``: see :func:`wrk_script`)."""
+    script = script_dir / f"{re.sub(r'[^a-z0-9]+', '-', target.name.lower())}-{pause_ms}.lua"
+    script.write_text(wrk_script(target, pause_ms))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "10s", "-s", str(script)]
     output = subprocess.run([*command, target.url], capture_output=True, text=True, check=True).stdout
     try:
@@ -176,18 +190,25 @@ def parse_wrk(output: str) -> Run:
 
 
 def measure(
-    targets: list[Target], concurrency: list[int], *, seconds: float, repeats: int, script_dir: Path
+    targets: list[Target],
+    concurrency: list[int],
+    *,
+    seconds: float,
+    repeats: int,
+    script_dir: Path,
+    pause_ms: int = 0,
+    warm_up: bool = True,
 ) -> dict[tuple[str, int], list[Run]]:
     """Every target at every concurrency, ``repeats`` times, targets interleaved within a repeat."""
     runs: dict[tuple[str, int], list[Run]] = {}
-    for target in targets:  # warm-up: imports, connection pools, first-call caches
+    for target in targets if warm_up else []:  # warm-up: imports, connection pools, first-call caches
         wrk(target, connections=4, seconds=2, script_dir=script_dir)
     for repeat in range(repeats):
         for connections in concurrency:
             for target in targets:
-                run = wrk(target, connections=connections, seconds=seconds, script_dir=script_dir)
+                run = wrk(target, connections=connections, seconds=seconds, script_dir=script_dir, pause_ms=pause_ms)
                 runs.setdefault((target.name, connections), []).append(run)
-                print(f"repeat {repeat + 1} c={connections:>3} {target.name:<28} {run}", flush=True)
+                print(f"repeat {repeat + 1} c={connections:>3} pause={pause_ms} {target.name:<28} {run}", flush=True)
     return runs
 
 
@@ -217,12 +238,32 @@ def table(runs: dict[tuple[str, int], list[Run]], targets: list[Target], concurr
     return lines
 
 
+def added_p50(runs: dict[tuple[str, int], list[Run]], name: str, connections: int) -> float:
+    """Median over repeats of the target's p50 minus the direct p50 of the same repeat."""
+    pairs = zip(runs[(name, connections)], runs[("direct", connections)], strict=True)
+    return statistics.median(run.p50_ms - base.p50_ms for run, base in pairs)
+
+
+def paced_verdicts(runs: dict[tuple[str, int], list[Run]], connections: int, pause_ms: int, workers: int) -> list[str]:
+    """Added p50 against the targets when the clients, not the server, set the pace."""
+    lines = []
+    for suffix in [""] + ([f", {workers} workers"] if workers > 1 else []):
+        label = f"{workers} workers" if suffix else "one worker"
+        off = added_p50(runs, "gate off" + suffix, connections)
+        observe = added_p50(runs, "gate observe (free signals)" + suffix, connections)
+        rate = statistics.median(run.rps for run in runs[("gate off" + suffix, connections)])
+        lines.append(
+            f"- {label}, {connections} connections pausing {pause_ms} ms on average (~{rate:.0f} req/s):"
+            f" pass-through adds {off:.2f} ms at p50 (target <= 2 ms:"
+            f" {'met' if off <= 2 else f'missed by {off - 2:.2f} ms'});"
+            f" observe with the free signals adds {observe:.2f} ms (target <= 5 ms:"
+            f" {'met' if observe <= 5 else f'missed by {observe - 5:.2f} ms'})."
+        )
+    return lines
+
+
 def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int], workers: int = 1) -> list[str]:
     """The issue's targets, with the measured value next to each."""
-
-    def added_p50(name: str, connections: int) -> float:
-        pairs = zip(runs[(name, connections)], runs[("direct", connections)], strict=True)
-        return statistics.median(run.p50_ms - base.p50_ms for run, base in pairs)
 
     def rps(name: str, connections: int) -> float:
         return statistics.median(run.rps for run in runs[(name, connections)])
@@ -232,8 +273,8 @@ def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int], wor
     for suffix in suffixes:
         label = f"{workers} workers" if suffix else "one worker"
         for connections in concurrency:
-            off = added_p50("gate off" + suffix, connections)
-            observe = added_p50("gate observe (free signals)" + suffix, connections)
+            off = added_p50(runs, "gate off" + suffix, connections)
+            observe = added_p50(runs, "gate observe (free signals)" + suffix, connections)
             ratio = rps("gate off" + suffix, connections) / rps("LiteLLM proxy", connections)
             lines += [
                 f"- {label}, {connections} connection(s): pass-through adds {off:.2f} ms at p50 (target <= 2 ms: "
@@ -280,6 +321,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument(
         "--workers", type=int, default=2, help="also measure `gate serve --workers N` (0: skip; default: 2)"
+    )
+    parser.add_argument(
+        "--pause-ms", type=int, default=200,
+        help="also run the gates at the highest concurrency with each connection pausing this long between"
+        " requests (0: skip; default: 200)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "overhead.md")
     args = parser.parse_args()
@@ -363,13 +409,37 @@ def main() -> None:
             ]
         started = time.perf_counter()
         runs = measure(targets, args.concurrency, seconds=args.duration, repeats=args.repeats, script_dir=work)
+        # The LiteLLM proxy (~25 req/s) would be saturated at any pace worth measuring: gates only.
+        paced_targets = [t for t in targets if "litellm" not in t.name.lower()]
+        paced_connections = max(args.concurrency)
+        paced = (
+            measure(paced_targets, [paced_connections], seconds=args.duration, repeats=args.repeats,
+                    script_dir=work, pause_ms=args.pause_ms, warm_up=False)
+            if args.pause_ms
+            else {}
+        )
         elapsed = time.perf_counter() - started
     plot_path = args.out.with_suffix(".png")
     plot(runs, targets, args.concurrency, plot_path)
     command = (
         f".venv/bin/python -m benchmarks.overhead --duration {args.duration:g} --repeats {args.repeats}"
-        f" --concurrency {' '.join(map(str, args.concurrency))} --workers {args.workers}"
+        f" --concurrency {' '.join(map(str, args.concurrency))} --workers {args.workers} --pause-ms {args.pause_ms}"
     )
+    paced_lines = [
+        f"## Paced load: {paced_connections} connections, each pausing {args.pause_ms} ms on average between requests",
+        "",
+        "Above, every connection sends its next request the moment the last one is answered, so at 16 and 64"
+        " connections each server runs at its capacity and the added latency is mostly queueing: the gate's"
+        " own work multiplied by the queue in front of it. Here the clients set the pace (wrk's `delay()` hook:"
+        f" a uniform random pause of 0 to {2 * args.pause_ms} ms after each response, so that the connections"
+        " do not fall into lock-step bursts) and the servers have idle time, which is closer to how a proxy in"
+        " front of a real model is loaded.",
+        "",
+        *table(paced, paced_targets, [paced_connections]),
+        "",
+        *paced_verdicts(paced, paced_connections, args.pause_ms, args.workers),
+        "",
+    ] if paced else []
     text = "\n".join(
         [
             "# Proxy overhead in front of an instant upstream",
@@ -396,6 +466,7 @@ def main() -> None:
             "",
             *verdicts(runs, args.concurrency, args.workers),
             "",
+            *paced_lines,
         ]
     )
     args.out.write_text(text)

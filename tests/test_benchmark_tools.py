@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from benchmarks import quality
-from benchmarks.overhead import parse_wrk
+from benchmarks.overhead import Target as LoadTarget
+from benchmarks.overhead import parse_wrk, wrk_script
 from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratified_folds
 from benchmarks.stub_upstream import ANSWER, StubProtocol
 from calibration.fitting import Target
@@ -41,6 +42,14 @@ Transfer/sec:    400.00KB
 def test_parse_wrk_reads_percentiles_in_any_unit_and_counts_failures():
     run = parse_wrk(WRK_OUTPUT)
     assert (run.rps, run.p50_ms, run.p99_ms, run.requests, run.failures) == (653.22, 23.31, 1400.0, 2025, 7)
+
+
+def test_paced_wrk_scripts_pause_a_random_time_after_each_response():
+    target = LoadTarget("gate off", "http://127.0.0.1:1/v1/chat/completions", {"gate": {"mode": "off"}}, "sk-x")
+    unpaced, paced = wrk_script(target), wrk_script(target, pause_ms=200)
+    assert "delay" not in unpaced and 'wrk.body = "{\\"gate\\": {\\"mode\\": \\"off\\"}}"' in unpaced
+    assert 'wrk.headers["Authorization"] = "Bearer sk-x"' in unpaced
+    assert paced.startswith(unpaced) and "return math.random(0, 400)" in paced  # mean 200 ms, not lock-step
 
 
 async def test_the_stub_answers_pipelined_keep_alive_requests_in_order():
