@@ -364,7 +364,7 @@ def calibrator_lines(
     """Out-of-fold AUROC of the full stage with each calibrator kind, and of the fusion score before any.
 
     Every fold has its own fusion and calibrator, so the pooled AUROC also measures whether the folds'
-    probabilities agree with each other, which is what one shipped artifact's must do too.
+    probabilities agree with each other, as one shipped artifact's must over all the requests it sees.
     """
     open_domain, passages = list(FAMILIES.values())[:2]
     masks = {
