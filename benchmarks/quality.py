@@ -27,6 +27,7 @@ set with 8% correct answers cannot afford. The shipped artifact's own test-split
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from calibration.fitting import Target, cascade_mix
 from calibration.metrics import auprc_error, auroc, brier_score, ece
 from calibration.report import wilson_interval
 from calibration.selective import aurc, prr, selective_accuracy
-from estimators.base import Cost
+from estimators.base import Cost, Signal
 from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, cost_totals, fit_artifact, matrix
 from gate.signal_cache import CachedRow, read_cache, same_signals
 from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
@@ -309,9 +310,7 @@ def comparison_lines(fused: Method, baselines: Sequence[Method], y: np.ndarray, 
 # --- the report -------------------------------------------------------------------------------------------
 
 
-def build_methods(
-    rows: Sequence[CachedRow], main: CrossFitted, embed: Callable[[list[str]], np.ndarray]
-) -> list[Method]:
+def build_methods(rows: Sequence[CachedRow], main: CrossFitted, similarity: np.ndarray) -> list[Method]:
     def signal(key: str, name: str, kind: str = "signal", probability: bool = True) -> Method:
         scores = np.array([row.confidence(key) for row in rows], dtype=float)
         return Method(name, kind, scores, *_costs(rows, [key]), probability=probability)
@@ -326,7 +325,7 @@ def build_methods(
         signal("verbalized", "verbalized confidence"),
         signal("pace", "PACE-style"),
         Method("semantic entropy", "baseline", semantic_entropy_scores(rows), *consistency_costs, probability=False),
-        Method("SelfCheck-style (MiniLM)", "baseline", selfcheck_scores(rows, embed), *consistency_costs),
+        Method("SelfCheck-style (MiniLM)", "baseline", similarity, *consistency_costs),
         signal("p_true", "P(True)", kind="baseline"),
         signal("logprob_mean", "mean token log-prob", kind="baseline"),
         Method(
@@ -358,6 +357,86 @@ def cascade_lines(rows: Sequence[CachedRow], y: np.ndarray, variants: dict[str, 
     return lines
 
 
+def family_masks(rows: Sequence[CachedRow]) -> dict[str, np.ndarray]:
+    """All rows, the open-domain ones and the ones with passages."""
+    open_domain, passages = list(FAMILIES.values())[:2]
+    return {
+        "pooled": np.ones(len(rows), dtype=bool),
+        "open-domain": np.array([row.dataset in open_domain for row in rows]),
+        "with passages": np.array([row.dataset in passages for row in rows]),
+    }
+
+
+@dataclass(frozen=True)
+class WhatIfSpec:
+    """A signal the gate has no estimator for yet, shaped like a ``SignalSpec`` as far as fitting reads one
+    (``SignalSpec`` itself refuses unknown estimators, rightly, since the gate would have to build it)."""
+
+    key: str
+    estimator: str
+    stage: str = "expensive"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"key": self.key, "estimator": self.estimator, "stage": self.stage, "params": {}}
+
+
+SIMILARITY = WhatIfSpec("sample_similarity", "sample_similarity (what-if)")
+"""The SelfCheck-style similarity as a signal: it needs no LLM call of its own (it reads the samples the
+consistency signal drew). Not an estimator of the gate yet; measured here first."""
+
+
+def with_similarity(rows: Sequence[CachedRow], similarity: np.ndarray) -> list[CachedRow]:
+    """The rows with ``similarity`` as one more signal, at no cost."""
+    return [
+        dataclasses.replace(
+            row,
+            signals={
+                **row.signals,
+                SIMILARITY.key: Signal(name=SIMILARITY.estimator, confidence=None if np.isnan(v) else float(v)),
+            },
+        )
+        for row, v in zip(rows, similarity, strict=True)
+    ]
+
+
+def what_if_lines(
+    rows: Sequence[CachedRow],
+    y: np.ndarray,
+    folds: np.ndarray,
+    main: CrossFitted,
+    similarity: np.ndarray,
+    *,
+    target: Target,
+    model: str,
+) -> list[str]:
+    """The fused gate with the SelfCheck-style similarity as one more signal, cross-fitted on the same folds."""
+    suite = (*DEFAULT_SUITE, SIMILARITY)
+    extended = cross_fit(with_similarity(rows, similarity), folds, suite=suite, target=target, model=model)  # type: ignore[arg-type]
+    masks = family_masks(rows)
+    candidates = {
+        "fused gate, shipped signals": main.fused,
+        "fused gate + sample similarity": extended.fused,
+        "SelfCheck-style (MiniLM) alone": similarity,
+    }
+    lines = ["| scores | " + " | ".join(f"AUROC, {name}" for name in masks) + " |", "|---|" + "---|" * len(masks)]
+    for name, scores in candidates.items():
+        present = ~np.isnan(scores)  # the similarity is missing where no samples were drawn
+        cells = [_cell(auroc, y[m & present], scores[m & present]) for m in masks.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| paired AUROC difference [95% CI] | " + " | ".join(masks) + " |", "|---|" + "---|" * len(masks)]
+    for name, a, b in (
+        ("with similarity - shipped signals", extended.fused, main.fused),
+        ("with similarity - SelfCheck-style alone", extended.fused, similarity),
+    ):
+        cells = []
+        for mask in masks.values():
+            both = mask & ~np.isnan(a) & ~np.isnan(b)
+            value, low, high = paired_difference(_safe(auroc), y[both], a[both], b[both])
+            cells.append(f"{value:+.3f} [{low:+.3f}, {high:+.3f}]")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def calibrator_lines(
     rows: Sequence[CachedRow], y: np.ndarray, folds: np.ndarray, main: CrossFitted, *, target: Target, model: str
 ) -> list[str]:
@@ -366,12 +445,7 @@ def calibrator_lines(
     Every fold has its own fusion and calibrator, so the pooled AUROC also measures whether the folds'
     probabilities agree with each other, as one shipped artifact's must over all the requests it sees.
     """
-    open_domain, passages = list(FAMILIES.values())[:2]
-    masks = {
-        "pooled": np.ones(len(rows), dtype=bool),
-        "open-domain": np.array([row.dataset in open_domain for row in rows]),
-        "with passages": np.array([row.dataset in passages for row in rows]),
-    }
+    masks = family_masks(rows)
     chosen = Counter(a.data["fit"]["full"]["calibrator"] for a in main.artifacts)
     candidates = {
         "fusion score, no calibrator": main.fusion_scores,
@@ -474,7 +548,8 @@ def build(caches: Sequence[Path], folds: int, out: Path) -> str:
     }
     main = next(iter(variants.values()))
     embedder = MiniLMEmbedder()
-    methods = build_methods(rows, main, lambda texts: np.asarray(embedder.embed(texts), dtype=float))
+    similarity = selfcheck_scores(rows, lambda texts: np.asarray(embedder.embed(texts), dtype=float))
+    methods = build_methods(rows, main, similarity)
     baselines = [m for m in methods if m.kind == "baseline"]
     plot_path = out.with_suffix(".png")
     plot(methods, y, plot_path)
@@ -526,6 +601,15 @@ def build(caches: Sequence[Path], folds: int, out: Path) -> str:
         " the ranking inside each range is lost. Same folds, same fusion, each calibrator kind:",
         "",
         *calibrator_lines(rows, y, fold_of, main, target=target, model=model),
+        "",
+        "## What if the SelfCheck-style similarity were a signal of the gate (out-of-fold)",
+        "",
+        "The SelfCheck-style baseline reads the samples the consistency signal already draws, so the gate could"
+        " have it for no LLM call. Not shipped: measured here first, on the same folds, as one more column of"
+        " the fusion (the rest of the fitting unchanged). These rows are the ones every design choice of this"
+        " file was looked at on, so a gain here is a reason to collect fresh questions, not yet a result.",
+        "",
+        *what_if_lines(rows, y, fold_of, main, similarity, target=target, model=model),
         "",
         "## Decisions at the fitted thresholds (out-of-fold, all rows)",
         "",

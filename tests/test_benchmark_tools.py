@@ -12,7 +12,7 @@ import pytest
 from benchmarks import quality
 from benchmarks.overhead import Target as LoadTarget
 from benchmarks.overhead import parse_wrk, wrk_script
-from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratified_folds
+from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratified_folds, what_if_lines
 from benchmarks.stub_upstream import ANSWER, StubProtocol
 from calibration.fitting import Target
 from estimators.base import Cost
@@ -121,3 +121,13 @@ def test_the_calibrator_table_shows_what_step_calibrators_do_to_the_ranking(monk
 
     assert distinct(auto) == distinct("fusion score, no calibrator") == len(rows)  # order kept: nothing merged
     assert distinct("histogram") < len(rows) / 4
+
+    # The what-if signal: a similarity that knows the label must lift the fused gate above the shipped signals.
+    rng = np.random.default_rng(0)
+    similarity = np.clip(0.5 + 0.3 * (np.array(y) - 0.5) + rng.normal(0, 0.1, len(y)), 0, 1)
+    similarity[::10] = np.nan  # missing where consistency drew no samples
+    lines = what_if_lines(rows, np.array(y), folds, main, similarity, target=target, model="local/m")
+    by_name = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in lines if line.startswith("| ")}
+    assert set(by_name) >= {"fused gate, shipped signals", "fused gate + sample similarity",
+                            "with similarity - shipped signals", "with similarity - SelfCheck-style alone"}
+    assert float(by_name["with similarity - shipped signals"][0].split(" ")[0]) > 0.05
