@@ -244,20 +244,33 @@ def added_p50(runs: dict[tuple[str, int], list[Run]], name: str, connections: in
     return statistics.median(run.p50_ms - base.p50_ms for run, base in pairs)
 
 
+def _gates(workers: int) -> list[tuple[str, str]]:
+    """(row-name suffix, label) of the one-worker gate and, when measured, the N-worker one."""
+    return [("", "one worker")] + ([(f", {workers} workers", f"{workers} workers")] if workers > 1 else [])
+
+
+def _latency_verdict(runs: dict[tuple[str, int], list[Run]], suffix: str, connections: int) -> str:
+    """Added p50 of pass-through and observe against their targets (2 ms and 5 ms)."""
+    off = added_p50(runs, "gate off" + suffix, connections)
+    observe = added_p50(runs, "gate observe (free signals)" + suffix, connections)
+    return (
+        f"pass-through adds {off:.2f} ms at p50 (target <= 2 ms: {_against(off, 2)});"
+        f" observe with the free signals adds {observe:.2f} ms (target <= 5 ms: {_against(observe, 5)})"
+    )
+
+
+def _against(added_ms: float, limit_ms: float) -> str:
+    return "met" if added_ms <= limit_ms else f"missed by {added_ms - limit_ms:.2f} ms"
+
+
 def paced_verdicts(runs: dict[tuple[str, int], list[Run]], connections: int, pause_ms: int, workers: int) -> list[str]:
     """Added p50 against the targets when the clients, not the server, set the pace."""
     lines = []
-    for suffix in [""] + ([f", {workers} workers"] if workers > 1 else []):
-        label = f"{workers} workers" if suffix else "one worker"
-        off = added_p50(runs, "gate off" + suffix, connections)
-        observe = added_p50(runs, "gate observe (free signals)" + suffix, connections)
+    for suffix, label in _gates(workers):
         rate = statistics.median(run.rps for run in runs[("gate off" + suffix, connections)])
         lines.append(
             f"- {label}, {connections} connections pausing {pause_ms} ms on average (~{rate:.0f} req/s):"
-            f" pass-through adds {off:.2f} ms at p50 (target <= 2 ms:"
-            f" {'met' if off <= 2 else f'missed by {off - 2:.2f} ms'});"
-            f" observe with the free signals adds {observe:.2f} ms (target <= 5 ms:"
-            f" {'met' if observe <= 5 else f'missed by {observe - 5:.2f} ms'})."
+            f" {_latency_verdict(runs, suffix, connections)}."
         )
     return lines
 
@@ -269,20 +282,14 @@ def verdicts(runs: dict[tuple[str, int], list[Run]], concurrency: list[int], wor
         return statistics.median(run.rps for run in runs[(name, connections)])
 
     lines = []
-    suffixes = [""] + ([f", {workers} workers"] if workers > 1 else [])
-    for suffix in suffixes:
-        label = f"{workers} workers" if suffix else "one worker"
+    for suffix, label in _gates(workers):
         for connections in concurrency:
-            off = added_p50(runs, "gate off" + suffix, connections)
-            observe = added_p50(runs, "gate observe (free signals)" + suffix, connections)
             ratio = rps("gate off" + suffix, connections) / rps("LiteLLM proxy", connections)
-            lines += [
-                f"- {label}, {connections} connection(s): pass-through adds {off:.2f} ms at p50 (target <= 2 ms: "
-                f"{'met' if off <= 2 else f'missed by {off - 2:.2f} ms'}); observe with the free signals adds "
-                f"{observe:.2f} ms (target <= 5 ms: {'met' if observe <= 5 else f'missed by {observe - 5:.2f} ms'});"
+            lines.append(
+                f"- {label}, {connections} connection(s): {_latency_verdict(runs, suffix, connections)};"
                 f" pass-through throughput is {ratio:.2f}x the LiteLLM proxy's (target >= 1: "
                 f"{'met' if ratio >= 1 else 'missed'})."
-            ]
+            )
     return lines
 
 

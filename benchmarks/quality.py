@@ -54,9 +54,11 @@ SHIPPED = Path(__file__).parent.parent / "gate" / "data" / "gemma-3-270m.calibra
 N_RESAMPLES = 1000
 FOLD_ARTIFACT_RESAMPLES = 10
 COVERAGES = (0.25, 0.5, 0.75)
+OPEN_DOMAIN = ("trivia", "nq_open", "popqa")
+WITH_PASSAGES = ("sciq", "hotpot", "halueval")
 FAMILIES = {
-    "open-domain, no context (TriviaQA, NQ-open, PopQA)": ("trivia", "nq_open", "popqa"),
-    "with passages (SciQ, HotpotQA, HaluEval QA)": ("sciq", "hotpot", "halueval"),
+    "open-domain, no context (TriviaQA, NQ-open, PopQA)": OPEN_DOMAIN,
+    "with passages (SciQ, HotpotQA, HaluEval QA)": WITH_PASSAGES,
     "SciQ (the support passage)": ("sciq",),
     "HotpotQA (10 passages: 2 gold, 8 distractors)": ("hotpot",),
     "HaluEval QA (its knowledge passage)": ("halueval",),
@@ -357,13 +359,18 @@ def cascade_lines(rows: Sequence[CachedRow], y: np.ndarray, variants: dict[str, 
     return lines
 
 
+def auroc_cells(scores: np.ndarray, y: np.ndarray, masks: dict[str, np.ndarray]) -> list[str]:
+    """AUROC with its interval on each mask's rows that have a score."""
+    present = ~np.isnan(scores)
+    return [_cell(auroc, y[mask & present], scores[mask & present]) for mask in masks.values()]
+
+
 def family_masks(rows: Sequence[CachedRow]) -> dict[str, np.ndarray]:
     """All rows, the open-domain ones and the ones with passages."""
-    open_domain, passages = list(FAMILIES.values())[:2]
     return {
         "pooled": np.ones(len(rows), dtype=bool),
-        "open-domain": np.array([row.dataset in open_domain for row in rows]),
-        "with passages": np.array([row.dataset in passages for row in rows]),
+        "open-domain": np.array([row.dataset in OPEN_DOMAIN for row in rows]),
+        "with passages": np.array([row.dataset in WITH_PASSAGES for row in rows]),
     }
 
 
@@ -419,10 +426,8 @@ def what_if_lines(
         "SelfCheck-style (MiniLM) alone": similarity,
     }
     lines = ["| scores | " + " | ".join(f"AUROC, {name}" for name in masks) + " |", "|---|" + "---|" * len(masks)]
-    for name, scores in candidates.items():
-        present = ~np.isnan(scores)  # the similarity is missing where no samples were drawn
-        cells = [_cell(auroc, y[m & present], scores[m & present]) for m in masks.values()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, scores in candidates.items():  # the similarity is missing where no samples were drawn
+        lines.append(f"| {name} | " + " | ".join(auroc_cells(scores, y, masks)) + " |")
     lines += ["", "| paired AUROC difference [95% CI] | " + " | ".join(masks) + " |", "|---|" + "---|" * len(masks)]
     for name, a, b in (
         ("with similarity - shipped signals", extended.fused, main.fused),
@@ -459,7 +464,7 @@ def calibrator_lines(
         "|---|" + "---|" * (len(masks) + 1),
     ]
     for name, scores in candidates.items():
-        cells = [_cell(auroc, y[mask], scores[mask]) for mask in masks.values()]
+        cells = auroc_cells(scores, y, masks)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(np.unique(scores))} of {len(scores)} |")
     return lines
 
