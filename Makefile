@@ -21,12 +21,22 @@ lint: $(STAMP)
 
 install: $(STAMP)
 
+# llama.cpp is compiled for a portable x86-64 instruction set (AVX2, FMA, F16C, BMI2; no AVX-512, no AMX)
+# instead of the build machine's own: the same kernels, and so the same answers, on AMD and Intel, and none
+# of ggml's AMX path, which segfaults on first decode on Sapphire Rapids (llama.cpp issue 20824).
+# Elsewhere (ARM) llama.cpp's defaults apply.
+LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+	-DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF \
+	-DGGML_AMX_BF16=OFF)
+
 # torch 2.13.0 first and explicitly: it is the CPU build sentence-transformers then accepts
-# (any other torch request pulls a multi-GB CUDA build). llama-cpp-python compiles once (~4 min).
+# (any other torch request pulls a multi-GB CUDA build). llama-cpp-python compiles once (~4 min), with
+# --no-cache-dir so that a wheel built earlier with other flags and kept in pip's cache is not reused.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir "llama-cpp-python>=0.3.36"
 	$(BIN)/python -m pip install --quiet -e ".[local,dev]"
 	touch $(STAMP)
 

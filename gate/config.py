@@ -16,6 +16,7 @@ from pydantic_settings import (
 )
 
 from gate.errors import ConfigError
+from gate.llama_cpu import ExtraBuffers
 
 CONFIG_ENV_VAR = "GATE_CONFIG"
 # Other names people use for the upstream's settings; the GATE_<FIELD> names win when both are set.
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default=Path.home() / ".cache" / "llm-gate")
     local_n_ctx: int = Field(default=2048, ge=256, le=32768)
     local_n_threads: int | None = Field(default=None, ge=1, le=256)
+    local_extra_buffers: ExtraBuffers = Field(
+        default="auto",
+        description="llama.cpp extra buffer types (CPU repack, AMX); auto: off where CPU and build have AMX (crashes)",
+    )
     data_dir: Path | None = Field(default=None, description="development datasets (GATE_DATA_DIR)")
     artifact: Path | None = Field(
         default=None, description="calibration artifact (JSON); default: the shipped one for the embedded model"

@@ -34,3 +34,10 @@ class UnknownModelError(UpstreamError, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status=400, retryable=False)
+
+
+class LocalModelCrashError(UpstreamError):
+    """The embedded model's process died (a crash in llama.cpp's native code); the next call restarts it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=502, retryable=False)

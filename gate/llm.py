@@ -60,7 +60,12 @@ def create_llm(settings: Settings) -> LLM:
     """The configured upstream: the embedded model for ``local/...``; an OpenAI-compatible ``api_base``
     directly (``transport``: auto or direct); anything else through litellm."""
     if settings.model.startswith(LOCAL_PREFIX):
-        return LocalLLM(cache_dir=settings.cache_dir, n_ctx=settings.local_n_ctx, n_threads=settings.local_n_threads)
+        return LocalLLM(
+            cache_dir=settings.cache_dir,
+            n_ctx=settings.local_n_ctx,
+            n_threads=settings.local_n_threads,
+            extra_buffers=settings.local_extra_buffers,
+        )
     client = LiteLLMClient
     if uses_direct_transport(settings):
         from gate.openai_compat import OpenAICompatibleClient

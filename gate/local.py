@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
-import ctypes
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from estimators.base import Generation, Prompt
 from gate.errors import MissingExtraError
-from gate.llama_engine import LlamaEngine, SamplingParams
+from gate.llama_cpu import ExtraBuffers
+from gate.llama_process import ModelProcess, WorkerSpec, model_process
 from gate.prompt_format import QA_STOP, render_chat
 
 logger = logging.getLogger(__name__)
@@ -64,64 +63,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=2)
-def _load_engine(path: str, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, ThreadPoolExecutor]:
-    """One model per process (per path and shape), with the single thread allowed to touch it."""
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise MissingExtraError("llama-cpp-python", extra="local") from exc
-    _route_llama_logs()
-    # n_threads_batch defaults to every core; ggml's threads spin while waiting, so prompt evaluation on
-    # all cores next to other work (a second model process, the proxy) slowed each call several-fold.
-    model = Llama(
-        model_path=path, n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, logits_all=False, verbose=False
-    )
-    atexit.register(model.close)  # freeing it during interpreter teardown raises inside llama-cpp-python
-    return LlamaEngine(model, sampling=SamplingParams()), ThreadPoolExecutor(1, thread_name_prefix="llama")
-
-
-@functools.cache
-def _engine_for(cache_dir: Path, n_ctx: int, n_threads: int) -> tuple[LlamaEngine, ThreadPoolExecutor]:
-    """The engine for this cache directory and shape; the model file is checked once, not per request."""
-    return _load_engine(str(model_file(cache_dir)), n_ctx, n_threads)
-
-
-@functools.cache
-def _route_llama_logs() -> Any:
-    """Send llama.cpp's C-level log lines to our logger instead of stderr (its notes are not for users)."""
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def sink(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        logger.debug("llama.cpp: %s", text.decode("utf-8", errors="replace").rstrip())
-
-    llama_cpp.llama_log_set(sink, ctypes.c_void_p(0))
-    return sink  # cached, so the callback outlives this call (C holds only a raw pointer)
-
-
 class LocalLLM:
-    """The embedded model as an ``LLM``; safe for concurrent async callers (one worker thread).
+    """The embedded model as an ``LLM``; safe for concurrent async callers (calls are served one at a time).
 
-    Chat messages are rendered into a few-shot ``Q:``/``A:`` prompt that stops at the end of the line;
-    a plain string prompt is completed as it is.
+    The model runs in a child process (``gate.llama_process``): a crash in llama.cpp fails the call it was
+    serving with ``LocalModelCrash`` and the next call restarts it. Chat messages are rendered into a
+    few-shot ``Q:``/``A:`` prompt that stops at the end of the line; a plain string prompt is completed as it is.
     """
 
-    def __init__(self, *, cache_dir: Path = DEFAULT_CACHE_DIR, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cache_dir: Path = DEFAULT_CACHE_DIR,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        extra_buffers: ExtraBuffers = "auto",
+    ) -> None:
         self.cache_dir = cache_dir
         self.n_ctx = n_ctx
         # One core is left free: llama.cpp's threads spin at every layer barrier, and when another process
         # (the HTTP server, the embedder, a test runner) takes a core they stall; on 2 loaded cores two
         # threads ran 5.7x slower than one (1.56 s vs 0.27 s per answer, measured here).
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) - 1)
+        self.extra_buffers = extra_buffers
         self.model_name = LOCAL_PREFIX + LOCAL_MODEL_NAME
 
-    def _engine(self) -> tuple[LlamaEngine, ThreadPoolExecutor]:
-        return _engine_for(self.cache_dir, self.n_ctx, self.n_threads)
+    def process(self) -> ModelProcess:
+        """The child process serving this model (shared by every ``LocalLLM`` of the same shape)."""
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise MissingExtraError("llama-cpp-python", extra="local")
+        spec = WorkerSpec(_model_path(self.cache_dir), self.n_ctx, self.n_threads, self.extra_buffers)
+        return model_process(spec)
 
-    async def load(self) -> None:
-        """Load the model now (otherwise the first request does it)."""
-        await asyncio.to_thread(self._engine)
+    async def load(self) -> dict[str, Any]:
+        """Start the model's process now (otherwise the first request does it); return what it reported."""
+        process = await asyncio.to_thread(self.process)
+        return await asyncio.to_thread(process.start)
 
     async def generate(
         self,
@@ -137,13 +114,13 @@ class LocalLLM:
         """Generate ``n`` completions; ``logprobs=k`` returns token log-probs with ``k`` alternatives."""
         _check_generation_args(n=n, temperature=temperature, max_tokens=max_tokens, logprobs=logprobs)
         if isinstance(prompt, str):
-            text, stops = prompt, tuple(stop or ())
+            text, stops = prompt, list(stop or ())
         else:
-            text, stops = render_chat(prompt), tuple(stop or ()) + QA_STOP
-        engine, worker = await asyncio.to_thread(self._engine)
-        call = functools.partial(
-            engine.generate,
-            text,
+            text, stops = render_chat(prompt), [*(stop or ()), *QA_STOP]
+        process = await asyncio.to_thread(self.process)
+        replies = await process.request(
+            "generate",
+            prompt=text,
             n=n,
             temperature=temperature,
             max_tokens=max_tokens,
@@ -151,22 +128,27 @@ class LocalLLM:
             stop=stops,
             seed=seed,
         )
-        generations = await asyncio.get_running_loop().run_in_executor(worker, call)
+        generations = [Generation.model_validate(reply) for reply in replies]
         if isinstance(prompt, str):
             return generations
         return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
 
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
         """Log-probs of each token of ``continuation`` forced after the raw ``prompt``."""
-        engine, worker = await asyncio.to_thread(self._engine)
-        call = functools.partial(engine.continuation_logprobs, prompt, continuation)
-        return await asyncio.get_running_loop().run_in_executor(worker, call)
+        process = await asyncio.to_thread(self.process)
+        return await process.request("continuation_logprobs", prompt=prompt, continuation=continuation)
 
     async def count_tokens(self, prompt: Prompt) -> int:
         """Prompt length in tokens, as the model will see it."""
-        engine, worker = await asyncio.to_thread(self._engine)
+        process = await asyncio.to_thread(self.process)
         text = prompt if isinstance(prompt, str) else render_chat(prompt)
-        return await asyncio.get_running_loop().run_in_executor(worker, engine.count_tokens, text)
+        return await process.request("count_tokens", text=text)
+
+
+@functools.cache
+def _model_path(cache_dir: Path) -> str:
+    """The model file, checked once per process, not per request."""
+    return str(model_file(cache_dir))
 
 
 def _check_generation_args(*, n: int, temperature: float, max_tokens: int, logprobs: int | None) -> None:

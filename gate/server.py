@@ -28,7 +28,7 @@ from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
 from gate.audit import AuditLog, Outcome
 from gate.config import Settings
-from gate.errors import ConfigError
+from gate.errors import ConfigError, UpstreamError
 from gate.llm import close_llm
 from gate.metrics_share import SharedMetrics
 from gate.openai_wire import (
@@ -142,6 +142,9 @@ async def _serving(app: FastAPI, settings: Settings, injected: Gate | None) -> A
 async def _load(app: FastAPI, gate: Gate, llm: Loadable) -> None:
     try:
         await llm.load()
+    except UpstreamError as exc:  # the model's process died loading: already logged, in one line, with its cause
+        app.state.load_error = f"the model failed to load: {exc}"
+        return
     except Exception as exc:  # any failure to load: reported by /readyz and the log, never served
         logger.exception("the model failed to load")
         app.state.load_error = f"the model failed to load: {exc}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import threading
 import time
@@ -164,3 +166,36 @@ def test_the_embedded_model_answers_through_the_openai_client():
         "logprob_min",
     }
     assert completion.choices[0].message.content
+
+
+@pytest.mark.integration
+def test_a_crash_of_the_embedded_model_is_a_502_for_its_request_and_the_next_one_is_answered():
+    settings = load_settings()
+    app = create_app(settings)
+    with running(app, ready_within_s=120) as (url, _):
+        readyz = url.removesuffix("/v1") + "/readyz"
+        deadline = time.monotonic() + 120
+        while httpx.get(readyz).status_code != 200:
+            assert time.monotonic() < deadline, httpx.get(readyz).text
+            time.sleep(0.2)
+        client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+        free_signals = {"gate": {"estimators": ["logprob_mean", "logprob_min"]}}
+
+        def complete() -> Any:
+            return client.chat.completions.create(
+                model=settings.model, messages=ask("Who wrote Hamlet?"), max_tokens=16, extra_body=free_signals
+            )
+
+        pid = app.state.gate.llm.process().ready["pid"]
+        os.kill(pid, signal.SIGSTOP)  # frozen, so the request is in flight when the process dies
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(complete)
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGSEGV)
+            os.kill(pid, signal.SIGCONT)
+            with pytest.raises(openai.APIStatusError) as failed:
+                pending.result(timeout=30)
+        assert failed.value.status_code == 502
+        assert "the embedded model crashed while running" in failed.value.message
+        assert "(signal SIGSEGV)" in failed.value.message
+        assert complete().model_extra["gate"]["original"]  # a fresh process answers the next request
