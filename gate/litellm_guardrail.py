@@ -32,7 +32,7 @@ from fastapi import HTTPException
 from estimators.base import Message, Signal
 from gate.assessment import Assessment
 from gate.config import DEFAULT_MODEL, Settings, load_settings
-from gate.litellm_local import _handler_class
+from gate.litellm_local import local_handler
 from gate.llm import create_llm, import_litellm
 from gate.openai_wire import _PIECES
 from gate.pipeline import ANSWER_LOGPROBS, Gate
@@ -309,7 +309,7 @@ def __getattr__(name: str) -> Any:
 def _local_provider() -> litellm.CustomLLM:
     """One handler per process, built when the proxy's config asks for it (never at import)."""
     settings = load_settings(model=DEFAULT_MODEL)
-    return _handler_class(litellm)(create_llm(settings))  # type: ignore[no-any-return]
+    return local_handler(create_llm(settings))  # type: ignore[arg-type,no-any-return]
 
 
 __all__ = ["ConfidenceGuardrail"]
