@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gate.cli_errors import friendly_errors
+from gate.reasons import format_probability
 
 if TYPE_CHECKING:
     from calibration.artifact import Artifact
@@ -136,7 +137,8 @@ def _print_summary(artifact: Artifact, out: Path) -> None:
     lines = [
         f"wrote {out} ({artifact.id})",
         f"held-out rows: {metrics['n_rows']}; fused AUROC {_fmt(fused['auroc'])}, ECE {_fmt(fused['ece'])}",
-        f"thresholds: abstain below {artifact.full.abstain:.3f}, answer at or above {artifact.full.hedge:.3f}",
+        f"thresholds: abstain below {format_probability(artifact.full.abstain, 3)}, "
+        f"answer at or above {format_probability(artifact.full.hedge, 3)}",
         f"decisions: answer {mix['answer']['value']:.1%}, hedge {mix['hedge']['value']:.1%}, "
         f"abstain {mix['abstain']['value']:.1%}; error among answered {_fmt(mix['error_answered'])} "
         f"(ungated {_fmt(mix['error_ungated'])})",

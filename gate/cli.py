@@ -15,6 +15,7 @@ from gate.audit_cli import audit_app
 from gate.calibrate_cli import calibrate, report
 from gate.cli_errors import friendly_errors
 from gate.index_cli import index_app
+from gate.reasons import format_probability
 from gate.score_cli import evaluate, score
 from gate.serve_cli import serve
 
@@ -76,7 +77,7 @@ def ask(
 
 def render_assessment(assessment: Assessment) -> str:
     """The assessment as a few readable lines for the terminal."""
-    probability = "n/a" if assessment.probability is None else f"{assessment.probability:.2f}"
+    probability = format_probability(assessment.probability)
     lines = [
         f"answer:      {assessment.answer if assessment.answer is not None else '(none: abstained before answering)'}",
         f"decision:    {assessment.decision.upper()} (probability correct {probability}; stage {assessment.stage})",
@@ -84,7 +85,8 @@ def render_assessment(assessment: Assessment) -> str:
         "signals:",
     ]
     for key, signal in assessment.signals.items():
-        value = "failed: " + (signal.error or "") if signal.confidence is None else f"{signal.confidence:.3f}"
+        failed = signal.confidence is None
+        value = "failed: " + (signal.error or "") if failed else format_probability(signal.confidence, 3)
         lines.append(f"  {key:<13} {value}")
     lines += [f"  {key:<13} skipped: {why}" for key, why in assessment.skipped.items()]
     lines += ["reasons:"] + [f"  - {reason}" for reason in assessment.reasons]

@@ -15,7 +15,7 @@ from typing import Protocol
 from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
 from gate.assessment import Assessment, Decision
 from gate.errors import UpstreamError
-from gate.reasons import precheck_reason, signal_reasons
+from gate.reasons import format_probability, precheck_reason, signal_reasons
 from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite, select
 
 logger = logging.getLogger(__name__)
@@ -334,12 +334,13 @@ def _decide(probability: float, scorer: StageScorer) -> Decision:
 
 def _threshold_reason(probability: float, scorer: StageScorer, decision: Decision, stage: str) -> list[str]:
     where = " (decided on the free signals; the expensive ones were not needed)" if stage == "free" else ""
+    shown, abstain, hedge = (format_probability(p) for p in (probability, scorer.abstain, scorer.hedge))
     if decision == "answer":
-        text = f"probability correct {probability:.2f} is at or above the answer threshold {scorer.hedge:.2f}"
+        text = f"probability correct {shown} is at or above the answer threshold {hedge}"
     elif decision == "hedge":
-        text = f"probability correct {probability:.2f} is between {scorer.abstain:.2f} and {scorer.hedge:.2f}"
+        text = f"probability correct {shown} is between {abstain} and {hedge}"
     else:
-        text = f"probability correct {probability:.2f} is below the abstain threshold {scorer.abstain:.2f}"
+        text = f"probability correct {shown} is below the abstain threshold {abstain}"
     return [text + where]
 
 

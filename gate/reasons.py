@@ -8,6 +8,24 @@ from estimators.base import Signal
 
 LOW = 0.5  # a signal below this points towards hedging or abstaining
 HIGH = 0.8  # a signal at or above this supports answering
+SMALL = 0.01  # below this, fixed decimals lose the digits that matter (0.00063 printed as 0.001 or 0.00)
+
+
+def format_probability(value: float | None, decimals: int = 2, *, percent: bool = False) -> str:
+    """A probability for people: ``decimals`` fixed places from 0.01 up, 2 significant digits below.
+
+    Small values use Python's ``.2g`` (0.0086, 0.00063, then 6.3e-05 from 1e-4 down), so two small values that
+    differ at 2 significant digits never print alike; exact 0 is "0" and ``None`` is "n/a". ``percent`` prints
+    100 times the value with a "%" sign; the 0.01 cut stays on the probability (0.0063 is "0.63%").
+    """
+    if value is None:
+        return "n/a"
+    scaled, unit = (100 * value, "%") if percent else (value, "")
+    if value == 0:
+        return "0" + unit
+    if value < SMALL:
+        return f"{scaled:.2g}{unit}"
+    return f"{scaled:.{decimals}f}{unit}"
 
 
 def unfamiliar_concept(familiarity: Signal) -> str | None:
@@ -23,8 +41,8 @@ def precheck_reason(familiarity: Signal, threshold: float | None) -> str:
     concept = unfamiliar_concept(familiarity)
     named = f"unfamiliar concept: {concept!r}" if concept else "unfamiliar concepts"
     return (
-        f"{named} (familiarity {familiarity.confidence:.3f} is below the precheck threshold {threshold:.3f});"
-        " no answer was generated"
+        f"{named} (familiarity {format_probability(familiarity.confidence, 3)} is below the precheck threshold"
+        f" {format_probability(threshold, 3)}); no answer was generated"
     )
 
 
@@ -37,27 +55,30 @@ def _consistency(signal: Signal) -> str:
 
 
 def _pace(signal: Signal) -> str:
-    if signal.confidence is not None and signal.confidence >= HIGH:
-        return f"references support the answer (PACE {signal.confidence:.2f})"
-    return f"references do not support the answer (PACE {signal.confidence:.2f})"
+    supports = "support" if signal.confidence is not None and signal.confidence >= HIGH else "do not support"
+    return f"references {supports} the answer (PACE {format_probability(signal.confidence)})"
 
 
 def _logprob(signal: Signal) -> str:
-    return f"low token probability ({signal.details.get('aggregate', 'mean')} {signal.confidence:.2f})"
+    aggregate = signal.details.get("aggregate", "mean")
+    return f"low token probability ({aggregate} {format_probability(signal.confidence)})"
 
 
 def _verbalized(signal: Signal) -> str:
-    return f"the model states {100 * (signal.confidence or 0.0):.0f}% confidence in its answer"
+    stated = format_probability(signal.confidence, 0, percent=True)
+    return f"the model states {stated} confidence in its answer"
 
 
 def _p_true(signal: Signal) -> str:
-    return f"the model judges its own answer unlikely to be true (P(True) {signal.confidence:.2f})"
+    p_true = format_probability(signal.confidence)
+    return f"the model judges its own answer unlikely to be true (P(True) {p_true})"
 
 
 def _familiarity(signal: Signal) -> str:
     concept = unfamiliar_concept(signal)
     suffix = f", least familiar: {concept!r}" if concept else ""
-    return f"low familiarity with the question's concepts ({signal.confidence:.3f}{suffix})"
+    familiarity = format_probability(signal.confidence, 3)
+    return f"low familiarity with the question's concepts ({familiarity}{suffix})"
 
 
 _DESCRIBE: Mapping[str, Callable[[Signal], str]] = {
