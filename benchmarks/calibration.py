@@ -20,8 +20,8 @@ from calibration.bootstrap import bootstrap_interval
 from calibration.fitting import split_rows
 from calibration.metrics import auroc, ece
 from calibration.report import decision_mix
-from gate.calibrate import cascade_outcomes, report_data
-from gate.signal_cache import read_cache
+from gate.offline.calibrate import cascade_outcomes, report_data
+from gate.offline.signal_cache import read_cache
 
 RESULTS = Path(__file__).parent / "results" / "calibration.md"
 RESAMPLES = 2000

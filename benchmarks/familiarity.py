@@ -28,7 +28,7 @@ from scipy.stats import ConstantInputWarning, spearmanr
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
 from estimators.concepts import extract_concepts, load_common_concepts
 from estimators.familiarity import Familiarity, ThresholdEstimate, estimate_threshold
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
 
 logger = logging.getLogger(__name__)
 

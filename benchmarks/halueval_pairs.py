@@ -21,11 +21,11 @@ import numpy as np
 from benchmarks.common import machine_description
 from calibration.artifact import Artifact
 from calibration.metrics import auroc
-from gate.collect import sample_items
 from gate.config import load_settings
 from gate.datasets import load_halueval
-from gate.score import score_file
-from gate.setup import create_gate
+from gate.factory import create_gate
+from gate.offline.collect import sample_items
+from gate.offline.score import score_file
 
 RESULTS = Path(__file__).parent / "results" / "halueval_pairs.md"
 RESAMPLES = 2000

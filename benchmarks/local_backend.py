@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
+from gate.backends.embedded.local import LocalLLM, model_file
+from gate.backends.embedded.prompt_format import QA_STOP, render_chat
 from gate.datasets import load_trivia
-from gate.local import LocalLLM, model_file
-from gate.prompt_format import QA_STOP, render_chat
 
 RESULTS = Path(__file__).parent / "results" / "local_backend.md"
 MAX_TOKENS = 16
@@ -90,7 +90,7 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         f"- Packages: {package_versions(['llama-cpp-python', 'numpy'])}",
         f"- Data: the first {n_questions} questions of `trivia_dev.txt`; chat rendered to the few-shot Q/A format;"
         f" max {MAX_TOKENS} new tokens, stop at end of line; sampling seed {SEED}.",
-        "- Each request is timed end to end through `LocalLLM.generate` (async wrapper, worker thread);"
+        "- Each request is timed end to end through `LocalLLM.generate` (async wrapper, the model's child process);"
         " one pass over the questions per mode. Intervals: 95% bootstrap over questions (2,000 resamples).",
         "",
         "| mode | mean s/request | median s | 95% CI of mean | mean completion tokens |",
@@ -120,6 +120,9 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         " sampling ratio also reflects longer outputs, not only per-token cost. The prompt is evaluated once"
         " per request and its KV cache reused for every sample; across requests, whole 16-token prompt blocks"
         " shared with the previous prompt (the few-shot preamble) are reused.",
+        "",
+        "Builds (native vs portable), extra buffer types on and off, the model in this process vs in its child"
+        " process, and how much the signals and decisions move between kernel paths: `kernel_paths.md`.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -45,8 +45,8 @@ from calibration.metrics import auprc_error, auroc, brier_score, ece
 from calibration.report import wilson_interval
 from calibration.selective import aurc, prr, selective_accuracy
 from estimators.base import Cost, Signal
-from gate.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, cost_totals, fit_artifact, matrix
-from gate.signal_cache import CachedRow, read_cache, same_signals
+from gate.offline.calibrate import FitOptions, cascade_cost_rows, cascade_outcomes, cost_totals, fit_artifact, matrix
+from gate.offline.signal_cache import CachedRow, read_cache, same_signals
 from gate.suite import DEFAULT_SUITE, SignalSpec, without_precheck
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,8 +21,8 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
 from estimators import Consistency, Familiarity, Pace, PTrue, TokenProbability, Verbalized
 from estimators.base import Cost, Estimator, Signal
+from gate.backends.embedded.local import LocalLLM
 from gate.datasets import QAItem, is_correct, load_sciq, load_trivia, load_xquad
-from gate.local import LocalLLM
 
 RESULTS = Path(__file__).parent / "results" / "signals.md"
 ANSWER_TOKENS = 16

@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import machine_description
 from benchmarks.signals import Scored, table
-from gate.signal_cache import CachedRow, read_cache
+from gate.offline.signal_cache import CachedRow, read_cache
 
 RESULTS = Path(__file__).parent / "results" / "signals.md"
 

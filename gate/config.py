@@ -15,8 +15,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from gate.backends.embedded.cpu import ExtraBuffers
 from gate.errors import ConfigError
-from gate.llama_cpu import ExtraBuffers
 
 CONFIG_ENV_VAR = "GATE_CONFIG"
 # Other names people use for the upstream's settings; the GATE_<FIELD> names win when both are set.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gate.audit import AuditLog, Outcome
+from gate.audit.log import AuditLog, Outcome
 
 
 def append_lines(path: Path, first: int, count: int, max_bytes: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
 
 
 @pytest.fixture(scope="session")

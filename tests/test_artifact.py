@@ -13,11 +13,11 @@ from calibration.fitting import SPLITS, Target, cross_fitted_scores, fit_stage, 
 from calibration.fusion import make_fusion
 from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
-from gate.calibrate import FitOptions, fit_artifact, report_data
 from gate.config import Settings
+from gate.factory import load_calibration, suite_from
+from gate.offline.calibrate import FitOptions, fit_artifact, report_data
+from gate.offline.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.pipeline import Gate
-from gate.setup import load_calibration, suite_from
-from gate.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.suite import DEFAULT_SUITE, SignalSpec
 
 MODEL = "local/gemma-3-270m"
@@ -232,7 +232,7 @@ def test_the_shipped_artifacts_fit_their_precheck_setting() -> None:
 
 
 def test_dataset_entries_take_their_own_count_and_extend_the_same_draw(tmp_path: Path) -> None:
-    from gate.collect import sample_items
+    from gate.offline.collect import sample_items
 
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps({"question": f"q{i}?", "answers": ["a"]}) + "\n" for i in range(20)))

@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from estimators.base import Generation, Prompt
 from estimators.testing import Rule, ScriptedLLM
-from gate.audit import AuditLog, Outcome
-from gate.audit_report import audit_files, percentile, read_records, summarize, tail_records
-from gate.cli import app as cli_app
+from gate.audit.log import AuditLog, Outcome
+from gate.audit.report import audit_files, percentile, read_records, summarize, tail_records
+from gate.cli.main import app as cli_app
 from gate.config import Settings
 from gate.errors import ConfigError, UpstreamError
-from gate.server import create_app
+from gate.server.app import create_app
 from tests.audit_writer import append_lines
 from tests.test_server import (
     ABSTAIN_Q,

@@ -16,7 +16,7 @@ from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratif
 from benchmarks.stub_upstream import ANSWER, StubProtocol
 from calibration.fitting import Target
 from estimators.base import Cost
-from gate.signal_cache import CachedRow, append_row, open_cache
+from gate.offline.signal_cache import CachedRow, append_row, open_cache
 from gate.suite import DEFAULT_SUITE, without_precheck
 from tests.test_artifact import synthetic_rows
 

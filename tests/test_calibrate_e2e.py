@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gate.cli import app
+from gate.cli.main import app
 from tests.test_report import PNG_SIGNATURE, _run_chromium, chromium  # noqa: F401 - chromium is a fixture
 
 runner = CliRunner()

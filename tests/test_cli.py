@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from gate.cli import app
+from gate.cli.main import app
 from tests.stub_upstream import StubState, stub_upstream
 
 runner = CliRunner()

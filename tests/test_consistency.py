@@ -14,7 +14,7 @@ from estimators.base import Cost
 from estimators.consistency import Consistency, cluster_probabilities, semantic_entropy
 from estimators.equivalence import EntailmentMatch
 from estimators.testing import Rule, ScriptedLLM
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
 
 QUESTION = "What is the capital of France?"
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gate import datasets
+from estimators.text import normalize_answer
 from gate.datasets import (
     DATASET_FILES,
     DatasetFormatError,
@@ -30,7 +30,7 @@ from gate.datasets import (
     load_sciq,
     load_trivia,
     load_xquad,
-    normalize_answer,
+    loaders,
 )
 
 # Row counts stated in /work/shared/datasets/README.md.
@@ -363,7 +363,7 @@ def test_find_data_dir_explicit_and_env(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_find_data_dir_names_every_default_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATE_DATA_DIR", raising=False)
-    monkeypatch.setattr(datasets, "_REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setattr(loaders, "_REPO_ROOT", tmp_path / "repo")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError) as info:
         find_data_dir()

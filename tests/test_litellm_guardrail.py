@@ -19,8 +19,8 @@ import pytest
 from fastapi import HTTPException
 
 from estimators.testing import Rule, ScriptedLLM
-from gate.litellm_guardrail import METADATA_KEY, ConfidenceGuardrail
-from gate.llm import import_litellm
+from gate.backends.litellm_client import import_litellm
+from gate.integrations.litellm_guardrail import METADATA_KEY, ConfidenceGuardrail
 from gate.pipeline import Gate
 from gate.suite import SignalSpec
 from tests.test_pipeline import FakeCalibration, FixedScorer
@@ -254,7 +254,7 @@ async def test_the_deployment_level_post_call_does_nothing() -> None:
 def test_litellm_config_params_reach_the_gate_settings() -> None:
     """The proxy passes every litellm_params field (its defaults included) as a keyword argument."""
     params = LitellmParams(
-        guardrail="gate.litellm_guardrail.ConfidenceGuardrail",
+        guardrail="gate.integrations.litellm_guardrail.ConfidenceGuardrail",
         mode=["pre_call", "post_call"],
         gate_config={"hedge_message": "(unsure)", "mode": "observe"},
     ).model_dump(exclude_none=True)
@@ -368,7 +368,7 @@ def _free_port() -> int:
 
 def _write_artifacts(directory: Path) -> tuple[Path, Path]:
     """A fitted artifact for the embedded model: as it is, and with a precheck every question fails."""
-    from gate.calibrate import fit_artifact
+    from gate.offline.calibrate import fit_artifact
     from gate.suite import DEFAULT_SUITE
     from tests.test_artifact import MODEL, OPTIONS, synthetic_rows
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from estimators.base import Generation, TokenLogprob
-from gate.litellm_local import register_local_provider, stream_pieces
-from gate.llm import import_litellm
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
+from gate.backends.litellm_client import import_litellm
+from gate.integrations.litellm_local import register_local_provider, stream_pieces
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.llama_cpu import _model_param_defaults, build_features, cpu_flags, system_info, use_extra_buffers
+from gate.backends.embedded.cpu import _model_param_defaults, build_features, cpu_flags, system_info, use_extra_buffers
 
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"})
 EPYC = frozenset({"avx2", "fma", "f16c", "bmi2"})

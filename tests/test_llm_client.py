@@ -4,10 +4,11 @@ loopback: every behaviour test runs on each, so the direct transport cannot drif
 import pytest
 
 from estimators.base import total_cost
+from gate.backends.factory import create_llm, run_then_close
+from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
+from gate.backends.openai_compat import OpenAICompatibleClient
 from gate.config import Settings
 from gate.errors import UnknownModelError, UpstreamError
-from gate.llm import LiteLLMClient, classify_error, create_llm, parse_response, run_then_close
-from gate.openai_compat import OpenAICompatibleClient
 from tests.stub_upstream import StubState, stub_upstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from estimators.base import LLM, SupportsContinuationLogprobs, total_cost
-from gate.local import LocalLLM
-from gate.prompt_format import render_chat
+from gate.backends.embedded.local import LocalLLM
+from gate.backends.embedded.prompt_format import render_chat
 
 pytestmark = pytest.mark.integration
 
@@ -88,8 +88,8 @@ async def test_bad_arguments_are_rejected(local_llm: LocalLLM):
 
 
 async def test_litellm_routes_local_model_name(local_llm: LocalLLM):
-    from gate.litellm_local import register_local_provider
-    from gate.llm import LiteLLMClient, import_litellm
+    from gate.backends.litellm_client import LiteLLMClient, import_litellm
+    from gate.integrations.litellm_local import register_local_provider
 
     register_local_provider(local_llm)
     litellm = import_litellm()
@@ -106,8 +106,8 @@ async def test_litellm_routes_local_model_name(local_llm: LocalLLM):
 
 
 async def test_litellm_streams_the_local_model_token_by_token_with_logprobs(local_llm: LocalLLM):
-    from gate.litellm_local import register_local_provider
-    from gate.llm import import_litellm
+    from gate.backends.litellm_client import import_litellm
+    from gate.integrations.litellm_local import register_local_provider
 
     register_local_provider(local_llm)
     litellm = import_litellm()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from gate.backends.embedded.local import LocalLLM
 from gate.errors import LocalModelCrashError
-from gate.local import LocalLLM
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ async def crash_during_next_call(llm: LocalLLM, call: Awaitable[Any]) -> Any:
 async def test_a_crash_fails_the_call_it_was_serving_and_the_next_call_restarts_the_process(caplog) -> None:
     llm = LocalLLM(n_ctx=512)  # a process of its own, so the other tests' model is not disturbed
     first = (await llm.load())["pid"]
-    caplog.set_level(logging.ERROR, logger="gate.llama_process")
+    caplog.set_level(logging.ERROR, logger="gate.backends.embedded.process")
     with pytest.raises(LocalModelCrashError, match="SIGSEGV") as crash:
         await crash_during_next_call(llm, llm.generate(HAMLET))
     assert crash.value.status == 502
@@ -48,7 +48,7 @@ async def test_a_process_that_died_between_calls_is_logged_and_replaced(caplog) 
     pid = (await llm.load())["pid"]
     os.kill(pid, signal.SIGKILL)
     await asyncio.sleep(0.5)  # SIGKILL is immediate; the process is left unreaped for the gate to find
-    caplog.set_level(logging.ERROR, logger="gate.llama_process")
+    caplog.set_level(logging.ERROR, logger="gate.backends.embedded.process")
     [answer] = await llm.generate(HAMLET)
     assert answer.text
     assert any("died while idle (signal SIGKILL)" in record.getMessage() for record in caplog.records)

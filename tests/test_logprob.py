@@ -11,7 +11,7 @@ import pytest
 from estimators.base import Cost
 from estimators.logprob import TokenProbability
 from estimators.testing import Rule, ScriptedLLM, user_message
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
 
 
 async def test_mean_and_min_from_supplied_logprobs_are_exact_and_free() -> None:

@@ -10,7 +10,7 @@ import pytest
 from estimators.base import Cost
 from estimators.p_true import PTrue, p_true_prompt, read_yes_no
 from estimators.testing import Rule, ScriptedLLM
-from gate.local import LocalLLM
+from gate.backends.embedded.local import LocalLLM
 
 ITEM = "Proposed answer: Rome"
 

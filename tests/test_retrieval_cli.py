@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gate.index_cli import index_app
+from gate.cli.index import index_app
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ import pytest
 from calibration.fitting import Target
 from calibration.report import ReportData
 from estimators.testing import Rule, ScriptedLLM
-from gate.calibrate import FitOptions, fit_artifact, report_data
-from gate.evaluate import drift_table, verdict
+from gate.offline.calibrate import FitOptions, fit_artifact, report_data
+from gate.offline.evaluate import drift_table, verdict
+from gate.offline.score import ScoreInput, score_file, signals_for
 from gate.pipeline import Gate
-from gate.score import ScoreInput, score_file, signals_for
 from gate.suite import DEFAULT_SUITE, SignalSpec
 from gate.uncalibrated import Uncalibrated
 from tests.test_artifact import synthetic_rows

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from gate.audit_report import audit_files
+from gate.audit.report import audit_files
 from tests.stub_upstream import StubState, stub_upstream
 
 GATE = str(Path(sys.executable).with_name("gate"))

@@ -17,7 +17,7 @@ from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
 from gate.errors import ConfigError, UpstreamError
 from gate.pipeline import Budget, Gate
-from gate.server import create_app
+from gate.server.app import create_app
 from gate.suite import SignalSpec
 
 MODEL = "test/scripted"

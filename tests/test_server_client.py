@@ -21,7 +21,7 @@ import uvicorn
 from estimators.base import Generation, Prompt
 from estimators.testing import ScriptedLLM
 from gate.config import Settings, load_settings
-from gate.server import create_app
+from gate.server.app import create_app
 from tests.test_server import ABSTAIN_Q, ANSWER_Q, HEDGE_Q, MODEL, RULES, make_gate
 
 KEY = "sk-gate-test"

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from gate.backends.litellm_client import check_model_name, import_litellm, provider_supports_n
 from gate.config import Settings
-from gate.llm import check_model_name, import_litellm, provider_supports_n
-from gate.server import create_app
+from gate.server.app import create_app
 from tests.stub_upstream import StubState, _chat_body
 from tests.test_server import ANSWER_Q, MODEL, make_gate
 

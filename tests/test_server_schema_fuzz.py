@@ -20,7 +20,7 @@ from schemathesis.checks import not_a_server_error
 
 from estimators.testing import ScriptedLLM
 from gate.config import Settings
-from gate.server import create_app
+from gate.server.app import create_app
 from tests.test_server import MODEL, RULES, make_gate
 from tests.test_server_client import running
 

@@ -1,0 +1,69 @@
+"""Which upstream client a configuration gets, and closing it: the one place that knows every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from estimators.base import LLM
+from gate.backends.embedded.local import LOCAL_PREFIX, LocalLLM
+from gate.backends.litellm_client import LiteLLMClient, check_model_name
+from gate.backends.openai_compat import OpenAICompatibleClient
+from gate.config import Settings
+from gate.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def create_llm(settings: Settings) -> LLM:
+    """The configured upstream: the embedded model for ``local/...``; an OpenAI-compatible ``api_base``
+    directly (``transport``: auto or direct); anything else through litellm."""
+    if settings.model.startswith(LOCAL_PREFIX):
+        return LocalLLM(
+            cache_dir=settings.cache_dir,
+            n_ctx=settings.local_n_ctx,
+            n_threads=settings.local_n_threads,
+            extra_buffers=settings.local_extra_buffers,
+        )
+    client: type[LiteLLMClient] = LiteLLMClient
+    if uses_direct_transport(settings):
+        client = OpenAICompatibleClient
+    else:
+        check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
+    return client(
+        settings.model,
+        api_base=settings.api_base,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        timeout_s=settings.timeout_s,
+        max_retries=settings.max_retries,
+        native_n=settings.native_n,
+    )
+
+
+def uses_direct_transport(settings: Settings) -> bool:
+    """Whether requests skip litellm: ``transport: direct``, or ``auto`` for ``openai/<name>`` with an api_base."""
+    if settings.transport == "direct":
+        if not settings.api_base:
+            raise ConfigError("transport 'direct' needs api_base (an OpenAI-compatible endpoint)")
+        return True
+    return settings.transport == "auto" and settings.model.startswith("openai/") and bool(settings.api_base)
+
+
+async def close_llm(llm: object) -> None:
+    """Close the upstream client's connection pool, where it keeps one (the direct HTTP transport)."""
+    close = getattr(llm, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def run_then_close(llm: object, work: Awaitable[T]) -> T:
+    """``asyncio.run(work)``, then close ``llm``'s connections on the same loop (a command's one-shot run)."""
+
+    async def main() -> T:
+        try:
+            return await work
+        finally:
+            await close_llm(llm)
+
+    return asyncio.run(main())

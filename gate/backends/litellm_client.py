@@ -1,0 +1,254 @@
+"""The ``LLM`` protocol over litellm: any provider, chat or text, n samples, log-probs, retries, usage."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from estimators.base import Cost, Generation, Prompt, TokenLogprob
+from gate.errors import UnknownModelError, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+@functools.cache
+def import_litellm() -> Any:
+    """Import litellm without network access: local cost map, no telemetry, no banner."""
+    # litellm fetches its model cost map from the internet at import unless told to use its local copy.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+class LiteLLMClient:
+    """Generates through ``litellm.acompletion`` / ``atext_completion`` for any provider litellm knows."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 2,
+        native_n: str = "auto",
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.model_name = model
+        self.api_base = api_base
+        self._api_key = api_key
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.native_n = native_n
+        self.backoff_s = backoff_s
+
+    def __repr__(self) -> str:
+        return f"LiteLLMClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
+
+    async def generate(
+        self,
+        prompt: Prompt,
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """Return ``n`` generations, from one call when the provider takes ``n``, else concurrent calls."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        options = {"temperature": temperature, "max_tokens": max_tokens, "stop": list(stop) if stop else None}
+        if seed is not None:
+            options["seed"] = seed
+        if n == 1 or self._supports_native_n():
+            return await self._call(prompt, n, logprobs, options)
+        seeds = [None if seed is None else seed + i for i in range(n)]
+        batches = await asyncio.gather(
+            *(self._call(prompt, 1, logprobs, {**options, "seed": s} if s is not None else options) for s in seeds)
+        )
+        return [g for batch in batches for g in batch]
+
+    def _supports_native_n(self) -> bool:
+        if self.native_n != "auto":
+            return self.native_n == "always"
+        return provider_supports_n(self.model_name)
+
+    async def _call(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> list[Generation]:
+        started = time.perf_counter()
+        response = await self._with_retries(prompt, n, logprobs, options)
+        generations = parse_response(response, chat=not isinstance(prompt, str))
+        usage = _get(response, "usage")
+        total = Cost(
+            calls=1,
+            prompt_tokens=int(_get(usage, "prompt_tokens") or 0),
+            completion_tokens=int(_get(usage, "completion_tokens") or 0),
+            seconds=time.perf_counter() - started,
+        )
+        return book_usage(generations, total)
+
+    async def _with_retries(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> Any:
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._request(prompt, n, logprobs, options)
+            except Exception as exc:  # litellm's exception classes; classified in one place
+                error = classify_error(exc, self.model_name)
+                if not error.retryable or attempt == self.max_retries:
+                    raise error from exc
+                delay = self.backoff_s * 2**attempt * (1 + random.random() / 2)
+                logger.info("upstream %s failed (%s); retry %d in %.2fs", self.model_name, error, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _request(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> Any:
+        litellm = import_litellm()
+        check_model_name(self.model_name)
+        common = {
+            "model": self.model_name,
+            "n": n,
+            "timeout": self.timeout_s,
+            "num_retries": 0,  # retries are ours, counted and logged above
+            "api_base": self.api_base,
+            "api_key": self._api_key,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        if isinstance(prompt, str):
+            if logprobs is not None:
+                common["logprobs"] = logprobs
+            return await litellm.atext_completion(prompt=prompt, **common)
+        if logprobs is not None:
+            common.update(logprobs=True, top_logprobs=logprobs)
+        return await litellm.acompletion(messages=list(prompt), **common)
+
+
+@functools.cache
+def provider_supports_n(model: str) -> bool:
+    """Whether litellm lists ``n`` among the model's parameters (asked once per model)."""
+    litellm = import_litellm()
+    try:
+        return "n" in (litellm.get_supported_openai_params(model=model) or [])
+    except Exception as exc:  # litellm raises plain exceptions for models it cannot map
+        logger.debug("cannot tell whether %s supports n (%s); making separate calls", model, exc)
+        return False
+
+
+@functools.cache
+def check_model_name(model: str) -> str:
+    """Return the provider litellm routes ``model`` to, or raise ``UnknownModelError``."""
+    litellm = import_litellm()
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model=model)
+    except Exception as exc:  # litellm raises BadRequestError for names it cannot route
+        raise UnknownModelError(
+            f"unknown model {model!r}: litellm cannot route it; use '<provider>/<model>' "
+            f"(e.g. 'openai/gpt-4o-mini', or 'openai/<name>' with api_base for an OpenAI-compatible server)"
+        ) from exc
+    return str(provider)
+
+
+def book_usage(generations: list[Generation], total: Cost) -> list[Generation]:
+    """Book the whole call's cost on the first generation, so summing over the list gives the total."""
+    return [g.model_copy(update={"usage": total if i == 0 else Cost()}) for i, g in enumerate(generations)]
+
+
+def parse_response(response: Any, *, chat: bool) -> list[Generation]:
+    """Normalise a chat or text completion response (and its log-probs) into ``Generation`` objects."""
+    out = []
+    for choice in _get(response, "choices") or []:
+        if chat:
+            text = _get(_get(choice, "message"), "content") or ""
+            tokens = _chat_logprobs(_get(choice, "logprobs"))
+        else:
+            text = _get(choice, "text") or ""
+            tokens = _text_logprobs(_get(choice, "logprobs"))
+        out.append(Generation(text=text, tokens=tokens, finish_reason=_get(choice, "finish_reason")))
+    if not out:
+        raise UpstreamError("the upstream response has no choices", status=502)
+    return out
+
+
+def _chat_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
+    content = _get(logprobs, "content")
+    if not content:
+        return None
+    return tuple(
+        TokenLogprob(
+            token=_get(item, "token"),
+            logprob=float(_get(item, "logprob")),
+            top=tuple((_get(alt, "token"), float(_get(alt, "logprob"))) for alt in _get(item, "top_logprobs") or ()),
+        )
+        for item in content
+    )
+
+
+def _text_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
+    tokens, values = _get(logprobs, "tokens"), _get(logprobs, "token_logprobs")
+    if not tokens or values is None:
+        return None
+    tops = _get(logprobs, "top_logprobs") or [None] * len(tokens)
+    return tuple(
+        TokenLogprob(
+            token=token,
+            logprob=float(value),
+            top=tuple(sorted(((t, float(v)) for t, v in (top or {}).items()), key=lambda tv: -tv[1])),
+        )
+        for token, value, top in zip(tokens, values, tops, strict=False)
+        if value is not None
+    )
+
+
+def _get(obj: Any, key: str) -> Any:
+    """Read a field from a litellm object or a plain dict alike."""
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
+def classify_error(exc: Exception, model: str) -> UpstreamError:
+    """Map a provider exception to an ``UpstreamError`` with an HTTP status and whether to retry."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    message = (lines[0] if lines else name)[:300]  # httpx's timeouts carry no message at all
+    if name == "NotFoundError":
+        return UnknownModelError(f"{model} is not served by the upstream: {message}")
+    causes = list(_chain(exc))
+    timed_out = any(isinstance(c, TimeoutError | httpx.TimeoutException) for c in causes)
+    if name in {"Timeout", "APITimeoutError"} or timed_out:
+        return UpstreamError(f"{model} timed out: {message}", status=504, retryable=True)
+    # litellm reports a refused connection as a 500 "InternalServerError"; the cause chain says what it was.
+    if name == "APIConnectionError" or any(isinstance(c, ConnectionError | httpx.TransportError) for c in causes):
+        return UpstreamError(f"cannot reach {model}: {message}", status=502, retryable=True)
+    if isinstance(status, int):
+        gateway_status = status if status in {400, 401, 403, 404, 429} else 502
+        retryable = status in RETRY_STATUSES
+        return UpstreamError(f"{model} answered {status}: {message}", status=gateway_status, retryable=retryable)
+    return UpstreamError(f"{model} failed ({name}): {message}", status=502, retryable=False)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it was raised from, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

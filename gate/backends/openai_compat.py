@@ -1,0 +1,124 @@
+"""A direct client for OpenAI-compatible endpoints: one pooled HTTP connection, no litellm in the path.
+
+litellm costs about 11 ms of CPU per call on this project's 2-core machine (its logging, cost and
+model-info bookkeeping; see ``benchmarks/results/overhead.md``), more than the whole gate's own work.
+For an endpoint that already speaks OpenAI's wire format (``openai/<name>`` with ``api_base``: vLLM,
+llama.cpp's server, Ollama, another proxy) that work buys nothing, so the gate posts the request itself
+over a pooled ``aiohttp`` session (httpx's connection pool cost about 3 ms per request under load in the
+same profile; aiohttp is already installed as litellm's own transport). Retries, error classification
+and response parsing are ``LiteLLMClient``'s, so both clients behave the same; only the transport differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
+
+import aiohttp
+
+from estimators.base import Prompt
+from gate.backends.litellm_client import LiteLLMClient
+from gate.errors import UpstreamError
+
+OPENAI_PREFIX = "openai/"
+
+
+class UpstreamStatusError(Exception):
+    """A non-2xx answer, shaped like the provider errors ``classify_error`` reads (``status_code``, ``message``)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class OpenAICompatibleClient(LiteLLMClient):
+    """``LiteLLMClient``'s behaviour over a direct HTTP transport to an OpenAI-compatible ``api_base``."""
+
+    def __init__(self, model: str, *, api_base: str, **kwargs: Any) -> None:
+        super().__init__(model, api_base=api_base, **kwargs)
+        self._http: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Read once: aiohttp's trust_env re-reads the environment and ~/.netrc in a worker thread on every
+        # request, which cost more than the gate's own work per request under load (py-spy, overhead.md).
+        self._proxy = env_proxy(self.api_base or "")
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
+
+    def _supports_native_n(self) -> bool:
+        return self.native_n != "never"  # the OpenAI wire format has n; "never" is for servers that ignore it
+
+    async def _request(self, prompt: Prompt, n: int, logprobs: int | None, options: dict[str, Any]) -> Any:
+        body: dict[str, Any] = {
+            "model": self.model_name.removeprefix(OPENAI_PREFIX),
+            "n": n,
+            **{k: v for k, v in options.items() if v is not None},
+        }
+        if isinstance(prompt, str):
+            route, body["prompt"] = "completions", prompt
+            if logprobs is not None:
+                body["logprobs"] = logprobs
+        else:
+            route, body["messages"] = "chat/completions", list(prompt)
+            if logprobs is not None:
+                body.update(logprobs=True, top_logprobs=logprobs)
+        try:
+            async with self._session().post(route, json=body, proxy=self._proxy) as response:
+                status, raw = response.status, await response.read()
+        except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer; timeouts are TimeoutError
+            reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise UpstreamError(f"cannot reach {self.model_name}: {reason}", status=502, retryable=True) from exc
+        if status >= 300:
+            raise UpstreamStatusError(status, _error_message(raw))
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise UpstreamError(f"{self.model_name} answered with a body that is not JSON", status=502) from None
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One pooled session per event loop (a session's connections belong to the loop that opened them)."""
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._loop is not loop:
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            base = self.api_base.rstrip("/") + "/" if self.api_base else ""
+            self._http = aiohttp.ClientSession(
+                base_url=base,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=256),
+            )
+            self._loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY`` / ``ALL_PROXY`` and ``NO_PROXY`` choose for ``url``, as httpx and litellm do.
+
+    ``None`` means connect directly. Variables are read in either case, as ``urllib`` reads them.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname or proxy_bypass_environment(parts.netloc):
+        return None
+    proxies = getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _error_message(raw: bytes) -> str:
+    """The upstream's own error message when it sent OpenAI's error shape, else the start of its body."""
+    try:
+        error = json.loads(raw).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    if not isinstance(message, str) or not message:
+        message = raw[:200].decode("utf-8", "replace") or "(empty body)"
+    return message.splitlines()[0] if message.strip() else "(empty body)"

@@ -1,0 +1,192 @@
+"""``gate calibrate`` and ``gate report``: fit an artifact on labelled questions, and show how it does."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gate.cli.errors import friendly_errors
+from gate.reasons import format_probability
+
+if TYPE_CHECKING:
+    from calibration.artifact import Artifact
+    from gate.datasets import QAItem
+    from gate.offline.signal_cache import CachedRow
+    from gate.pipeline import Gate
+
+DatasetOption = Annotated[
+    list[str],
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="A development set (trivia, nq_open, popqa, sciq, xquad, hotpot, halueval, efficientqa) or a JSONL of "
+        '{"question", "answers", optional "references"}; repeat for several; NAME:N takes N from that set.',
+    ),
+]
+
+
+@friendly_errors
+def calibrate(
+    dataset: DatasetOption,
+    *,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the artifact (JSON).")],
+    limit: Annotated[int | None, typer.Option(help="Questions drawn at random from each dataset.")] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Signal cache (JSONL, resumable). Default: next to --out.", show_default=False)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the question draw and of the split.")] = 0,
+    answer_level: Annotated[float, typer.Option(help="Wanted accuracy among answered requests.")] = 0.8,
+    hedge_level: Annotated[float, typer.Option(help="Wanted accuracy among answered or hedged requests.")] = 0.6,
+    confidence_level: Annotated[float, typer.Option(help="Probability that the targets hold (1 - delta).")] = 0.9,
+    method: Annotated[str, typer.Option(help="Threshold rule: ltt, crc or balance.")] = "ltt",
+    fusion: Annotated[str, typer.Option(help="logistic, boosted or weighted_mean.")] = "logistic",
+    calibrator: Annotated[
+        str,
+        typer.Option(help="auto (Platt or temperature, by cross-validated log-loss), isotonic, platt, temperature "
+                     "or histogram."),
+    ] = "auto",
+    signals: Annotated[
+        str | None, typer.Option(help="Comma-separated signals to use (default: all).", show_default=False)
+    ] = None,
+    cached_only: Annotated[
+        bool, typer.Option(help="Fit on the questions already in the cache; compute nothing new.")
+    ] = False,
+    collect_only: Annotated[
+        bool,
+        typer.Option(
+            help="Compute and cache the signals, fit nothing (to pool with other caches later; too few correct "
+            "answers for a fit of their own is fine). --out then only names the default cache."
+        ),
+    ] = False,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to calibrate.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+) -> None:
+    """Run every signal over labelled questions, cache them, fit fusion + calibration + thresholds."""
+    from calibration.fitting import Target
+    from gate.backends.factory import run_then_close
+    from gate.config import load_settings
+    from gate.factory import create_gate
+    from gate.offline.calibrate import FitOptions, fit_artifact
+    from gate.offline.collect import collect, sample_items
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if collect_only and cached_only:
+        raise ValueError("--collect-only and --cached-only exclude each other: one computes, the other fits")
+    keys = [key.strip() for key in signals.split(",") if key.strip()] if signals else None
+    settings = load_settings(config_file=config, model=model, signals=keys)
+    target = Target(
+        answer_level=answer_level, hedge_level=hedge_level, confidence_level=confidence_level, method=method
+    )
+    options = FitOptions(seed=seed, fusion=fusion, calibrator=calibrator, target=target)
+    items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
+    cache = cache or out.with_suffix(".signals.jsonl")
+    gate = create_gate(settings, calibrated=False)
+    work = _collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only)
+    rows = run_then_close(gate.llm, work)
+    if collect_only:
+        correct = sum(row.correct for row in rows)
+        typer.echo(f"cached {len(rows)} graded questions ({correct} correct) in {cache}; nothing fitted", err=True)
+        return
+    typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
+    artifact = fit_artifact(rows, model=settings.model, suite=gate.suite, options=options)
+    artifact = _with_cache_path(artifact, cache)
+    artifact.save(out)
+    _print_summary(artifact, out)
+
+
+async def _collect_with_progress(
+    collect: Callable[..., Awaitable[list[CachedRow]]],
+    gate: Gate,
+    items: Sequence[tuple[str, QAItem]],
+    cache: Path,
+    model: str,
+    *,
+    cached_only: bool,
+) -> list[CachedRow]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    correct = [0, 0]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("signals", total=len(items))
+
+        def on_row(row: CachedRow, cached: bool) -> None:
+            correct[0] += row.correct
+            correct[1] += 1
+            label = f"signals (accuracy so far {correct[0] / correct[1]:.3f})"
+            progress.update(task, advance=1, description=label)
+
+        return await collect(gate, items, cache, model=model, on_row=on_row, cached_only=cached_only)
+
+
+def _with_cache_path(artifact: Artifact, cache: Path) -> Artifact:
+    return dataclasses.replace(artifact, data={**artifact.data, "signal_cache": str(cache)})
+
+
+def _print_summary(artifact: Artifact, out: Path) -> None:
+    metrics = artifact.metrics
+    fused = metrics["fused"]
+    mix = metrics["decision_mix"]
+    lines = [
+        f"wrote {out} ({artifact.id})",
+        f"held-out rows: {metrics['n_rows']}; fused AUROC {_fmt(fused['auroc'])}, ECE {_fmt(fused['ece'])}",
+        f"thresholds: abstain below {format_probability(artifact.full.abstain, 3)}, "
+        f"answer at or above {format_probability(artifact.full.hedge, 3)}",
+        f"decisions: answer {mix['answer']['value']:.1%}, hedge {mix['hedge']['value']:.1%}, "
+        f"abstain {mix['abstain']['value']:.1%}; error among answered {_fmt(mix['error_answered'])} "
+        f"(ungated {_fmt(mix['error_ungated'])})",
+    ]
+    lines += [f"note: {note}" for note in artifact.notes if "infeasible" in note.lower()]
+    typer.echo("\n".join(lines))
+
+
+def _fmt(value: dict) -> str:
+    number = value.get("value")
+    return "n/a" if number is None or math.isnan(number) else f"{number:.3f}"
+
+
+@friendly_errors
+def report(
+    artifact: Annotated[Path, typer.Argument(help="The calibration artifact (JSON).")],
+    *,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for report.html, report.md, metrics.json.")],
+    signals: Annotated[
+        Path | None,
+        typer.Option(help="Signal cache the artifact was fitted from (default: the recorded one).", show_default=False),
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 1000,
+) -> None:
+    """Write the calibration report (held-out split) as self-contained HTML, Markdown and JSON."""
+    from calibration.artifact import load_artifact
+    from calibration.report import write_report
+    from gate.offline.calibrate import report_data
+    from gate.offline.signal_cache import read_cache, same_signals
+
+    fitted = load_artifact(artifact)
+    path = signals or _recorded_cache(fitted, artifact)
+    head, rows = read_cache(path)
+    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
+        raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
+    started = time.perf_counter()
+    paths = write_report(report_data(fitted, rows), out, n_resamples=resamples, seed=fitted.data.get("split_seed", 0))
+    seconds = time.perf_counter() - started
+    typer.echo(f"wrote {paths['html']}, {paths['markdown']} and {paths['json']} in {seconds:.0f} s")
+
+
+def _recorded_cache(fitted: Artifact, artifact: Path) -> Path:
+    recorded = fitted.data.get("signal_cache")
+    if not recorded:
+        raise ValueError("the artifact records no signal cache; pass --signals CACHE.jsonl")
+    path = Path(recorded)
+    if not path.is_absolute():
+        path = artifact.parent / path
+    if not path.is_file():
+        raise ValueError(f"the artifact's signal cache {path} does not exist; pass --signals CACHE.jsonl")
+    return path

@@ -1,0 +1,112 @@
+"""The ``gate`` command: thin argument parsing over the library; errors become one readable line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gate.assessment import Assessment
+from gate.cli.audit import audit_app
+from gate.cli.calibrate import calibrate, report
+from gate.cli.errors import friendly_errors
+from gate.cli.index import index_app
+from gate.cli.score import evaluate, score
+from gate.cli.serve import serve
+from gate.reasons import format_probability
+
+app = typer.Typer(
+    name="gate",
+    help="Confidence and hallucination gating for LLM endpoints.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
+app.add_typer(audit_app, name="audit", help="Read the gating proxy's audit log back: tail and summary.")
+app.command()(calibrate)
+app.command()(report)
+app.command()(score)
+app.command()(evaluate)
+app.command()(serve)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
+]
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="Model name, e.g. local/gemma-3-270m or openai/gpt-4o-mini.")
+]
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+@friendly_errors
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to ask the model.")],
+    *,
+    model: ModelOption = None,
+    config: ConfigOption = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Longest answer in tokens.")] = None,
+    cascade: Annotated[bool, typer.Option(help="Skip expensive signals when the free ones decide.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON.")] = False,
+) -> None:
+    """Ask the configured model a question; print its answer and the gate's assessment of it."""
+    from gate.backends.factory import run_then_close
+    from gate.config import load_settings
+    from gate.factory import budget_from, create_gate
+
+    if not question.strip():
+        raise ValueError("the question is empty")
+    settings = load_settings(config_file=config, model=model, max_tokens=max_tokens)
+    _setup_logging(settings.log_level)
+    gate = create_gate(settings)
+    work = gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings))
+    assessment = run_then_close(gate.llm, work)
+    if as_json:
+        typer.echo(json.dumps({"answer": assessment.answer, **assessment.summary()}, indent=2))
+    else:
+        typer.echo(render_assessment(assessment))
+
+
+def render_assessment(assessment: Assessment) -> str:
+    """The assessment as a few readable lines for the terminal."""
+    probability = format_probability(assessment.probability)
+    lines = [
+        f"answer:      {assessment.answer if assessment.answer is not None else '(none: abstained before answering)'}",
+        f"decision:    {assessment.decision.upper()} (probability correct {probability}; stage {assessment.stage})",
+        f"calibration: {assessment.calibration}",
+        "signals:",
+    ]
+    for key, signal in assessment.signals.items():
+        failed = signal.confidence is None
+        value = "failed: " + (signal.error or "") if failed else format_probability(signal.confidence, 3)
+        lines.append(f"  {key:<13} {value}")
+    lines += [f"  {key:<13} skipped: {why}" for key, why in assessment.skipped.items()]
+    lines += ["reasons:"] + [f"  - {reason}" for reason in assessment.reasons]
+    cost, gate_cost = assessment.cost, assessment.gate_cost
+    lines.append(
+        f"cost:        {cost.calls} LLM calls, {cost.prompt_tokens + cost.completion_tokens} tokens, "
+        f"{cost.seconds:.1f} s (the gate's own share: {gate_cost.calls} calls)"
+    )
+    return "\n".join(lines)
+
+
+@app.command("config")
+@friendly_errors
+def show_config(config: ConfigOption = None) -> None:
+    """Print the effective configuration (defaults, then the YAML file, then GATE_* variables), secrets masked."""
+    from gate.config import load_settings
+
+    typer.echo(json.dumps(load_settings(config_file=config).display(), indent=2))
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,119 @@
+"""``gate serve``: run the OpenAI-compatible gating proxy with uvicorn (loopback unless told otherwise)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gate.cli.errors import friendly_errors
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from gate.config import Settings
+
+
+@friendly_errors
+def serve(
+    *,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the gate to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes sharing the port. Each loads its own gate (and embedded model) and applies "
+            "max_concurrency on its own; /metrics sums all of them and the audit log is shared.",
+        ),
+    ] = 1,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Upstream model (default: the embedded one).")
+    ] = None,
+) -> None:
+    """Serve the OpenAI-compatible gate: /v1/chat/completions, /v1/completions, /v1/models, health and /metrics."""
+    import uvicorn
+
+    from gate.config import load_settings
+    from gate.factory import create_gate
+    from gate.server.app import create_app
+
+    settings = load_settings(config_file=config, model=model)
+    # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
+    # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
+    gate = create_gate(settings)
+    _configure_logging(settings)
+    if not settings.api_keys and host not in {"127.0.0.1", "localhost", "::1"}:
+        logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)
+    plural = f" x {workers} workers" if workers > 1 else ""
+    typer.echo(
+        f"gate serve: {settings.model} on http://{host}:{port}/v1{plural} (Ctrl-C stops after in-flight requests)",
+        err=True,
+    )
+    # uvicorn's own shutdown finishes in-flight requests before the lifespan ends
+    if workers == 1:
+        uvicorn.run(create_app(settings, gate=gate), host=host, port=port, log_level=settings.log_level)
+        return
+    del gate  # each worker builds its own
+    _hand_to_workers(settings, config=config, model=model, workers=workers)
+    with _metrics_dir(settings):
+        uvicorn.run(
+            f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level=settings.log_level
+        )
+
+
+def worker_app() -> FastAPI:
+    """One worker's app (uvicorn's factory with ``--workers``): settings from the environment ``serve`` set."""
+    from gate.config import load_settings
+    from gate.server.app import create_app
+
+    settings = load_settings()
+    _configure_logging(settings)
+    return create_app(settings)
+
+
+def _hand_to_workers(settings: Settings, *, config: Path | None, model: str | None, workers: int) -> None:
+    """Put the command line's choices where the worker processes read them: their inherited environment."""
+    from gate.backends.embedded.local import LOCAL_PREFIX
+    from gate.config import CONFIG_ENV_VAR
+
+    if config is not None:
+        os.environ[CONFIG_ENV_VAR] = str(config)
+    if model is not None:
+        os.environ["GATE_MODEL"] = model
+    if settings.model.startswith(LOCAL_PREFIX) and settings.local_n_threads is None:
+        # every worker loads its own copy of the embedded model: share the cores instead of each taking all
+        os.environ["GATE_LOCAL_N_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+@contextmanager
+def _metrics_dir(settings: Settings) -> Iterator[None]:
+    """Where the workers share their /metrics values: the configured ``metrics_dir``, else a temporary one."""
+    from gate.server.metrics_share import clear_snapshots
+
+    if settings.metrics_dir is not None:
+        clear_snapshots(settings.metrics_dir)  # counts from an earlier run must not add to this one's
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="gate-metrics-") as directory:
+        os.environ["GATE_METRICS_DIR"] = directory
+        yield
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )

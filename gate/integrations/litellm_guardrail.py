@@ -1,0 +1,316 @@
+"""The gate as a LiteLLM proxy guardrail (configured as ``gate.litellm_guardrail.ConfidenceGuardrail``).
+
+For teams that already run the LiteLLM proxy (see ``docs/litellm_guardrail.md`` for the ``config.yaml``):
+
+- ``pre_call``: the familiarity precheck on the last user message; an unfamiliar question is answered with
+  the abstain message and never reaches the model (LiteLLM's passthrough block: a 200 completion whose
+  ``finish_reason`` is ``content_filter``).
+- ``post_call``: the assessment of the model's answer, then answer / hedge / abstain exactly as
+  ``gate serve`` does it (:class:`gate.server.policy.Policy`), with the ``gate`` object as an extra top-level field
+  of the completion and ``x-gate-*`` response headers.
+- streaming: buffered: every chunk is collected, the answer is assessed once, and the final content goes
+  out as new chunks with ``gate`` on the last one.
+
+The gate is configured like ``gate serve`` (``GATE_*`` variables, ``GATE_CONFIG``), and the guardrail's
+``litellm_params`` may carry a ``gate_config`` mapping of the same settings, which wins over both. It is built
+once per guardrail instance on the first request. Its signals run on the gate's own model (``model``,
+default the embedded Gemma 3 270M), which should be the model the proxy routes to, so that the signals and
+the calibration describe the model that answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from fastapi import HTTPException
+
+from estimators.base import Message, Signal
+from gate.assessment import Assessment
+from gate.backends.factory import create_llm
+from gate.backends.litellm_client import import_litellm
+from gate.config import DEFAULT_MODEL, Settings, load_settings
+from gate.factory import create_gate
+from gate.integrations.litellm_local import local_handler
+from gate.pipeline import ANSWER_LOGPROBS, Gate
+from gate.server.policy import Policy
+from gate.server.wire import _PIECES
+
+# This module is imported by the LiteLLM proxy to subclass its guardrail base: litellm is needed now, and is
+# imported the offline way (a plain first import fetches litellm's cost map from the internet).
+litellm = import_litellm()
+
+from litellm.integrations.custom_guardrail import CustomGuardrail  # noqa: E402
+from litellm.litellm_core_utils.core_helpers import get_or_create_metadata_bucket  # noqa: E402
+from litellm.types.guardrails import GuardrailEventHooks  # noqa: E402
+from litellm.types.utils import Delta, ModelResponse, ModelResponseStream, StreamingChoices  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+CHAT_CALL_TYPES = frozenset({"completion", "acompletion"})
+"""LiteLLM call types the guardrail gates; any other call (embeddings, text completions...) passes untouched."""
+METADATA_KEY = "llm_gate"
+"""Where the pre-call hook leaves its work for the post-call hook, in the request's LiteLLM metadata."""
+
+
+class ConfidenceGuardrail(CustomGuardrail):
+    """Answer, hedge or abstain on every chat completion the LiteLLM proxy serves.
+
+    LiteLLM passes every ``litellm_params`` key of the guardrail's config as a keyword argument;
+    ``gate_config`` is ours (gate settings, as in ``gate serve``'s YAML), ``gate`` injects a ready gate
+    (tests), ``request_logprobs`` asks the upstream for the answer's log-probabilities when the client did
+    not (they feed the free signals, and are removed again before the client sees the response).
+    """
+
+    def __init__(
+        self,
+        *,
+        gate_config: Mapping[str, Any] | None = None,
+        gate: Gate | None = None,
+        request_logprobs: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("supported_event_hooks", [GuardrailEventHooks.pre_call, GuardrailEventHooks.post_call])
+        super().__init__(**kwargs)
+        self.settings: Settings = load_settings(**dict(gate_config or {}))
+        self.policy = Policy.from_settings(self.settings)
+        self.request_logprobs = request_logprobs
+        self._gate = gate
+        self._gate_lock = asyncio.Lock()
+        # Marks the pre-call record as ours: a client's own metadata cannot pose as a passed precheck.
+        self._token = secrets.token_hex(16)
+
+    async def gate(self) -> Gate:
+        """The gate, built on first use (reading the artifact and the index takes a moment)."""
+        async with self._gate_lock:
+            if self._gate is None:
+                self._gate = await asyncio.to_thread(create_gate, self.settings)
+                logger.info("llm-gate guardrail ready: %s (%s)", self.settings.model, self._gate.calibration.id)
+        return self._gate
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict | None:
+        """Run the familiarity precheck; an unfamiliar question gets the abstain message instead of an answer."""
+        prompt = _chat_prompt(data) if call_type in CHAT_CALL_TYPES else None
+        if prompt is None or self.settings.mode == "off":
+            return data
+        if int(data.get("n") or 1) != 1:
+            message = f"n must be 1 while llm-gate is on: it assesses one answer per request; got n={data['n']}"
+            raise HTTPException(status_code=400, detail={"error": message})
+        record: dict[str, Any] = {"token": self._token, "precheck": {}, "added_logprobs": False}
+        if self.request_logprobs and not data.get("logprobs"):
+            data["logprobs"], data["top_logprobs"] = True, ANSWER_LOGPROBS
+            record["added_logprobs"] = True
+        get_or_create_metadata_bucket(data)[1][METADATA_KEY] = record
+        if self.settings.mode != "enforce":  # observe never withholds an answer
+            return data
+        precheck = await (await self.gate()).precheck(prompt)
+        record["precheck"] = {key: signal.model_dump(mode="json") for key, signal in precheck.signals.items()}
+        if precheck.abstain is not None:
+            # LiteLLM answers this with a 200 completion of the message; a stream of it still passes the
+            # streaming hook, which must deliver it as it is (with this view) rather than assess it
+            record["abstained"] = self.policy.view(precheck.abstain, "enforce")
+            self.raise_passthrough_exception(
+                violation_message=self.policy.content(precheck.abstain, "enforce"),
+                request_data=data,
+                detection_info=record["abstained"],
+            )
+        return data
+
+    async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
+        """Assess the model's answer and deliver it as answered, hedged or withheld, with the gate's view."""
+        prompt = _chat_prompt(data)
+        if prompt is None or self.settings.mode == "off" or not isinstance(response, ModelResponse):
+            return response
+        choice = response.choices[0] if len(response.choices) == 1 else None
+        answer = getattr(getattr(choice, "message", None), "content", None)
+        if not isinstance(answer, str):  # tool calls, several choices: nothing the gate can read
+            return response
+        record = self._record(data)
+        assessment = await self._assess(prompt, answer, _token_logprobs(choice), record)
+        content = self.policy.content(assessment, self.settings.mode)
+        if content != assessment.answer:  # hedged or withheld; an answer passes exactly as the model wrote it
+            choice.message.content = content  # type: ignore[union-attr]
+        if self._withheld(assessment):
+            choice.finish_reason = "stop"  # type: ignore[union-attr]
+        if record.get("added_logprobs"):
+            choice.logprobs = None  # type: ignore[union-attr]
+        response.gate = self.policy.view(assessment, self.settings.mode)  # type: ignore[attr-defined]
+        hidden = response._hidden_params
+        hidden["additional_headers"] = {
+            **(hidden.get("additional_headers") or {}),
+            **self.policy.headers(assessment, self.settings.mode),
+        }
+        return response
+
+    async def async_post_call_success_deployment_hook(self, request_data: dict, response: Any, call_type: Any) -> Any:
+        """Nothing: the proxy's post-call hook gates the response (this one would gate it a second time).
+
+        LiteLLM runs a model-level guardrail's post-call once inside the router (this hook) and again in the
+        proxy, and only marks the first run as done for guardrails built on ``apply_guardrail``.
+        """
+        return None
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: AsyncIterator[Any], request_data: dict
+    ) -> AsyncGenerator[Any, None]:
+        """Buffered streaming: collect the whole answer, assess it once, then stream the final content."""
+        chunks = [chunk async for chunk in response]
+        streamed = _StreamedAnswer.collect(chunks)
+        prompt = _chat_prompt(request_data)
+        record = self._record(request_data)
+        if streamed is None or prompt is None or self.settings.mode == "off":
+            out: list[Any] = chunks
+        elif "abstained" in record:  # LiteLLM streams the pre-call hook's abstain message: deliver it as it is
+            out = streamed.original(record["abstained"], drop_logprobs=False)
+        else:
+            out = await self._gated_stream(prompt, streamed, record)
+        for chunk in out:
+            yield chunk
+
+    async def _gated_stream(
+        self, prompt: list[Message], streamed: _StreamedAnswer, record: Mapping[str, Any]
+    ) -> list[ModelResponseStream]:
+        assessment = await self._assess(prompt, streamed.text, streamed.logprobs, record)
+        view = self.policy.view(assessment, self.settings.mode)
+        content = self.policy.content(assessment, self.settings.mode)
+        if content == assessment.answer:  # answered (or observed): the model's own chunks, with the gate's view
+            return streamed.original(view, drop_logprobs=bool(record.get("added_logprobs")))
+        return streamed.rebuild(content, "stop" if self._withheld(assessment) else streamed.finish_reason, view)
+
+    async def _assess(
+        self, prompt: list[Message], answer: str, logprobs: list[float] | None, record: Mapping[str, Any]
+    ) -> Assessment:
+        known = {key: Signal.model_validate(value) for key, value in record.get("precheck", {}).items()}
+        return await (await self.gate()).assess(
+            prompt,
+            answer=answer.strip(),
+            logprobs=logprobs,
+            signals=self.settings.signals,
+            cascade=self.policy.cascade,
+            precheck=False,
+            budget=self.policy.budget,
+            known=known,
+        )
+
+    def _record(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What this guardrail's pre-call hook left on the request (nothing when it did not run)."""
+        for bucket in (data.get("metadata"), data.get("litellm_metadata")):
+            record = bucket.get(METADATA_KEY) if isinstance(bucket, dict) else None
+            if isinstance(record, dict) and secrets.compare_digest(str(record.get("token")), self._token):
+                return record
+        return {}
+
+    def _withheld(self, assessment: Assessment) -> bool:
+        return self.settings.mode == "enforce" and assessment.decision == "abstain"
+
+
+class _StreamedAnswer:
+    """A buffered chat stream: its text, log-probs and finish reason, and how to stream it or a new text.
+
+    The gate's view rides on the chunk that closes the answer (the one with the finish reason): chunks after
+    it, such as the usage chunk LiteLLM adds for its own accounting and strips again, are kept as they are.
+    """
+
+    def __init__(self, chunks: list[ModelResponseStream], logprobs: list[float], finish_reason: str) -> None:
+        self.chunks, self.finish_reason = chunks, finish_reason
+        self.text = "".join(choice.delta.content or "" for chunk in chunks for choice in chunk.choices)
+        self.logprobs = logprobs or None
+        ends = [i for i, chunk in enumerate(chunks) if any(choice.finish_reason for choice in chunk.choices)]
+        self.end = ends[-1] if ends else len(chunks) - 1
+
+    @classmethod
+    def collect(cls, chunks: Sequence[Any]) -> _StreamedAnswer | None:
+        """The answer of a one-choice text stream; ``None`` for anything else (tool calls, several choices)."""
+        if not chunks or not all(isinstance(chunk, ModelResponseStream) for chunk in chunks):
+            return None
+        logprobs: list[float] = []
+        finish_reason = "stop"
+        for choice in (choice for chunk in chunks for choice in chunk.choices):
+            if choice.index != 0 or choice.delta.tool_calls or choice.delta.function_call:
+                return None
+            logprobs += _token_logprobs(choice) or []
+            finish_reason = choice.finish_reason or finish_reason
+        return cls(list(chunks), logprobs, finish_reason)
+
+    def original(self, view: dict[str, Any], *, drop_logprobs: bool) -> list[ModelResponseStream]:
+        """The model's own chunks with the gate's view (log-probs the client did not ask for removed)."""
+        if drop_logprobs:
+            for choice in (choice for chunk in self.chunks for choice in chunk.choices):
+                choice.logprobs = None
+        self.chunks[self.end].gate = view  # type: ignore[attr-defined]
+        return self.chunks
+
+    def rebuild(self, content: str, finish_reason: str, view: dict[str, Any]) -> list[ModelResponseStream]:
+        """``content`` as chunks in OpenAI's order: the role, the text piece by piece, the finish reason."""
+        deltas = [Delta(role="assistant", content=""), *(Delta(content=piece) for piece in _PIECES.findall(content))]
+        chunks = [self._chunk(delta, None) for delta in deltas]
+        last = self._chunk(Delta(), finish_reason)
+        if (usage := getattr(self.chunks[self.end], "usage", None)) is not None:
+            last.usage = usage  # type: ignore[attr-defined]
+        last.gate = view  # type: ignore[attr-defined]
+        return [*chunks, last, *self.chunks[self.end + 1 :]]
+
+    def _chunk(self, delta: Delta, finish_reason: str | None) -> ModelResponseStream:
+        first = self.chunks[0]
+        return ModelResponseStream(
+            id=first.id,
+            created=first.created,
+            model=first.model,
+            system_fingerprint=first.system_fingerprint,
+            choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
+        )
+
+
+def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:
+    """The request's messages as plain text, or ``None`` when the last one is not a user's text to assess."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    prompt: list[Message] = []
+    for message in messages:
+        if not isinstance(message, Mapping):
+            return None
+        prompt.append({"role": str(message.get("role")), "content": _text(message.get("content"))})
+    last = prompt[-1]
+    return prompt if last["role"] == "user" and last["content"].strip() else None
+
+
+def _text(content: Any) -> str:
+    """A message's text: the string itself, or the text parts of a multi-part content (images left out)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [part.get("text") for part in content if isinstance(part, Mapping) and part.get("type") == "text"]
+        return "\n".join(str(text) for text in texts if text)
+    return ""
+
+
+def _token_logprobs(choice: Any) -> list[float] | None:
+    """The answer's per-token log-probs from an OpenAI-shaped choice (``None`` when it carries none)."""
+    logprobs = getattr(choice, "logprobs", None)
+    content = logprobs.get("content") if isinstance(logprobs, Mapping) else getattr(logprobs, "content", None)
+    if not content:
+        return None
+    values = [item.get("logprob") if isinstance(item, Mapping) else getattr(item, "logprob", None) for item in content]
+    return [float(value) for value in values if value is not None] or None
+
+
+def __getattr__(name: str) -> Any:
+    """``local_provider``: the embedded model as litellm's custom provider, for ``custom_provider_map``."""
+    if name == "local_provider":
+        return _local_provider()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _local_provider() -> litellm.CustomLLM:
+    """One handler per process, built when the proxy's config asks for it (never at import)."""
+    settings = load_settings(model=DEFAULT_MODEL)
+    return local_handler(create_llm(settings))  # type: ignore[arg-type,no-any-return]
+
+
+__all__ = ["ConfidenceGuardrail"]

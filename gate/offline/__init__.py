@@ -1,0 +1,1 @@
+"""Offline work on labelled data: collect and cache signals, fit and evaluate artifacts, score files."""

@@ -1,0 +1,262 @@
+"""From cached, graded signals to a calibration artifact and its report (the offline half of the gate)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calibration.artifact import Artifact, Stage
+from calibration.fitting import Target, cascade_mix, cascade_outcome, fit_stage, precheck_threshold, split_rows
+from calibration.fusion import LogisticFusion, coefficients_table
+from calibration.report import ReportData, report_metrics
+from estimators.base import Cost, total_cost
+from gate.offline.signal_cache import CachedRow
+from gate.suite import SignalSpec
+
+MIN_ROWS_PER_CLASS = 2  # per split: the least that lets each part be fitted at all; far more make it useful
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How ``gate calibrate`` fits: the split seed, the models, and the target of the thresholds."""
+
+    seed: int = 0
+    fusion: str = "logistic"
+    calibrator: str = "auto"
+    target: Target = field(default_factory=Target)
+    n_resamples: int = 1000
+
+
+def matrix(rows: Sequence[CachedRow], names: Sequence[str]) -> np.ndarray:
+    """Signal confidences as an (n_rows, n_signals) array, NaN where a signal is missing."""
+    return np.array([[row.confidence(name) for name in names] for row in rows], dtype=float).reshape(len(rows), -1)
+
+
+def fit_artifact(
+    rows: Sequence[CachedRow], *, model: str, suite: Sequence[SignalSpec], options: FitOptions = FitOptions()
+) -> Artifact:
+    """Fit the free and full stages, the precheck threshold and the thresholds; score the test split."""
+    split = split_rows([row.id for row in rows], seed=options.seed)
+    y = np.array([row.correct for row in rows])
+    _check_enough(y, split)
+    keys = [spec.key for spec in suite]
+    free_keys = [spec.key for spec in suite if spec.stage != "expensive"]
+    kwargs = {"fusion": options.fusion, "calibrator": options.calibrator, "target": options.target}
+    full, full_info = fit_stage(matrix(rows, keys), y, split, signals=keys, **kwargs)
+    stages: dict[str, Stage] = {"full": full}
+    infos = {"full": full_info}
+    if free_keys and len(free_keys) < len(keys):
+        stages["free"], infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
+    threshold = None  # without a precheck stage, familiarity is one more expensive signal
+    if any(spec.stage == "precheck" for spec in suite):
+        familiarity = matrix(rows, ["familiarity"])[:, 0]
+        threshold = precheck_threshold(familiarity[split == "threshold"], y[split == "threshold"])
+    artifact = Artifact(
+        model=model,
+        suite=[spec.to_dict() for spec in suite],
+        stages=stages,
+        precheck_threshold=threshold,
+        target=options.target.to_dict(),
+        data={**_data_summary(rows, split, options.seed), "fit": infos},
+        signal_costs=signal_costs(rows, keys),
+        notes=_threshold_notes(stages),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    held_out = report_data(artifact, rows)
+    metrics = report_metrics(held_out, n_resamples=options.n_resamples, seed=options.seed)
+    return dataclasses.replace(artifact, metrics={key: metrics[key] for key in _ARTIFACT_METRICS})
+
+
+_ARTIFACT_METRICS = ("n_rows", "fused", "signals", "decision_mix", "request_costs", "extra_tables")
+
+
+def report_data(
+    artifact: Artifact,
+    rows: Sequence[CachedRow],
+    *,
+    title: str | None = None,
+    held_out_only: bool = True,
+    extra_tables: dict[str, list[dict[str, object]]] | None = None,
+) -> ReportData:
+    """``rows`` under ``artifact``, ready for the report: its test split, or every row (new data)."""
+    if held_out_only:
+        split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
+        rows = [row for row, part in zip(rows, split, strict=True) if part == "test"]
+        if not rows:
+            raise ValueError("no row of the signal cache falls in the test split; calibrate on more questions")
+    elif not rows:
+        raise ValueError("no graded rows to report on")
+    y = np.array([row.correct for row in rows])
+    full = artifact.full
+    keys = [spec["key"] for spec in artifact.suite]
+    where = "the test split" if held_out_only else "these rows"
+    _, decision, stage = cascade_outcomes(artifact, rows)  # once: the cascade table and its costs share it
+    return ReportData(
+        title=title or f"Calibration report: {artifact.model}",
+        summary=_summary(artifact, len(rows)),
+        y_correct=y,
+        fused=full.probabilities(matrix(rows, full.signals)),
+        signals={key: matrix(rows, [key])[:, 0] for key in keys},
+        thresholds={"abstain": full.abstain, "hedge": full.hedge},
+        threshold_notes=_threshold_notes(artifact.stages),
+        signal_costs=signal_costs(rows, keys),
+        request_costs=_request_costs(artifact, rows, stage),
+        extra_tables={
+            **(extra_tables or {}),
+            f"Cascade (precheck, free stage, full stage) on {where}": _cascade_table(decision, stage, y),
+            **_calibrator_tables(artifact),
+            **_coefficient_tables(artifact),
+        },
+    )
+
+
+def signal_costs(rows: Sequence[CachedRow], keys: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean LLM calls, tokens and seconds per request of each signal, over the rows where it ran."""
+    out = {}
+    for key in keys:
+        costs = [row.signals[key].cost for row in rows if key in row.signals]
+        if costs:
+            out[key] = {
+                "calls": float(np.mean([c.calls for c in costs])),
+                "tokens": float(np.mean([c.prompt_tokens + c.completion_tokens for c in costs])),
+                "seconds": float(np.mean([c.seconds for c in costs])),
+            }
+    return out
+
+
+def cascade_outcomes(artifact: Artifact, rows: Sequence[CachedRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the cascade would have done on each row (probability, decision, deciding stage)."""
+    full = artifact.full
+    free = artifact.free or full
+    familiarity = np.array([row.confidence("familiarity") for row in rows])
+    threshold = artifact.precheck_threshold
+    abstains = np.zeros(len(rows), bool) if threshold is None else np.nan_to_num(familiarity, nan=1.0) < threshold
+    return cascade_outcome(free, full, matrix(rows, free.signals), matrix(rows, full.signals), abstains)
+
+
+def _cascade_table(decision: np.ndarray, stage: np.ndarray, y: np.ndarray) -> list[dict[str, object]]:
+    mix = cascade_mix(decision, y)
+    stages = Counter(stage.tolist())
+    return [{"quantity": key, "value": round(value, 4)} for key, value in mix.items()] + [
+        {"quantity": f"decided at {name}", "value": round(stages.get(name, 0) / len(stage), 4)}
+        for name in ("precheck", "free", "full")
+    ]
+
+
+def _request_costs(
+    artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Mean cost per request with every signal, and with the cascade (precheck and early exits)."""
+    full, cascaded = cascade_cost_rows(artifact, rows, stage)
+    return {"full pipeline": _mean_cost(full), "with cascade": _mean_cost(cascaded)}
+
+
+def cascade_cost_rows(
+    artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
+) -> tuple[list[list[Cost]], list[list[Cost]]]:
+    """Per row, the costs paid with every signal, and those paid with the cascade given the deciding ``stage``."""
+    expensive = {spec["key"] for spec in artifact.suite if spec["stage"] == "expensive"}
+    full, cascaded = [], []
+    for row, where in zip(rows, stage, strict=True):
+        everything = [row.answer_cost] + [s.cost for s in row.signals.values()]
+        full.append(everything)
+        if where == "precheck":
+            cascaded.append([s.cost for k, s in row.signals.items() if k == "familiarity"])
+        elif where == "free":
+            cascaded.append([row.answer_cost] + [s.cost for k, s in row.signals.items() if k not in expensive])
+        else:
+            cascaded.append(everything)
+    return full, cascaded
+
+
+def cost_totals(per_row: Sequence[Sequence[Cost]]) -> np.ndarray:
+    """(calls, tokens, seconds) of each row's costs summed, as an (n, 3) array."""
+    totals = [total_cost(costs) for costs in per_row]
+    return np.array(
+        [[t.calls, t.prompt_tokens + t.completion_tokens, t.seconds] for t in totals], dtype=float
+    ).reshape(len(totals), 3)
+
+
+def _mean_cost(per_row: list[list[Cost]]) -> dict[str, float]:
+    calls, tokens, seconds = cost_totals(per_row).mean(axis=0)
+    return {"calls": float(calls), "tokens": float(tokens), "seconds": float(seconds)}
+
+
+def _calibrator_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]:
+    tables = {}
+    for name, info in artifact.data.get("fit", {}).items():
+        losses = info.get("calibrator_cv_log_loss", {})
+        rows = [
+            {
+                "calibrator": kind,
+                "cross-validated log-loss": None if loss is None else round(loss, 4),
+                "chosen": "yes" if kind == info.get("calibrator") else "",
+            }
+            for kind, loss in losses.items()
+        ]
+        tables[f"Calibrators compared on the calibrate split, {name} stage (5-fold, lower is better)"] = rows
+    return tables
+
+
+def _coefficient_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]]:
+    tables = {}
+    for name, stage in artifact.stages.items():
+        if isinstance(stage.fusion, LogisticFusion):
+            table = coefficients_table(stage.fusion)
+            rows = [{"feature": f, "standardised coefficient": round(c, 4)} for f, c in table]
+            tables[f"Logistic fusion coefficients, {name} stage"] = rows
+    return tables
+
+
+def _threshold_notes(stages: dict[str, Stage]) -> list[str]:
+    notes = []
+    for name, stage in stages.items():
+        for result in (stage.thresholds.answer_result, stage.thresholds.hedge_result):
+            notes.append(f"{name} stage: {result.message}")
+    return notes
+
+
+def _summary(artifact: Artifact, n_test: int) -> dict[str, str]:
+    data = artifact.data
+    return {
+        "model": artifact.model,
+        "artifact": artifact.id,
+        "datasets": ", ".join(f"{name} ({n})" for name, n in data.get("datasets", {}).items()),
+        "splits": ", ".join(f"{name} {n}" for name, n in data.get("splits", {}).items())
+        + f" (seed {data.get('split_seed')})",
+        "rows in this report": str(n_test),
+        "target": ", ".join(f"{k}={v}" for k, v in artifact.target.items()),
+        "precheck threshold (familiarity)": "off (no cut met the rule)"
+        if artifact.precheck_threshold is None
+        else f"{artifact.precheck_threshold:.4g}",
+        "fusion / calibrator": "; ".join(
+            f"{name}: {info.get('fusion')} + {info.get('calibrator')}" for name, info in data.get("fit", {}).items()
+        ),
+    }
+
+
+def _data_summary(rows: Sequence[CachedRow], split: np.ndarray, seed: int) -> dict[str, Any]:
+    return {
+        "datasets": dict(Counter(row.dataset for row in rows)),
+        "split_seed": seed,
+        "splits": {name: int((split == name).sum()) for name in ("fit", "calibrate", "threshold", "test")},
+        "accuracy": float(np.mean([row.correct for row in rows])),
+        "rows": len(rows),
+    }
+
+
+def _check_enough(y: np.ndarray, split: np.ndarray) -> None:
+    for name in ("fit", "calibrate", "threshold", "test"):
+        part = y[split == name]
+        right, wrong = int(part.sum()), int((~part).sum())
+        if min(right, wrong) < MIN_ROWS_PER_CLASS:
+            raise ValueError(
+                f"the {name} split has {right} correct and {wrong} wrong answers; each split needs at least "
+                f"{MIN_ROWS_PER_CLASS} of both. Calibrate on more questions (--limit) or more datasets."
+            )

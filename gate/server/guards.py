@@ -1,0 +1,106 @@
+"""The proxy's guards, as ASGI middleware: API keys, the in-flight limit, the body size limit.
+
+Each answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before a request reaches a route.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gate.server.errors import wire_error_response
+from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
+
+
+class ApiKeyAuth:
+    """Bearer API keys on paths under ``prefix`` (one or several; constant-time comparison; never logged or echoed)."""
+
+    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str | tuple[str, ...]) -> None:
+        self.app, self.keys, self.prefix = app, keys, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            error = UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
+        elif not self._known(token.strip().encode()):
+            error = UnauthorizedError("invalid API key")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await wire_error_response(error)(scope, receive, send)
+
+    def _known(self, token: bytes) -> bool:
+        matched = False
+        for key in self.keys:  # every key is compared, so the time taken does not depend on which one matched
+            matched |= hmac.compare_digest(token, key)
+        return matched
+
+
+@dataclass
+class Slots:
+    """How many requests may be in flight, and how many are (one event loop: no lock needed)."""
+
+    limit: int
+    in_use: int = 0
+
+
+class ConcurrencyLimit:
+    """Answer 429 at once beyond ``slots.limit`` in-flight POSTs under ``prefix``: no unbounded queue."""
+
+    def __init__(self, app: ASGIApp, *, slots: Slots, retry_after_s: int, prefix: str) -> None:
+        self.app, self.slots, self.retry_after_s, self.prefix = app, slots, retry_after_s, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.slots.in_use >= self.slots.limit:
+            error = OverloadedError(
+                f"more than {self.slots.limit} requests in flight; retry after {self.retry_after_s} s",
+                headers={"retry-after": str(self.retry_after_s)},
+            )
+            await wire_error_response(error)(scope, receive, send)
+            return
+        self.slots.in_use += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.slots.in_use -= 1
+
+
+class BodyLimit:
+    """413 for a body over ``max_bytes``: at once when Content-Length says so, else as soon as it is exceeded.
+
+    Starlette's own limit answers in plain text; this one raises an ``HTTPException`` from ``receive``,
+    which FastAPI passes on to the handlers below, so the client gets OpenAI's error shape.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await wire_error_response(PayloadTooLargeError(self.max_bytes))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)
