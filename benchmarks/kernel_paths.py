@@ -1,6 +1,6 @@
 """The embedded model across llama.cpp builds, kernel paths and process isolation: speed and stability.
 
-Three steps, each resumable, then one report:
+Three measurements, each saved apart, then one report:
 
 1. ``python -m benchmarks.kernel_paths speed --build native`` (and again with ``--build portable`` after
    installing the other llama-cpp-python build): seconds per greedy answer (with top-5 log-probs, as the
@@ -13,7 +13,8 @@ Three steps, each resumable, then one report:
        GATE_LOCAL_EXTRA_BUFFERS=on  gate calibrate -d efficientqa --limit 100 --collect-only --cache on.jsonl
        GATE_LOCAL_EXTRA_BUFFERS=off gate calibrate -d efficientqa --limit 100 --collect-only --cache off.jsonl
 
-3. ``python -m benchmarks.kernel_paths report --caches on.jsonl off.jsonl`` writes ``kernel_paths.md``:
+3. ``python -m benchmarks.kernel_paths threads``: the same greedy answers with 1 and 2 llama.cpp threads?
+4. ``python -m benchmarks.kernel_paths report --caches on.jsonl off.jsonl`` writes ``kernel_paths.md``:
    the speed tables, and between the two caches the share of identical greedy answers, the Spearman
    correlation of each signal, and the agreement of the shipped artifact's decisions.
 """
@@ -36,14 +37,14 @@ from scipy.stats import spearmanr
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
 from calibration.artifact import load_artifact
 from estimators.base import Generation
-from gate.calibrate import cascade_outcomes, matrix
+from gate.backends.embedded.cpu import load_llama, system_info
+from gate.backends.embedded.engine import LlamaEngine
+from gate.backends.embedded.local import LocalLLM, model_file
+from gate.backends.embedded.prompt_format import QA_STOP, render_chat
 from gate.datasets import load_trivia
-from gate.llama_cpu import load_llama, system_info
-from gate.llama_engine import LlamaEngine
-from gate.local import LocalLLM, model_file
-from gate.prompt_format import QA_STOP, render_chat
-from gate.setup import SHIPPED_ARTIFACT
-from gate.signal_cache import CachedRow, read_cache
+from gate.factory import SHIPPED_ARTIFACT
+from gate.offline.calibrate import cascade_outcomes, matrix
+from gate.offline.signal_cache import CachedRow, read_cache
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "kernel_paths"
@@ -107,6 +108,20 @@ async def measure_speed(questions: Sequence[str]) -> dict[str, Any]:
     return {"threads": threads, "runs": runs}
 
 
+async def compare_threads(questions: Sequence[str], counts: Sequence[int]) -> dict[str, Any]:
+    """Greedy answers and log-probs with each llama.cpp thread count (machines differ in cores)."""
+    runs = {}
+    for count in counts:
+        llm = LocalLLM(n_threads=count)
+        answers = [
+            (await llm.generate([{"role": "user", "content": q}], max_tokens=MAX_TOKENS, logprobs=5))[0]
+            for q in questions
+        ]
+        llm.process().close()
+        runs[str(count)] = {"answers": [g.text for g in answers], "logprobs": [g.logprobs for g in answers]}
+    return runs
+
+
 # --- the report ---------------------------------------------------------------------------------------
 
 
@@ -160,6 +175,19 @@ def same_answers_lines(speeds: dict[str, dict[str, Any]]) -> list[str]:
                 if equal and a
             ]
             lines.append(f"| {build} | {runner} | {sum(same)} of {len(same)} | {max(gaps, default=0.0):.2e} |")
+    return lines
+
+
+def thread_lines(runs: dict[str, Any]) -> list[str]:
+    """Whether the thread count changes the numbers: each count against the first."""
+    counts = list(runs)
+    reference = runs[counts[0]]
+    lines = [f"| threads | identical answers and log-probs vs {counts[0]} thread(s) |", "|---|---|"]
+    for count in counts:
+        mine = zip(runs[count]["answers"], runs[count]["logprobs"], strict=True)
+        theirs = zip(reference["answers"], reference["logprobs"], strict=True)
+        same = sum(a == b for a, b in zip(mine, theirs, strict=True))
+        lines.append(f"| {count} | {same} of {len(reference['answers'])} |")
     return lines
 
 
@@ -244,6 +272,9 @@ def report(speeds: dict[str, dict[str, Any]], caches: Sequence[Path] | None) -> 
         "",
         *same_answers_lines(speeds),
     ]
+    threads = RUNS / "threads.json"
+    if threads.exists():
+        lines += ["", "## Thread counts (the same build)", "", *thread_lines(json.loads(threads.read_text()))]
     if caches:
         lines += [
             "",
@@ -260,6 +291,9 @@ def main() -> None:
     speed = commands.add_parser("speed", help="time the installed build's runners")
     speed.add_argument("--build", required=True, help="a name for the installed llama-cpp-python build")
     speed.add_argument("--questions", type=int, default=50)
+    threads = commands.add_parser("threads", help="compare greedy answers across llama.cpp thread counts")
+    threads.add_argument("--counts", type=int, nargs="+", default=[1, 2])
+    threads.add_argument("--questions", type=int, default=30)
     done = commands.add_parser("report", help="write kernel_paths.md from the saved runs")
     done.add_argument("--caches", type=Path, nargs=2, help="two signal caches of the same questions")
     args = parser.parse_args()
@@ -268,6 +302,10 @@ def main() -> None:
         questions = [item.question for item in load_trivia(limit=args.questions)]
         result = asyncio.run(measure_speed(questions)) | {"system_info": system_info()}
         (RUNS / f"speed-{args.build}.json").write_text(json.dumps(result, indent=1))
+        return
+    if args.command == "threads":
+        questions = [item.question for item in load_trivia(limit=args.questions)]
+        (RUNS / "threads.json").write_text(json.dumps(asyncio.run(compare_threads(questions, args.counts)), indent=1))
         return
     speeds = {path.stem.removeprefix("speed-"): json.loads(path.read_text()) for path in sorted(RUNS.glob("speed-*"))}
     REPORT.write_text(report(speeds, args.caches))
