@@ -9,6 +9,8 @@ from importlib import metadata
 
 import numpy as np
 
+from calibration.bootstrap import percentile_interval
+
 
 def machine_description() -> str:
     """CPU model, cores, memory, OS and Python, for the header of a results file."""
@@ -44,12 +46,4 @@ def bootstrap_interval(
     statistic: Callable[[np.ndarray], float], data: np.ndarray, *, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """A 95% percentile bootstrap interval of ``statistic`` over the rows of ``data``; NaN resamples are dropped."""
-    rng = np.random.default_rng(seed)
-    n = len(data)
-    values = np.array([statistic(data[rng.integers(0, n, n)]) for _ in range(n_resamples)])
-    # A statistic may be undefined on some resamples (an AUROC drawn with one class only): those are
-    # left out; with too few positives to resample at all, the interval is NaN.
-    if np.isnan(values).mean() > 0.5:
-        return float("nan"), float("nan")
-    low, high = np.nanpercentile(values, [2.5, 97.5])
-    return float(low), float(high)
+    return percentile_interval(lambda rows: statistic(data[rows]), len(data), n_resamples=n_resamples, seed=seed)
