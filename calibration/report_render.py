@@ -1,6 +1,6 @@
 """Lay out the calibration report once, as sections of text blocks, and render it to HTML and Markdown.
 
-:func:`build_sections` turns a :class:`~calibration.report.ReportData` and its computed numbers into
+:func:`build_sections` turns a :class:`~calibration.report_data.ReportData` and its computed numbers into
 :class:`Section` objects of :class:`Paragraph`, :class:`Table` and :class:`Image` blocks holding plain
 text; :func:`render_html` and :func:`render_markdown` decide how that looks. All text is escaped in the
 renderers, once, because signal names and summary values come from users.
@@ -13,12 +13,11 @@ import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from calibration.report import ReportData
+from calibration.report_data import ReportData
 
 __all__ = [
     "FUSED",

@@ -6,6 +6,9 @@ concept; (B) every surface form of the concept is masked out of the explanation;
 what the masked text is about, and the concept's score is how likely the model is to name the concept
 again. Low scores mean the model's own explanation does not lead back to the concept: it is unfamiliar,
 so an answer would likely be invented.
+
+The prompts and the masking live in :mod:`estimators.familiarity_prompts`, the threshold estimate in
+:mod:`estimators.familiarity_threshold`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,17 +17,16 @@ import asyncio
 import functools
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard, TypeVar
 
-import numpy as np
-
 from estimators._checks import check_positive_int
 from estimators.base import LLM, Cost, Signal, SupportsContinuationLogprobs, total_cost
-from estimators.concepts import STOPWORDS, find_concepts
+from estimators.concepts import find_concepts
+from estimators.familiarity_prompts import MASK, back_prompt, explain_prompt, mask_concept, surface_forms
+from estimators.familiarity_threshold import ThresholdEstimate, estimate_threshold
 from estimators.text import contains_span
 
 __all__ = [
@@ -44,90 +46,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MASK = "___"
-"""What replaces the concept in the explanation (the paper used the model's unknown-token string)."""
-
 _T = TypeVar("_T")
-_FORM_PIECE = re.compile(r"[^\W_]+")
 _GUESS_TOKENS = 16
-
-# Worked examples teach the base model both formats, in one block that every prompt starts with: each
-# example is explained and then recovered from its masked explanation, the whole procedure shown in order
-# (on a few concepts this separated known from unknown ones better than separate few-shot prompts). An
-# example naming the concept is left out, as it would give the concept away. Neither example is among the
-# common concepts.
-_EXAMPLES: tuple[tuple[str, str], ...] = (
-    (
-        "Compass",
-        "A compass is a small instrument whose magnetised needle swings to point north, so that walkers and "
-        "sailors can tell which way they are heading.",
-    ),
-    (
-        "Johann Sebastian Bach",
-        "Johann Sebastian Bach was a German composer of the Baroque period, known for the Brandenburg "
-        "Concertos and many works for organ and choir.",
-    ),
-)
-_EXPLAIN_LINE = 'Explain "{concept}" in one short paragraph.\n'
-_BACK_LINE = 'Name the thing hidden as {mask} in this text: "{text}"\nName:'
-
-
-def _prefix(concept: str) -> str:
-    blocks = []
-    for name, explanation in _EXAMPLES:
-        if mask_concept(f"{name} {explanation}", concept) != f"{name} {explanation}":
-            continue
-        back = _BACK_LINE.format(mask=MASK, text=mask_concept(explanation, name))
-        blocks.append(_EXPLAIN_LINE.format(concept=name) + explanation + "\n\n" + back + f" {name}\n\n")
-    return "".join(blocks)
-
-
-def explain_prompt(concept: str) -> str:
-    """Step A: the raw few-shot prompt asking for a one-paragraph explanation of ``concept``."""
-    return _prefix(concept) + _EXPLAIN_LINE.format(concept=concept)
-
-
-def back_prompt(masked_explanation: str, concept: str) -> str:
-    """Step C: the raw few-shot prompt asking which thing the masked explanation of ``concept`` is about.
-
-    ``concept`` only decides which worked examples are shown; it does not appear in the prompt.
-    """
-    return _prefix(concept) + _BACK_LINE.format(mask=MASK, text=" ".join(masked_explanation.split()))
-
-
-def surface_forms(concept: str) -> list[str]:
-    """Every form of ``concept`` to mask, longest first.
-
-    The full concept and each of its words (letters and digits; stop words and single characters skipped,
-    fixing the paper's code, which masked "The" everywhere), each as written, lower, UPPER, Capitalised and
-    Title case.
-
-    Examples
-    --------
-    >>> surface_forms("The Rack")
-    ['THE RACK', 'The Rack', 'The rack', 'the rack', 'RACK', 'Rack', 'rack']
-    """
-    pieces = [concept.strip(), *(w for w in _FORM_PIECE.findall(concept) if len(w) > 1 and w.lower() not in STOPWORDS)]
-    forms = {f for p in pieces if p for f in (p, p.lower(), p.upper(), p.capitalize(), p.title())}
-    return sorted(forms, key=lambda f: (-len(f), f))
-
-
-def mask_concept(text: str, concept: str, *, mask: str = MASK) -> str:
-    """Replace every surface form of ``concept`` in ``text`` with ``mask``.
-
-    A form is matched where a word starts, and the mask swallows the rest of that word, so inflected and
-    derived forms ("Peruvian" for "Peru") do not give the concept away; stop words are never masked.
-
-    Examples
-    --------
-    >>> mask_concept("The Rack is a film; racks fill the theatre.", "The Rack")
-    '___ is a film; ___ fill the theatre.'
-    """
-    forms = surface_forms(concept)
-    if not forms:
-        return text
-    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(f) for f in forms) + r")\w*")
-    return pattern.sub(mask, text)
 
 
 def familiarity_weights(n: int) -> list[float]:
@@ -159,16 +79,6 @@ class ConceptFamiliarity:
     cost: Cost = field(default_factory=Cost)
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class ThresholdEstimate:
-    """A familiarity threshold: the midpoint of the bootstrap 95% interval of a low percentile."""
-
-    threshold: float
-    ci_low: float
-    ci_high: float
-    n: int
 
 
 class Familiarity:
@@ -399,54 +309,6 @@ async def _forced_score(
     # The protocol reports no prompt tokens for forced continuations; only the forced tokens are counted.
     cost = Cost(calls=calls, completion_tokens=tokens, seconds=seconds)
     return (None, cost, {}) if best is None else (best[0], cost, {"variant": best[1]})
-
-
-def estimate_threshold(
-    scores: Sequence[float], *, percentile: float = 5.0, n_resamples: int = 1000, seed: int = 0
-) -> ThresholdEstimate:
-    """The familiarity threshold of SELF-FAMILIARITY: the midpoint of a bootstrap 95% interval of a low
-    percentile of the scores of well-known concepts.
-
-    A percentile bootstrap (the paper used ``scipy.stats.bootstrap``, whose default is BCa): the
-    ``percentile``-th percentile is recomputed on ``n_resamples`` resamples drawn with replacement, and
-    the interval is the 2.5th to 97.5th percentile of those values.
-
-    Parameters
-    ----------
-    scores : sequence of float
-        Familiarity scores of concepts the model should know (:func:`score_common_concepts`).
-    percentile : float, default 5.0
-        Which low percentile marks the edge of familiarity, in (0, 100).
-    n_resamples : int, default 1000
-        Bootstrap resamples.
-    seed : int, default 0
-        Seed of the resampling.
-
-    Returns
-    -------
-    ThresholdEstimate
-
-    Raises
-    ------
-    ValueError
-        If ``scores`` is empty or not finite, or an option is out of range.
-
-    Examples
-    --------
-    >>> estimate_threshold([0.5] * 10)
-    ThresholdEstimate(threshold=0.5, ci_low=0.5, ci_high=0.5, n=10)
-    """
-    data = np.asarray(scores, dtype=float)
-    if data.ndim != 1 or data.size == 0 or not np.all(np.isfinite(data)):
-        raise ValueError(f"scores must be a non-empty 1-D sequence of finite numbers, got shape {data.shape}")
-    if not 0.0 < percentile < 100.0:
-        raise ValueError(f"percentile must lie in (0, 100), got {percentile!r}")
-    check_positive_int("n_resamples", n_resamples)
-    rng = np.random.default_rng(seed)
-    resamples = data[rng.integers(0, data.size, size=(n_resamples, data.size))]
-    values = np.percentile(resamples, percentile, axis=1)
-    low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
-    return ThresholdEstimate(threshold=(low + high) / 2, ci_low=low, ci_high=high, n=int(data.size))
 
 
 async def score_common_concepts(llm: LLM, concepts: Sequence[str], estimator: Familiarity) -> list[float]:

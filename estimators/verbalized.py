@@ -200,25 +200,13 @@ class Verbalized:
         for label, value in (("question", question), ("answer", answer)):
             if not isinstance(value, str):
                 raise TypeError(f"{label} must be a str, got {type(value).__name__}")
-        details: dict[str, Any] = {
-            "style": self.style,
-            "aggregation": self.aggregation,
-            "n_samples": self.n_samples,
-            "temperature": self.temperature,
-        }
+        details = self._config_details()
         if not normalize_answer(answer):
             return Signal(name=self.name, details=details, error="answer is empty after normalisation")
         if self.n_samples > 1 and self.temperature == 0.0:
             warnings.warn("n_samples > 1 at temperature 0 draws identical samples; use temperature > 0", stacklevel=2)
         prompt, prefix = _prompt(self.style, question, answer, self.k)
-        generations = await llm.generate(
-            prompt,
-            n=self.n_samples,
-            temperature=self.temperature,
-            max_tokens=self._token_budget(),
-            stop=("\n",) if self.style == "self_probing" else _STOP_BLOCK,
-            seed=self.seed,
-        )
+        generations = await self._elicit(prompt, llm=llm)
         parsed = [self._parse(prefix, g, answer) for g in generations]
         details["samples"] = [_sample_details(s, answer) for s in parsed]
         confidence, extra, error = self._aggregate(parsed, answer)
@@ -228,6 +216,26 @@ class Verbalized:
         return Signal(
             name=self.name, confidence=confidence, raw=raw, cost=total_cost(generations), details=details, error=error
         )
+
+    async def _elicit(self, prompt: str, *, llm: LLM) -> list[Generation]:
+        """The one elicitation call: ``n_samples`` completions of ``prompt`` at the configured temperature."""
+        return await llm.generate(
+            prompt,
+            n=self.n_samples,
+            temperature=self.temperature,
+            max_tokens=self._token_budget(),
+            stop=("\n",) if self.style == "self_probing" else _STOP_BLOCK,
+            seed=self.seed,
+        )
+
+    def _config_details(self) -> dict[str, Any]:
+        """The configuration every signal records in its ``details``."""
+        return {
+            "style": self.style,
+            "aggregation": self.aggregation,
+            "n_samples": self.n_samples,
+            "temperature": self.temperature,
+        }
 
     def _check_config(self) -> None:
         if self.style not in STYLES:

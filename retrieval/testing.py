@@ -8,9 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retrieval.embedders import HASHING_EMBEDDER_PREFIX, normalize_rows
+from retrieval.vectors import normalize_rows
 
-__all__ = ["HashingEmbedder"]
+__all__ = ["HASHING_EMBEDDER_PREFIX", "HashingEmbedder"]
+
+HASHING_EMBEDDER_PREFIX = "test/hashing-"
+"""``test/hashing-<N>`` names the dependency-free :class:`HashingEmbedder` of dimension N."""
 
 _WORD = re.compile(r"\w+")
 

@@ -30,12 +30,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 from estimators.base import Cost
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
-from gate.server.wire import Reply
 
 try:
     import fcntl
@@ -43,6 +42,16 @@ except ImportError:  # Windows: no flock
     fcntl = None  # type: ignore[assignment]
 
 QuestionMode = Literal["text", "hash"]
+
+
+class ServedReply(Protocol):
+    """What the log reads of a served reply (``gate.server.wire.Reply``): the gate's view and the answer's usage."""
+
+    @property
+    def gate(self) -> Mapping[str, Any]: ...
+
+    @property
+    def usage(self) -> Cost: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ class Outcome:
     error: BaseException | None = None
 
     @classmethod
-    def served(cls, reply: Reply, *, total_s: float, reply_s: float, **request: Any) -> Outcome:
+    def served(cls, reply: ServedReply, *, total_s: float, reply_s: float, **request: Any) -> Outcome:
         """A request answered with ``reply``; ``reply_s`` is how long generating and gating it took."""
         view = reply.gate
         if request["mode"] == "off":

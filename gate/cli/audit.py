@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from gate.cli.errors import friendly_errors
+from gate.cli.options import ConfigOption, JsonOption
 
 audit_app = typer.Typer(
     name="audit",
@@ -22,8 +23,6 @@ PathArgument = Annotated[
     Path | None,
     typer.Argument(help="The audit log (default: the configured audit_path).", show_default=False),
 ]
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 @audit_app.command()

@@ -12,23 +12,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gate.cli.errors import friendly_errors
+from gate.cli.options import ConfigOption, DatasetOption, LimitOption, ModelOption, ResamplesOption, split_names
 from gate.reasons import format_probability
 
 if TYPE_CHECKING:
     from calibration.artifact import Artifact
     from gate.datasets import QAItem
+    from gate.offline.calibrate import FitOptions
     from gate.offline.signal_cache import CachedRow
     from gate.pipeline import Gate
-
-DatasetOption = Annotated[
-    list[str],
-    typer.Option(
-        "--dataset",
-        "-d",
-        help="A development set (trivia, nq_open, popqa, sciq, xquad, hotpot, halueval, efficientqa) or a JSONL of "
-        '{"question", "answers", optional "references"}; repeat for several; NAME:N takes N from that set.',
-    ),
-]
+    from gate.suite import SignalSpec
 
 
 @friendly_errors
@@ -36,7 +29,7 @@ def calibrate(
     dataset: DatasetOption,
     *,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the artifact (JSON).")],
-    limit: Annotated[int | None, typer.Option(help="Questions drawn at random from each dataset.")] = None,
+    limit: LimitOption = None,
     cache: Annotated[
         Path | None, typer.Option(help="Signal cache (JSONL, resumable). Default: next to --out.", show_default=False)
     ] = None,
@@ -64,23 +57,19 @@ def calibrate(
             "answers for a fit of their own is fine). --out then only names the default cache."
         ),
     ] = False,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to calibrate.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    model: ModelOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run every signal over labelled questions, cache them, fit fusion + calibration + thresholds."""
     from calibration.fitting import Target
     from gate.backends.factory import run_then_close
     from gate.config import load_settings
     from gate.factory import create_gate
-    from gate.offline.calibrate import FitOptions, fit_artifact
+    from gate.offline.calibrate import FitOptions
     from gate.offline.collect import collect, sample_items
 
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
-    if collect_only and cached_only:
-        raise ValueError("--collect-only and --cached-only exclude each other: one computes, the other fits")
-    keys = [key.strip() for key in signals.split(",") if key.strip()] if signals else None
-    settings = load_settings(config_file=config, model=model, signals=keys)
+    _check_modes(limit, collect_only=collect_only, cached_only=cached_only)
+    settings = load_settings(config_file=config, model=model, signals=split_names(signals))
     target = Target(
         answer_level=answer_level, hedge_level=hedge_level, confidence_level=confidence_level, method=method
     )
@@ -94,11 +83,15 @@ def calibrate(
         correct = sum(row.correct for row in rows)
         typer.echo(f"cached {len(rows)} graded questions ({correct} correct) in {cache}; nothing fitted", err=True)
         return
-    typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
-    artifact = fit_artifact(rows, model=settings.model, suite=gate.suite, options=options)
-    artifact = _with_cache_path(artifact, cache)
-    artifact.save(out)
-    _print_summary(artifact, out)
+    _fit_and_save(rows, model=settings.model, suite=gate.suite, options=options, out=out, cache=cache)
+
+
+def _check_modes(limit: int | None, *, collect_only: bool, cached_only: bool) -> None:
+    """Refuse a --limit below 1 and --collect-only with --cached-only, before any work starts."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if collect_only and cached_only:
+        raise ValueError("--collect-only and --cached-only exclude each other: one computes, the other fits")
 
 
 async def _collect_with_progress(
@@ -124,6 +117,18 @@ async def _collect_with_progress(
             progress.update(task, advance=1, description=label)
 
         return await collect(gate, items, cache, model=model, on_row=on_row, cached_only=cached_only)
+
+
+def _fit_and_save(
+    rows: Sequence[CachedRow], *, model: str, suite: Sequence[SignalSpec], options: FitOptions, out: Path, cache: Path
+) -> None:
+    """Fit the artifact on the graded rows, record the signal cache it came from, save it, print a summary."""
+    from gate.offline.calibrate import fit_artifact
+
+    typer.echo(f"fitting on {len(rows)} graded questions (signals cached in {cache})", err=True)
+    artifact = _with_cache_path(fit_artifact(rows, model=model, suite=suite, options=options), cache)
+    artifact.save(out)
+    _print_summary(artifact, out)
 
 
 def _with_cache_path(artifact: Artifact, cache: Path) -> Artifact:
@@ -161,7 +166,7 @@ def report(
         Path | None,
         typer.Option(help="Signal cache the artifact was fitted from (default: the recorded one).", show_default=False),
     ] = None,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 1000,
+    resamples: ResamplesOption = 1000,
 ) -> None:
     """Write the calibration report (held-out split) as self-contained HTML, Markdown and JSON."""
     from calibration.artifact import load_artifact

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,6 +12,8 @@ from gate.cli.audit import audit_app
 from gate.cli.calibrate import calibrate, report
 from gate.cli.errors import friendly_errors
 from gate.cli.index import index_app
+from gate.cli.logs import configure_logging
+from gate.cli.options import ConfigOption, JsonOption, ModelOption
 from gate.cli.score import evaluate, score
 from gate.cli.serve import serve
 from gate.reasons import format_probability
@@ -34,18 +33,6 @@ app.command()(score)
 app.command()(evaluate)
 app.command()(serve)
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
-]
-ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model name, e.g. local/gemma-3-270m or openai/gpt-4o-mini.")
-]
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-
-
 @app.command()
 @friendly_errors
 def ask(
@@ -54,8 +41,8 @@ def ask(
     model: ModelOption = None,
     config: ConfigOption = None,
     max_tokens: Annotated[int | None, typer.Option(help="Longest answer in tokens.")] = None,
-    cascade: Annotated[bool, typer.Option(help="Skip expensive signals when the free ones decide.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the assessment as JSON.")] = False,
+    cascade: Annotated[bool, typer.Option(help="Skip the full stage when the free signals decide.")] = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Ask the configured model a question; print its answer and the gate's assessment of it."""
     from gate.backends.factory import run_then_close
@@ -65,7 +52,7 @@ def ask(
     if not question.strip():
         raise ValueError("the question is empty")
     settings = load_settings(config_file=config, model=model, max_tokens=max_tokens)
-    _setup_logging(settings.log_level)
+    configure_logging(settings.log_level)
     gate = create_gate(settings)
     work = gate.assess(question, cascade=cascade and settings.cascade, budget=budget_from(settings))
     assessment = run_then_close(gate.llm, work)

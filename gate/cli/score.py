@@ -11,14 +11,13 @@ from typing import Annotated
 import typer
 
 from gate.cli.errors import friendly_errors
+from gate.cli.options import ConfigOption, DatasetOption, LimitOption, ModelOption, ResamplesOption, split_names
 
 ArtifactOption = Annotated[
     Path | None,
     typer.Option("--artifact", "-a", help="Calibration artifact (default: the configured or shipped one).",
                  show_default=False),
 ]
-ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="The model that wrote the responses.")]
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")]
 
 
 @friendly_errors
@@ -46,7 +45,6 @@ def score(
         raise ValueError(f"input file {source} does not exist")
     if sample_more < 0 or concurrency < 1:
         raise ValueError(f"--sample-more must be >= 0 and --concurrency >= 1, got {sample_more} and {concurrency}")
-    keys = [key.strip() for key in estimators.split(",") if key.strip()] if estimators else None
     settings = load_settings(config_file=config, model=model, artifact=artifact, index_dir=index)
     gate = create_gate(settings)
     with source.open(encoding="utf-8") as handle:
@@ -55,7 +53,7 @@ def score(
         summary = run_then_close(
             gate.llm,
             score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
-                       budget=budget_from(settings), signals=keys, on_line=advance),
+                       budget=budget_from(settings), signals=split_names(estimators), on_line=advance),
         )
     typer.echo("\n".join([f"wrote {out}", *summary.lines()]))
 
@@ -63,13 +61,13 @@ def score(
 @friendly_errors
 def evaluate(
     *,
-    dataset: Annotated[list[str], typer.Option("--dataset", "-d", help="A development set or a QA JSONL.")],
+    dataset: DatasetOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the report with its drift section.")],
     artifact: ArtifactOption = None,
-    limit: Annotated[int | None, typer.Option(help="Questions drawn at random from each dataset.")] = None,
+    limit: LimitOption = None,
     cache: Annotated[Path | None, typer.Option(help="Signal cache (default: OUT/signals.jsonl).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the question draw.")] = 0,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples per interval.")] = 1000,
+    resamples: ResamplesOption = 1000,
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:

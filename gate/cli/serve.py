@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from gate.cli.errors import friendly_errors
+from gate.cli.logs import configure_logging
+from gate.cli.options import ConfigOption, ModelOption
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -37,12 +38,8 @@ def serve(
             "max_concurrency on its own; /metrics sums all of them and the audit log is shared.",
         ),
     ] = 1,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (also GATE_CONFIG).", show_default=False)
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Upstream model (default: the embedded one).")
-    ] = None,
+    config: ConfigOption = None,
+    model: ModelOption = None,
 ) -> None:
     """Serve the OpenAI-compatible gate: /v1/chat/completions, /v1/completions, /v1/models, health and /metrics."""
     import uvicorn
@@ -55,7 +52,7 @@ def serve(
     # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
     # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
     gate = create_gate(settings)
-    _configure_logging(settings)
+    configure_logging(settings.log_level)
     if not settings.api_keys and host not in {"127.0.0.1", "localhost", "::1"}:
         logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)
     plural = f" x {workers} workers" if workers > 1 else ""
@@ -81,7 +78,7 @@ def worker_app() -> FastAPI:
     from gate.server.app import create_app
 
     settings = load_settings()
-    _configure_logging(settings)
+    configure_logging(settings.log_level)
     return create_app(settings)
 
 
@@ -111,9 +108,3 @@ def _metrics_dir(settings: Settings) -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="gate-metrics-") as directory:
         os.environ["GATE_METRICS_DIR"] = directory
         yield
-
-
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )

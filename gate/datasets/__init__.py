@@ -1,5 +1,6 @@
 """Development QA datasets (loaders) and the grader every correctness label uses (grading)."""
 
+from gate.datasets.grading import exact_match, grader_disagreement, is_correct
 from gate.datasets.loaders import (
     DATA_DIR_ENV,
     DATASET_FILES,
@@ -17,7 +18,6 @@ from gate.datasets.loaders import (
     load_trivia,
     load_xquad,
 )
-from gate.datasets.grading import exact_match, grader_disagreement, is_correct
 
 __all__ = [
     "DATASET_FILES",

@@ -1,28 +1,51 @@
 """Development QA datasets: find them and load them as `QAItem` lists.
 
 The datasets live outside the repository (``../shared/datasets`` from its root, or ``$GATE_DATA_DIR``) and
-are read in place, never copied.
+are read in place, never copied. Each format's parser is in :mod:`gate.datasets.parsers`; the item type
+and the file readers they share in :mod:`gate.datasets.records`.
 """
 
 from __future__ import annotations
 
-import ast
-import csv
-import json
 import logging
 import os
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Protocol
+
+from gate.datasets.parsers import (
+    generic_item,
+    halueval_item,
+    hotpot_item,
+    nq_item,
+    popqa_item,
+    sciq_item,
+    trivia_items,
+    xquad_items,
+)
+from gate.datasets.records import DatasetFormatError, Items, PathArg, QAItem, json_array_items, jsonl_items
+
+__all__ = [
+    "DATASET_FILES",
+    "DATA_DIR_ENV",
+    "DatasetFormatError",
+    "QAItem",
+    "find_data_dir",
+    "load_dataset",
+    "load_efficientqa",
+    "load_halueval",
+    "load_hotpot",
+    "load_nq_open",
+    "load_popqa",
+    "load_qa_jsonl",
+    "load_sciq",
+    "load_trivia",
+    "load_xquad",
+]
 
 logger = logging.getLogger(__name__)
-
-PathArg = str | os.PathLike[str]
-Items = Generator["QAItem", None, None]
-Record = Mapping[str, Any]
 
 DATA_DIR_ENV = "GATE_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,37 +65,7 @@ DATASET_FILES: Mapping[str, str] = MappingProxyType(
 """Dataset name -> file name inside the data directory."""
 
 
-class DatasetFormatError(ValueError):
-    """A dataset file does not have its documented format; the message names the file and line or item."""
-
-
-def _empty_metadata() -> Mapping[str, Any]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class QAItem:
-    """One question with its gold answer aliases, optional context passages and source metadata.
-
-    ``answers`` and ``context`` are coerced to tuples and ``metadata`` to a read-only mapping; the hash
-    ignores ``metadata`` (its values may be unhashable) while equality includes it.
-    """
-
-    id: str
-    question: str
-    answers: tuple[str, ...]
-    context: tuple[str, ...] = ()
-    metadata: Mapping[str, Any] = field(default_factory=_empty_metadata, hash=False)
-
-    def __post_init__(self) -> None:
-        for name in ("answers", "context"):
-            if isinstance(getattr(self, name), str):
-                raise TypeError(f"QAItem.{name} must be a sequence of strings, got a single str")
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
-
-
-# ------------------------------------------------------------------------------------- data directory
+# ---------------------------------------------------------------------------------------- data directory
 
 
 def find_data_dir(explicit: PathArg | None = None) -> Path:
@@ -119,39 +112,6 @@ def _resolve(path: PathArg | None, name: str) -> Path:
     return Path(path) if path is not None else find_data_dir() / DATASET_FILES[name]
 
 
-# -------------------------------------------------------------------------------------- record helpers
-
-
-def _field(record: Record, key: str, where: str) -> Any:
-    if key not in record:
-        raise DatasetFormatError(f"{where}: missing key {key!r}; found keys {sorted(record)}")
-    return record[key]
-
-
-def _text(record: Record, key: str, where: str) -> str:
-    value = _field(record, key, where)
-    if not isinstance(value, str):
-        raise DatasetFormatError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _texts(record: Record, key: str, where: str) -> tuple[str, ...]:
-    value = _field(record, key, where)
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise DatasetFormatError(f"{where}: {key!r} must be a list of strings, got {value!r:.80}")
-    return tuple(value)
-
-
-def _records(value: Any, where: str) -> list[Record]:
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-        raise DatasetFormatError(f"{where}: expected a list of JSON objects, got {type(value).__name__}")
-    return value
-
-
-def _own_id(record: Record, key: str, default: str) -> str:
-    return str(record[key]) if key in record else default
-
-
 def _take(items: Items, limit: int | None, path: Path) -> list[QAItem]:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None or a non-negative int, got {limit!r}")
@@ -163,266 +123,55 @@ def _take(items: Items, limit: int | None, path: Path) -> list[QAItem]:
     return loaded
 
 
-# ------------------------------------------------------------------------------------------ file readers
-
-
-def _iter_lines(path: Path) -> Generator[tuple[int, str], None, None]:
-    """Yield ``(0-based index, line)``, splitting on newline only and dropping a trailing carriage return."""
-    # newline="\n" keeps U+2028, U+0085 and lone \r inside lines (str.splitlines would split there).
-    with path.open(encoding="utf-8", newline="\n") as handle:
-        for index, line in enumerate(handle):
-            yield index, line.removesuffix("\n").removesuffix("\r")
-
-
-def _iter_jsonl(path: Path) -> Generator[tuple[int, str, Record], None, None]:
-    for index, line in _iter_lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{index + 1}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-        if not isinstance(record, dict):
-            raise DatasetFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        yield index, where, record
-
-
-def _read_json(path: Path) -> Any:
-    with path.open(encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-
-
-MakeItem = Callable[[Record, str, str], QAItem]
-"""Build an item from ``(record, default id, location for error messages)``."""
-
-
-def _jsonl_items(path: Path, name: str, make: MakeItem) -> Items:
-    for index, where, record in _iter_jsonl(path):
-        yield make(record, f"{name}-{index}", where)
-
-
-def _json_array_items(path: Path, name: str, make: MakeItem) -> Items:
-    for index, record in enumerate(_records(_read_json(path), str(path))):
-        yield make(record, f"{name}-{index}", f"{path} item {index}")
-
-
-# ---------------------------------------------------------------------------------------------- TriviaQA
-
-
-def _literal_str_list(text: str) -> tuple[str, ...] | None:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    return None
-
-
-def _csv_unquote(text: str) -> str | None:
-    try:
-        rows = list(csv.reader([text]))
-    except csv.Error:
-        return None
-    return rows[0][0] if len(rows) == 1 and len(rows[0]) == 1 else None
-
-
-def _trivia_answers(text: str, where: str) -> tuple[str, ...]:
-    # A CSV-quoted list such as "['a', ""b's""]" often still literal_evals, to a *str* (adjacent string
-    # literals concatenate), so anything but a list of strings falls through to CSV-unquoting.
-    answers = _literal_str_list(text)
-    if answers is None and text.startswith('"'):
-        unquoted = _csv_unquote(text)
-        answers = _literal_str_list(unquoted) if unquoted is not None else None
-    if answers is None:
-        raise DatasetFormatError(
-            f"{where}: answers field is not a Python list of strings, plain or CSV-quoted: {text!r:.80}"
-        )
-    return answers
-
-
-def _trivia_items(path: Path) -> Items:
-    for index, line in _iter_lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{index + 1}"
-        question, tab, answers = line.rpartition("\t")
-        if not tab or not question.strip():
-            raise DatasetFormatError(f"{where}: expected 'question<TAB>answers', got {line!r:.80}")
-        yield QAItem(id=f"trivia-{index}", question=question, answers=_trivia_answers(answers, where))
-
-
-# ------------------------------------------------------------------------------------- per-format items
-
-
-def _nq_item(record: Record, default_id: str, where: str) -> QAItem:
-    extra = {key: value for key, value in record.items() if key not in ("question", "answer")}
-    return QAItem(
-        id=default_id,
-        question=_text(record, "question", where),
-        answers=_texts(record, "answer", where),
-        metadata=extra,
-    )
-
-
-def _popqa_item(record: Record, default_id: str, where: str) -> QAItem:
-    metadata = _field(record, "metadata", where)
-    if not isinstance(metadata, dict):
-        raise DatasetFormatError(f"{where}: 'metadata' must be a JSON object, got {type(metadata).__name__}")
-    return QAItem(
-        id=_own_id(record, "id", default_id),
-        question=_text(record, "question", where),
-        answers=_texts(record, "golden_answers", where),
-        metadata=metadata,
-    )
-
-
-def _sciq_item(record: Record, default_id: str, where: str) -> QAItem:
-    support = _text(record, "support", where)
-    distractors = tuple(_text(record, f"distractor{i}", where) for i in (1, 2, 3))
-    return QAItem(
-        id=default_id,
-        question=_text(record, "question", where),
-        answers=(_text(record, "correct_answer", where),),
-        context=(support,) if support.strip() else (),
-        metadata={"distractors": distractors},
-    )
-
-
-def _hotpot_passage(entry: Any, where: str) -> str:
-    if not (
-        isinstance(entry, list)
-        and len(entry) == 2
-        and isinstance(entry[0], str)
-        and isinstance(entry[1], list)
-        and all(isinstance(s, str) for s in entry[1])
-    ):
-        raise DatasetFormatError(f"{where}: context entries must be [title, [sentences]], got {entry!r:.80}")
-    # HotpotQA sentences after the first carry their own leading space.
-    return f"{entry[0]}: {''.join(entry[1])}"
-
-
-def _hotpot_item(record: Record, default_id: str, where: str) -> QAItem:
-    passages = _field(record, "context", where)
-    if not isinstance(passages, list):
-        raise DatasetFormatError(f"{where}: 'context' must be a list, got {type(passages).__name__}")
-    metadata = {key: record[key] for key in ("type", "level", "supporting_facts") if key in record}
-    return QAItem(
-        id=_own_id(record, "_id", default_id),
-        question=_text(record, "question", where),
-        answers=(_text(record, "answer", where),),
-        context=tuple(_hotpot_passage(entry, where) for entry in passages),
-        metadata=metadata,
-    )
-
-
-def _halueval_item(record: Record, default_id: str, where: str) -> QAItem:
-    return QAItem(
-        id=default_id,
-        question=_text(record, "question", where),
-        answers=(_text(record, "right_answer", where),),
-        context=(_text(record, "knowledge", where),),
-        metadata={"hallucinated_answer": _text(record, "hallucinated_answer", where)},
-    )
-
-
-def _generic_item(record: Record, default_id: str, where: str) -> QAItem:
-    key = "answers" if "answers" in record else "answer"
-    value = _field(record, key, where)
-    answers = (value,) if isinstance(value, str) else _texts(record, key, where)
-    references = _texts(record, "references", where) if "references" in record else ()
-    extra = {k: v for k, v in record.items() if k not in ("id", "question", "answers", "answer", "references")}
-    return QAItem(
-        id=_own_id(record, "id", default_id),
-        question=_text(record, "question", where),
-        answers=answers,
-        context=references,  # the passages PACE checks the answer against
-        metadata=extra,
-    )
-
-
-def _squad_paragraphs(path: Path) -> Generator[tuple[str, str, Record], None, None]:
-    """Yield ``(location, article title, paragraph)`` from a SQuAD-format JSON file."""
-    root = _read_json(path)
-    if not isinstance(root, dict):
-        raise DatasetFormatError(f"{path}: expected a SQuAD object with 'data', got {type(root).__name__}")
-    for a, article in enumerate(_records(_field(root, "data", str(path)), f"{path} data")):
-        where = f"{path} data[{a}]"
-        title = str(article.get("title", ""))
-        for p, paragraph in enumerate(_records(_field(article, "paragraphs", where), f"{where}.paragraphs")):
-            yield f"{where}.paragraphs[{p}]", title, paragraph
-
-
-def _xquad_items(path: Path) -> Items:
-    index = 0
-    for where, title, paragraph in _squad_paragraphs(path):
-        passage = _text(paragraph, "context", where)
-        for q, qa in enumerate(_records(_field(paragraph, "qas", where), f"{where}.qas")):
-            qa_where = f"{where}.qas[{q}]"
-            spans = _records(_field(qa, "answers", qa_where), f"{qa_where}.answers")
-            yield QAItem(
-                id=_own_id(qa, "id", f"xquad-{index}"),
-                question=_text(qa, "question", qa_where),
-                answers=tuple(dict.fromkeys(_text(span, "text", qa_where) for span in spans)),
-                context=(passage,),
-                metadata={"title": title},
-            )
-            index += 1
-
-
-# ------------------------------------------------------------------------------------------ public loaders
+# ---------------------------------------------------------------------------------------- public loaders
 
 
 def load_trivia(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load TriviaQA (``question<TAB>[answer aliases]`` lines); ids are ``trivia-<line index>``."""
     source = _resolve(path, "trivia")
-    return _take(_trivia_items(source), limit, source)
+    return _take(trivia_items(source), limit, source)
 
 
 def load_nq_open(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load NQ-open dev (JSONL ``{"question", "answer": [...]}``); ids are ``nq_open-<line index>``."""
     source = _resolve(path, "nq_open")
-    return _take(_jsonl_items(source, "nq_open", _nq_item), limit, source)
+    return _take(jsonl_items(source, "nq_open", nq_item), limit, source)
 
 
 def load_efficientqa(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load EfficientQA dev; keys other than question/answer (graded predictions) go to metadata."""
     source = _resolve(path, "efficientqa")
-    return _take(_jsonl_items(source, "efficientqa", _nq_item), limit, source)
+    return _take(jsonl_items(source, "efficientqa", nq_item), limit, source)
 
 
 def load_popqa(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load PopQA; answers are ``golden_answers``, metadata is the record's (``s_pop``, ``o_pop``, ...)."""
     source = _resolve(path, "popqa")
-    return _take(_jsonl_items(source, "popqa", _popqa_item), limit, source)
+    return _take(jsonl_items(source, "popqa", popqa_item), limit, source)
 
 
 def load_sciq(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load SciQ; answer ``correct_answer``, context the non-empty ``support``, metadata the distractors."""
     source = _resolve(path, "sciq")
-    return _take(_json_array_items(source, "sciq", _sciq_item), limit, source)
+    return _take(json_array_items(source, "sciq", sciq_item), limit, source)
 
 
 def load_xquad(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load XQuAD English (SQuAD JSON): one item per question, its paragraph as context, unique answers."""
     source = _resolve(path, "xquad")
-    return _take(_xquad_items(source), limit, source)
+    return _take(xquad_items(source), limit, source)
 
 
 def load_hotpot(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load HotpotQA distractor; context is one ``"title: sentences"`` passage per title."""
     source = _resolve(path, "hotpot")
-    return _take(_json_array_items(source, "hotpot", _hotpot_item), limit, source)
+    return _take(json_array_items(source, "hotpot", hotpot_item), limit, source)
 
 
 def load_halueval(path: PathArg | None = None, *, limit: int | None = None) -> list[QAItem]:
     """Load HaluEval QA; answer ``right_answer``, context ``knowledge``, metadata ``hallucinated_answer``."""
     source = _resolve(path, "halueval")
-    return _take(_jsonl_items(source, "halueval", _halueval_item), limit, source)
+    return _take(jsonl_items(source, "halueval", halueval_item), limit, source)
 
 
 def load_qa_jsonl(path: PathArg, *, limit: int | None = None) -> list[QAItem]:
@@ -432,7 +181,7 @@ def load_qa_jsonl(path: PathArg, *, limit: int | None = None) -> list[QAItem]:
     An ``id`` key is used when present, else ``<file stem>-<line index>``; other keys go to metadata.
     """
     source = Path(path)
-    return _take(_jsonl_items(source, source.stem, _generic_item), limit, source)
+    return _take(jsonl_items(source, source.stem, generic_item), limit, source)
 
 
 class _Loader(Protocol):

@@ -17,11 +17,12 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
+
+from gate.config import ExtraBuffers
 
 logger = logging.getLogger(__name__)
 
-ExtraBuffers = Literal["auto", "on", "off"]
 CPUINFO = Path("/proc/cpuinfo")
 AMX_CPU_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from estimators.base import Generation, Prompt
-from gate.backends.embedded.cpu import ExtraBuffers
 from gate.backends.embedded.process import ModelProcess, WorkerSpec, model_process
 from gate.backends.embedded.prompt_format import QA_STOP, render_chat
+from gate.config import ExtraBuffers
 from gate.errors import MissingExtraError
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gate.backends.embedded.cpu import ExtraBuffers
+from gate.config import ExtraBuffers
 from gate.errors import LocalModelCrashError
 
 logger = logging.getLogger(__name__)

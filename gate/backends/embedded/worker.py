@@ -23,7 +23,6 @@ import sys
 from typing import IO, Any, get_args
 
 from gate.backends.embedded.cpu import (
-    ExtraBuffers,
     build_features,
     cpu_flags,
     load_llama,
@@ -31,6 +30,7 @@ from gate.backends.embedded.cpu import (
     use_extra_buffers,
 )
 from gate.backends.embedded.engine import LlamaEngine, SamplingParams
+from gate.config import ExtraBuffers
 
 logger = logging.getLogger(__name__)
 
