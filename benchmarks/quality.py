@@ -381,7 +381,7 @@ class WhatIfSpec:
 
     key: str
     estimator: str
-    stage: str = "expensive"
+    stage: str = "full"
 
     def to_dict(self) -> dict[str, object]:
         return {"key": self.key, "estimator": self.estimator, "stage": self.stage, "params": {}}
@@ -544,10 +544,10 @@ def build(caches: Sequence[Path], folds: int, out: Path) -> str:
     target = Target(answer_level=0.55, hedge_level=0.3, confidence_level=0.9)  # the shipped artifact's target
     model = head["model"]
     variants = {
-        "shipped design: precheck (familiarity) -> free (token prob + familiarity) -> expensive": cross_fit(
+        "shipped design: precheck (familiarity) -> free (token prob + familiarity) -> full": cross_fit(
             rows, fold_of, suite=DEFAULT_SUITE, target=target, model=model
         ),
-        "no precheck: free (token prob) -> expensive (familiarity with the rest)": cross_fit(
+        "no precheck: free (token prob) -> full (familiarity with the rest)": cross_fit(
             rows, fold_of, suite=without_precheck(DEFAULT_SUITE), target=target, model=model
         ),
     }

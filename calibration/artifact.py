@@ -1,8 +1,13 @@
 """The calibration artifact: one versioned JSON file holding everything a fitted gate needs.
 
 It records which model and which signal configuration it was fitted for, the fusion and calibrator of
-each cascade stage, the decision thresholds and the target they satisfy, the data it was fitted on and
-its held-out metrics. Loading validates all of it and never runs code (JSON only, no pickle).
+each fitted cascade stage, the decision thresholds and the target they satisfy, the data it was fitted on
+and its held-out metrics. Loading validates all of it and never runs code (JSON only, no pickle).
+
+The cascade's stages are ``precheck`` (familiarity before generating: a threshold, not a fitted stage),
+``free`` (signals that come with the answer) and ``full`` (every signal). The suite is kept as the file
+records it, since the id hashes it: files written before these names were settled call the full stage
+``"expensive"`` in their suite, and :attr:`Artifact.current_suite` reads them with today's names.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from calibration.thresholds import DecisionThresholds
 FORMAT = "llm-gate-calibration"
 VERSION = 1
 STAGE_NAMES = ("free", "full")
+"""The fitted stages, the keys of ``stages``."""
+FORMER_STAGE_NAMES: Mapping[str, str] = {"expensive": "full"}
+"""Stage names older artifacts record in their suite, and the name each has now."""
 
 
 class ArtifactError(ValueError):
@@ -32,8 +40,8 @@ class ArtifactError(ValueError):
 
 
 @dataclass(frozen=True)
-class Stage:
-    """One cascade stage: which signals it reads, how it fuses and calibrates them, and its thresholds.
+class FittedStage:
+    """One fitted cascade stage: which signals it reads, how it fuses and calibrates them, and its thresholds.
 
     Parameters
     ----------
@@ -82,7 +90,7 @@ class Stage:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> Stage:
+    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> FittedStage:
         """Validate and rebuild a stage; errors name the stage."""
         _require_keys(data, {"signals", "fusion", "calibrator", "thresholds"}, where)
         signals = data["signals"]
@@ -106,7 +114,7 @@ class Artifact:
 
     model: str
     suite: list[dict[str, Any]]
-    stages: dict[str, Stage]
+    stages: dict[str, FittedStage]
     precheck_threshold: float | None = None
     target: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -116,14 +124,19 @@ class Artifact:
     created: str = ""
 
     @property
-    def free(self) -> Stage | None:
+    def free(self) -> FittedStage | None:
         """The early-exit stage on signals that cost nothing extra, when one was fitted."""
         return self.stages.get("free")
 
     @property
-    def full(self) -> Stage:
+    def full(self) -> FittedStage:
         """The stage that reads every signal."""
         return self.stages["full"]
+
+    @property
+    def current_suite(self) -> list[dict[str, Any]]:
+        """``suite`` with each signal's stage under its current name (see :data:`FORMER_STAGE_NAMES`)."""
+        return [_current_names(spec) for spec in self.suite]
 
     @functools.cached_property
     def id(self) -> str:
@@ -162,7 +175,7 @@ class Artifact:
                 f"the calibration artifact was fitted for model {self.model!r}, not {model!r}; "
                 "fit one for this model with `gate calibrate`"
             )
-        if [dict(s) for s in suite] != self.suite:
+        if [_current_names(s) for s in suite] != self.current_suite:
             mine = [s["key"] for s in self.suite]
             theirs = [s.get("key") for s in suite]
             raise ArtifactError(
@@ -195,7 +208,7 @@ def artifact_from_dict(data: Any) -> Artifact:
     stages_data = data["stages"]
     if not isinstance(stages_data, dict) or "full" not in stages_data or set(stages_data) - set(STAGE_NAMES):
         raise ArtifactError(f"stages must hold 'full' and optionally 'free', got {stages_data!r:.80}")
-    stages = {name: Stage.from_dict(value, where=f"stages.{name}") for name, value in stages_data.items()}
+    stages = {name: FittedStage.from_dict(value, where=f"stages.{name}") for name, value in stages_data.items()}
     threshold = data["precheck"].get("threshold") if isinstance(data["precheck"], dict) else "?"
     if threshold is not None and not (isinstance(threshold, int | float) and 0.0 <= threshold <= 1.0):
         raise ArtifactError(f"precheck.threshold must be null or a number in [0, 1], got {threshold!r}")
@@ -227,6 +240,12 @@ def _require_keys(data: Any, keys: set[str], where: str, *, exact: bool = True) 
     extra = sorted(set(data) - keys) if exact else []
     if extra:
         raise ArtifactError(f"{where} has unknown keys {extra}")
+
+
+def _current_names(spec: Mapping[str, Any]) -> dict[str, Any]:
+    stage = spec.get("stage")
+    renamed = isinstance(stage, str) and stage in FORMER_STAGE_NAMES
+    return {**spec, "stage": FORMER_STAGE_NAMES[stage]} if renamed else dict(spec)
 
 
 def _nan_if_none(value: float | None) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from calibration.artifact import Stage
+from calibration.artifact import FittedStage
 from calibration.calibrators import ORDER_PRESERVING, best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
 from calibration.thresholds import choose_thresholds, decisions
@@ -67,7 +67,7 @@ def fit_stage(
     fusion: str = "logistic",
     calibrator: str = "auto",
     target: Target = Target(),
-) -> tuple[Stage, dict[str, Any]]:
+) -> tuple[FittedStage, dict[str, Any]]:
     """Fit one stage on ``signals`` (columns of ``values``); returns it and what was chosen and why.
 
     ``calibrator="auto"`` picks, among the order-preserving kinds (Platt, temperature: a step calibrator
@@ -88,7 +88,7 @@ def fit_stage(
         fitted_calibrator.predict(fitted.predict_score(x[held])), y[held], answer_level=target.answer_level,
         hedge_level=target.hedge_level, confidence_level=target.confidence_level, method=target.method,  # type: ignore[arg-type]
     )
-    stage = Stage(tuple(signals), fitted, fitted_calibrator, thresholds)
+    stage = FittedStage(tuple(signals), fitted, fitted_calibrator, thresholds)
     info = {"fusion": fusion, "calibrator": kind, "calibrator_cv_log_loss": comparison}
     return stage, info
 
@@ -128,7 +128,11 @@ def precheck_threshold(familiarity: np.ndarray, y_correct: np.ndarray, *, max_lo
 
 
 def cascade_outcome(
-    free: Stage, full: Stage, values_free: np.ndarray, values_full: np.ndarray, precheck_abstains: np.ndarray
+    free: FittedStage,
+    full: FittedStage,
+    values_free: np.ndarray,
+    values_full: np.ndarray,
+    precheck_abstains: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: the probability the cascade reports, its decision, and the stage that decided.
 
@@ -137,9 +141,10 @@ def cascade_outcome(
     """
     p_free = free.probabilities(values_free)
     p_full = full.probabilities(values_full)
-    early = (p_free >= free.hedge) | (p_free < free.abstain)
+    decided_free = decisions(p_free, free.thresholds)
+    early = decided_free != "hedge"  # past either threshold of the free stage: decided without the full stage
     probability = np.where(early, p_free, p_full)
-    decision = np.where(early, decisions(p_free, free.thresholds), decisions(p_full, full.thresholds))
+    decision = np.where(early, decided_free, decisions(p_full, full.thresholds))
     stage = np.where(early, "free", "full")
     probability = np.where(precheck_abstains, 0.0, probability)
     decision = np.where(precheck_abstains, "abstain", decision)

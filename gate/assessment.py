@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from calibration.decision import Decision
 from estimators.base import Cost, Signal
+from gate.suite import StageName
 
-Decision = Literal["answer", "hedge", "abstain"]
+__all__ = ["Assessment", "Decision"]
 
 
 class Assessment(BaseModel):
@@ -29,7 +31,7 @@ class Assessment(BaseModel):
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     signals: dict[str, Signal] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
-    stage: Literal["precheck", "free", "full"] = "full"
+    stage: StageName = "full"
     thresholds: dict[str, float] = Field(default_factory=dict)
     answer_cost: Cost = Field(default_factory=Cost)
     gate_cost: Cost = Field(default_factory=Cost)

@@ -17,12 +17,12 @@ logger = logging.getLogger(__name__)
 SHIPPED_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.calibration.json"
 """Fitted by ``gate calibrate`` on the development sets for the embedded model (see benchmarks/results)."""
 SHIPPED_NO_PRECHECK_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.no-precheck.calibration.json"
-"""The same signals fitted with familiarity in the expensive stage (``precheck: false``)."""
+"""The same signals fitted with familiarity in the full stage (``precheck: false``)."""
 
 
 def suite_from(settings: Settings) -> tuple[SignalSpec, ...]:
     """The default suite, or the part of it ``settings.signals`` names; ``precheck: false`` moves
-    familiarity from before generation into the expensive stage."""
+    familiarity from before generation into the full stage."""
     suite = select(DEFAULT_SUITE, settings.signals)
     return suite if settings.precheck else without_precheck(suite)
 

@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
-from gate.assessment import Assessment, Decision
+from gate.assessment import Assessment
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
-from gate.suite import DEFAULT_SUITE, SignalSpec, build_estimators, check_suite, select
+from gate.suite import DEFAULT_SUITE, SignalSpec, StageName, build_estimators, check_suite, select
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class Gate:
         if cascade and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
         else:
-            await run.score_stage("expensive", answer, context)
+            await run.score_stage("full", answer, context)
             assessment = run.finish(answer, answer_cost, stage="full")
         return assessment.model_copy(update={"finish_reason": finish_reason})
 
@@ -206,7 +207,7 @@ class _Run:
             and (signal.confidence < threshold)
         )
 
-    async def score_stage(self, stage: str, answer: str, context: dict[str, object]) -> None:
+    async def score_stage(self, stage: StageName, answer: str, context: dict[str, object]) -> None:
         specs = [s for s in self._stage(stage) if s.key not in self.signals and s.key not in self.skipped]
         if not context.get("references") and not self.gate.has_searcher:
             for spec in [s for s in specs if s.estimator == "pace"]:
@@ -217,18 +218,17 @@ class _Run:
     def free_stage_decides(self) -> bool:
         """True when the free stage's probability is already past one of its early-exit thresholds."""
         scorer = self.calibration.free
-        if not self._stage("expensive"):
+        if not self._stage("full"):
             return True
         if scorer is None:
             return False
         confidences = self._confidences()
         if all(confidences.get(key) is None for key in scorer.signals):
             return False  # nothing free was computed (e.g. no log-probs came with a given answer)
-        probability = scorer.probability(confidences)
-        return probability >= scorer.hedge or probability < scorer.abstain
+        return _decide(scorer.probability(confidences), scorer) != "hedge"
 
     def finish(
-        self, answer: str | None, answer_cost: Cost, *, stage: str, decision: Decision | None = None
+        self, answer: str | None, answer_cost: Cost, *, stage: StageName, decision: Decision | None = None
     ) -> Assessment:
         scorer = self.calibration.full if stage == "full" or self.calibration.free is None else self.calibration.free
         confidences = self._confidences()
@@ -255,7 +255,7 @@ class _Run:
             probability=probability,
             signals=self.signals,
             reasons=reasons,
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             thresholds={"abstain": scorer.abstain, "hedge": scorer.hedge},
             answer_cost=answer_cost,
             gate_cost=total_cost(s.cost for s in self.signals.values()),
@@ -263,7 +263,7 @@ class _Run:
             skipped=self.skipped,
         )
 
-    def _stage(self, stage: str) -> list[SignalSpec]:
+    def _stage(self, stage: StageName) -> list[SignalSpec]:
         return [spec for spec in self.specs if spec.stage == stage]
 
     def _confidences(self) -> dict[str, float | None]:
@@ -317,7 +317,7 @@ class _Run:
 
 
 def _over_budget(spent: Cost, budget: Budget, *, calls_needed: int) -> str | None:
-    """Why another expensive signal would break the budget, or ``None`` when it fits."""
+    """Why another signal would break the budget, or ``None`` when it fits."""
     if budget.max_calls is not None and spent.calls + calls_needed > budget.max_calls:
         return f"budget: {spent.calls} of {budget.max_calls} LLM calls already spent"
     tokens = spent.prompt_tokens + spent.completion_tokens
@@ -327,13 +327,11 @@ def _over_budget(spent: Cost, budget: Budget, *, calls_needed: int) -> str | Non
 
 
 def _decide(probability: float, scorer: StageScorer) -> Decision:
-    if probability >= scorer.hedge:
-        return "answer"
-    return "hedge" if probability >= scorer.abstain else "abstain"
+    return decision_of(probability, abstain=scorer.abstain, hedge=scorer.hedge)
 
 
-def _threshold_reason(probability: float, scorer: StageScorer, decision: Decision, stage: str) -> list[str]:
-    where = " (decided on the free signals; the expensive ones were not needed)" if stage == "free" else ""
+def _threshold_reason(probability: float, scorer: StageScorer, decision: Decision, stage: StageName) -> list[str]:
+    where = " (decided on the free signals; the full stage was not needed)" if stage == "free" else ""
     shown, abstain, hedge = (format_probability(p) for p in (probability, scorer.abstain, scorer.hedge))
     if decision == "answer":
         text = f"probability correct {shown} is at or above the answer threshold {hedge}"

@@ -1,5 +1,9 @@
 """Which signals the gate computes, in which cascade stage, with which estimator configuration.
 
+The cascade has three stages: ``precheck`` (familiarity, before generating), ``free`` (signals that come
+with the answer) and ``full`` (the signals that cost LLM calls, run only while the decision is open). The
+same three names appear in the calibration artifact and in :attr:`gate.assessment.Assessment.stage`.
+
 A suite is data (JSON-able), so the calibration artifact can record exactly the configuration its
 fusion was fitted on and refuse to be applied to a different one.
 """
@@ -13,8 +17,8 @@ from typing import Any, Literal
 from estimators import ESTIMATOR_NAMES, make_estimator
 from estimators.base import Estimator
 
-Stage = Literal["precheck", "free", "expensive"]
-STAGES: tuple[Stage, ...] = ("precheck", "free", "expensive")
+StageName = Literal["precheck", "free", "full"]
+STAGES: tuple[StageName, ...] = ("precheck", "free", "full")
 
 
 @dataclass(frozen=True)
@@ -23,12 +27,12 @@ class SignalSpec:
 
     ``key`` names the feature in fusion (two specs may share an estimator with different settings,
     e.g. mean and minimum token probability). ``stage`` places it in the cost cascade: the precheck runs
-    before generation, free signals need no LLM call, expensive ones run only when the decision is open.
+    before generation, free signals need no LLM call, full-stage ones run only when the decision is open.
     """
 
     key: str
     estimator: str
-    stage: Stage
+    stage: StageName
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,10 +65,10 @@ DEFAULT_SUITE: tuple[SignalSpec, ...] = (
     SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 2}),
     SignalSpec("logprob_mean", "logprob", "free", {"aggregate": "mean"}),
     SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
-    SignalSpec("consistency", "consistency", "expensive", {"n_samples": 5, "temperature": 1.0}),
-    SignalSpec("p_true", "p_true", "expensive"),
-    SignalSpec("verbalized", "verbalized", "expensive", {"style": "self_probing"}),
-    SignalSpec("pace", "pace", "expensive", {"n_samples": 1}),
+    SignalSpec("consistency", "consistency", "full", {"n_samples": 5, "temperature": 1.0}),
+    SignalSpec("p_true", "p_true", "full"),
+    SignalSpec("verbalized", "verbalized", "full", {"style": "self_probing"}),
+    SignalSpec("pace", "pace", "full", {"n_samples": 1}),
 )
 """Every signal family; PACE only scores when references (given or retrieved) exist.
 
@@ -96,8 +100,8 @@ def select(suite: Sequence[SignalSpec], keys: Sequence[str] | None) -> tuple[Sig
 
 
 def without_precheck(suite: Sequence[SignalSpec]) -> tuple[SignalSpec, ...]:
-    """The same signals with the precheck moved into the expensive stage (``precheck: false``)."""
-    return tuple(replace(spec, stage="expensive") if spec.stage == "precheck" else spec for spec in suite)
+    """The same signals with the precheck moved into the full stage (``precheck: false``)."""
+    return tuple(replace(spec, stage="full") if spec.stage == "precheck" else spec for spec in suite)
 
 
 def build_estimators(suite: Sequence[SignalSpec], **pace_resources: Any) -> dict[str, Estimator]:

@@ -14,7 +14,7 @@ from calibration.fusion import make_fusion
 from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
-from gate.factory import load_calibration, suite_from
+from gate.factory import SHIPPED_ARTIFACT, SHIPPED_NO_PRECHECK_ARTIFACT, load_calibration, suite_from
 from gate.offline.calibrate import FitOptions, fit_artifact, report_data
 from gate.offline.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.pipeline import Gate
@@ -138,9 +138,20 @@ def test_artifact_refuses_another_model_or_suite(artifact_and_rows) -> None:
     artifact.check_applies_to(MODEL, suite)
     with pytest.raises(ArtifactError, match="fitted for model 'local/gemma-3-270m', not 'openai/gpt-4o'"):
         artifact.check_applies_to("openai/gpt-4o", suite)
-    other = [*suite[:-1], SignalSpec("pace", "pace", "expensive", {"n_samples": 3}).to_dict()]
+    other = [*suite[:-1], SignalSpec("pace", "pace", "full", {"n_samples": 3}).to_dict()]
     with pytest.raises(ArtifactError, match="other settings"):
         artifact.check_applies_to(MODEL, other)
+
+
+def test_an_artifact_that_calls_the_full_stage_expensive_still_loads_and_applies(artifact_and_rows) -> None:
+    artifact, rows = artifact_and_rows
+    data = artifact.to_dict()
+    data["suite"] = [{**spec, "stage": "expensive"} if spec["stage"] == "full" else spec for spec in data["suite"]]
+    old = artifact_from_dict({"id": artifact_from_dict(data).id, **data})
+    assert old.suite == data["suite"] and old.id != artifact.id  # kept as written: the id names the file
+    assert old.current_suite == artifact.suite
+    old.check_applies_to(MODEL, [spec.to_dict() for spec in DEFAULT_SUITE])
+    assert report_data(old, rows).request_costs == report_data(artifact, rows).request_costs
 
 
 def test_too_few_rows_per_class_is_a_clear_error() -> None:
@@ -215,9 +226,9 @@ def test_signal_cache_resumes_and_refuses_another_suite(tmp_path: Path) -> None:
     assert len(open_cache(path, MODEL, suite_from(Settings(precheck=False)))) == 3
 
 
-def test_without_a_precheck_familiarity_is_expensive_and_never_abstains_before_answering() -> None:
+def test_without_a_precheck_familiarity_is_in_the_full_stage_and_never_abstains_before_answering() -> None:
     suite = suite_from(Settings(precheck=False))
-    assert {spec.key: spec.stage for spec in suite}["familiarity"] == "expensive"
+    assert {spec.key: spec.stage for spec in suite}["familiarity"] == "full"
     assert suite_from(Settings())[0].stage == "precheck"
     artifact = fit_artifact(synthetic_rows(), model=MODEL, suite=suite, options=OPTIONS)
     assert artifact.precheck_threshold is None and "familiarity" not in artifact.free.signals
@@ -225,10 +236,11 @@ def test_without_a_precheck_familiarity_is_expensive_and_never_abstains_before_a
 
 
 def test_the_shipped_artifacts_fit_their_precheck_setting() -> None:
-    for precheck in (True, False):
+    for precheck, path in ((True, SHIPPED_ARTIFACT), (False, SHIPPED_NO_PRECHECK_ARTIFACT)):
         settings = Settings(precheck=precheck)
         calibration = load_calibration(settings, suite_from(settings))  # refuses a suite it was not fitted on
         assert (calibration.precheck_threshold is not None) == precheck
+        assert calibration.id == json.loads(path.read_text())["id"]  # the id the reports and the README quote
 
 
 def test_dataset_entries_take_their_own_count_and_extend_the_same_draw(tmp_path: Path) -> None:

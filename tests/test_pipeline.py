@@ -17,8 +17,8 @@ from gate.uncalibrated import Uncalibrated
 SUITE = (
     SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 1, "guesses": 2}),
     SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
-    SignalSpec("consistency", "consistency", "expensive", {"n_samples": 3, "adaptive": False}),
-    SignalSpec("pace", "pace", "expensive", {"use_llm_judgements": False}),
+    SignalSpec("consistency", "consistency", "full", {"n_samples": 3, "adaptive": False}),
+    SignalSpec("pace", "pace", "full", {"use_llm_judgements": False}),
 )
 QUESTION = "Who wrote the play Hamlet?"
 
@@ -62,7 +62,7 @@ async def test_confident_free_signals_stop_the_cascade_before_sampling() -> None
     assert any("decided on the free signals" in reason for reason in result.reasons)
 
 
-async def test_an_open_decision_runs_the_expensive_signals() -> None:
+async def test_an_open_decision_runs_the_full_stage() -> None:
     llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-1.0)])  # exp(-1) = 0.37: open
     gate = Gate(llm, CAL, suite=SUITE)
     result = await gate.assess(QUESTION)
@@ -120,7 +120,7 @@ async def test_given_answer_and_logprobs_are_scored_without_generating() -> None
     assert result.decision == "answer"
 
 
-async def test_a_call_budget_skips_expensive_signals_and_says_so() -> None:
+async def test_a_call_budget_skips_full_stage_signals_and_says_so() -> None:
     llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-1.0)])
     result = await Gate(llm, CAL, suite=SUITE).assess(QUESTION, budget=Budget(max_calls=1))
     assert "consistency" not in result.signals
@@ -229,7 +229,7 @@ async def test_the_free_stage_never_decides_on_no_free_signal_at_all() -> None:
 
 
 NO_PRECHECK_SUITE = tuple(
-    SignalSpec(s.key, s.estimator, "expensive", s.params) if s.stage == "precheck" else s for s in SUITE
+    SignalSpec(s.key, s.estimator, "full", s.params) if s.stage == "precheck" else s for s in SUITE
 )
 NO_PRECHECK_CAL = FakeCalibration(
     free=FixedScorer(("logprob_min",), read="logprob_min"),
@@ -238,7 +238,7 @@ NO_PRECHECK_CAL = FakeCalibration(
 
 
 async def test_without_a_precheck_stage_familiarity_runs_only_when_the_free_stage_is_undecided() -> None:
-    """``precheck: false``: a confident answer costs one call; familiarity joins the expensive signals."""
+    """``precheck: false``: a confident answer costs one call; familiarity joins the full stage."""
     confident = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.01)])
     decided = await Gate(confident, NO_PRECHECK_CAL, suite=NO_PRECHECK_SUITE).assess(QUESTION)
     assert decided.stage == "free" and set(decided.signals) == {"logprob_min"}

@@ -21,9 +21,9 @@ from tests.test_artifact import synthetic_rows
 
 SUITE = (
     SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
-    SignalSpec("consistency", "consistency", "expensive", {"n_samples": 3, "adaptive": False}),
-    SignalSpec("p_true", "p_true", "expensive", {"method": "sampled", "n_samples": 2}),
-    SignalSpec("pace", "pace", "expensive", {"use_llm_judgements": False}),
+    SignalSpec("consistency", "consistency", "full", {"n_samples": 3, "adaptive": False}),
+    SignalSpec("p_true", "p_true", "full", {"method": "sampled", "n_samples": 2}),
+    SignalSpec("pace", "pace", "full", {"use_llm_judgements": False}),
 )
 
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from calibration.decision import decision_of, decisions_of
 from calibration.thresholds import (
     NEVER,
     DecisionThresholds,
@@ -254,6 +255,16 @@ def test_decide_boundaries_are_inclusive() -> None:
     for bad in (1.5, -0.1, float("nan"), None):
         with pytest.raises(ValueError, match="probabilit"):
             decide(bad, thresholds)  # type: ignore[arg-type]
+
+
+def test_decide_and_decisions_apply_the_one_rule_of_calibration_decision() -> None:
+    thresholds = DecisionThresholds(abstain=0.3, hedge=0.7, answer_result=_result(0.7), hedge_result=_result(0.3))
+    probs = [0.0, math.nextafter(0.3, 0), 0.3, 0.5, math.nextafter(0.7, 0), 0.7, 1.0]
+    rule = decisions_of(probs, abstain=0.3, hedge=0.7).tolist()
+    assert rule == decisions(probs, thresholds).tolist() == [decision_of(v, abstain=0.3, hedge=0.7) for v in probs]
+    assert rule == ["abstain", "abstain", "hedge", "hedge", "hedge", "answer", "answer"]
+    assert decision_of(1.0, abstain=NEVER, hedge=NEVER) == "abstain"  # an infeasible tier is never reached
+    assert decision_of(float("nan"), abstain=0.3, hedge=0.7) == "abstain"  # the rule checks nothing; decide does
 
 
 @settings(max_examples=60, deadline=None)

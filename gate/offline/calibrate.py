@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.artifact import Artifact, Stage
+from calibration.artifact import Artifact, FittedStage
 from calibration.fitting import Target, cascade_mix, cascade_outcome, fit_stage, precheck_threshold, split_rows
 from calibration.fusion import LogisticFusion, coefficients_table
 from calibration.report import ReportData, report_metrics
@@ -46,14 +46,14 @@ def fit_artifact(
     y = np.array([row.correct for row in rows])
     _check_enough(y, split)
     keys = [spec.key for spec in suite]
-    free_keys = [spec.key for spec in suite if spec.stage != "expensive"]
+    free_keys = [spec.key for spec in suite if spec.stage != "full"]
     kwargs = {"fusion": options.fusion, "calibrator": options.calibrator, "target": options.target}
     full, full_info = fit_stage(matrix(rows, keys), y, split, signals=keys, **kwargs)
-    stages: dict[str, Stage] = {"full": full}
+    stages: dict[str, FittedStage] = {"full": full}
     infos = {"full": full_info}
     if free_keys and len(free_keys) < len(keys):
         stages["free"], infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
-    threshold = None  # without a precheck stage, familiarity is one more expensive signal
+    threshold = None  # without a precheck stage, familiarity is one more full-stage signal
     if any(spec.stage == "precheck" for spec in suite):
         familiarity = matrix(rows, ["familiarity"])[:, 0]
         threshold = precheck_threshold(familiarity[split == "threshold"], y[split == "threshold"])
@@ -161,7 +161,7 @@ def cascade_cost_rows(
     artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
 ) -> tuple[list[list[Cost]], list[list[Cost]]]:
     """Per row, the costs paid with every signal, and those paid with the cascade given the deciding ``stage``."""
-    expensive = {spec["key"] for spec in artifact.suite if spec["stage"] == "expensive"}
+    full_only = {spec["key"] for spec in artifact.current_suite if spec["stage"] == "full"}
     full, cascaded = [], []
     for row, where in zip(rows, stage, strict=True):
         everything = [row.answer_cost] + [s.cost for s in row.signals.values()]
@@ -169,7 +169,7 @@ def cascade_cost_rows(
         if where == "precheck":
             cascaded.append([s.cost for k, s in row.signals.items() if k == "familiarity"])
         elif where == "free":
-            cascaded.append([row.answer_cost] + [s.cost for k, s in row.signals.items() if k not in expensive])
+            cascaded.append([row.answer_cost] + [s.cost for k, s in row.signals.items() if k not in full_only])
         else:
             cascaded.append(everything)
     return full, cascaded
@@ -214,7 +214,7 @@ def _coefficient_tables(artifact: Artifact) -> dict[str, list[dict[str, object]]
     return tables
 
 
-def _threshold_notes(stages: dict[str, Stage]) -> list[str]:
+def _threshold_notes(stages: dict[str, FittedStage]) -> list[str]:
     notes = []
     for name, stage in stages.items():
         for result in (stage.thresholds.answer_result, stage.thresholds.hedge_result):
