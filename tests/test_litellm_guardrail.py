@@ -33,7 +33,7 @@ LitellmParams = litellm.types.guardrails.LitellmParams
 SUITE = (
     SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 1, "guesses": 2}),
     SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
-    SignalSpec("consistency", "consistency", "expensive", {"n_samples": 3, "adaptive": False}),
+    SignalSpec("consistency", "consistency", "full", {"n_samples": 3, "adaptive": False}),
 )
 # Both stages read the answer's token probability: exp(-0.01) answers, exp(-0.69) = 0.5 hedges, exp(-3) abstains.
 CAL = FakeCalibration(

@@ -246,7 +246,7 @@ async def test_the_in_flight_gauge_and_429s():
     gate, release = blocking()
     async with serving(gate, max_concurrency=1) as client:
         first = asyncio.create_task(ask(client, ANSWER_Q, gate={"mode": "off"}))
-        while client.app.state.slots.in_use == 0:  # type: ignore[attr-defined]
+        while client.app.state.server.slots.in_use == 0:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
         await ask(client, ANSWER_Q)
         during = await scrape(client)

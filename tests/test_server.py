@@ -495,7 +495,7 @@ async def test_requests_over_the_concurrency_limit_get_429_at_once():
     gate, release = blocking()
     async with serving(gate, max_concurrency=1, retry_after_s=3) as client:
         first = asyncio.create_task(ask(client, ANSWER_Q, gate={"mode": "off"}))
-        while client.app.state.slots.in_use == 0:  # type: ignore[attr-defined]
+        while client.app.state.server.slots.in_use == 0:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
         second = await asyncio.wait_for(ask(client, ANSWER_Q), timeout=2)
         health = await client.get("/healthz")

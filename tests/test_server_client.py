@@ -134,7 +134,7 @@ def test_shutdown_lets_in_flight_requests_finish():
     with running(app) as (url, server), ThreadPoolExecutor(1) as pool:
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         pending = pool.submit(client.chat.completions.create, model=MODEL, messages=ask(ANSWER_Q))
-        while app.state.slots.in_use == 0:
+        while app.state.server.slots.in_use == 0:
             time.sleep(0.01)
         server.should_exit = True  # what SIGINT/SIGTERM do
         time.sleep(0.2)
@@ -186,7 +186,7 @@ def test_a_crash_of_the_embedded_model_is_a_502_for_its_request_and_the_next_one
                 model=settings.model, messages=ask("Who wrote Hamlet?"), max_tokens=16, extra_body=free_signals
             )
 
-        pid = app.state.gate.llm.process().ready["pid"]
+        pid = app.state.server.gate.llm.process().ready["pid"]
         os.kill(pid, signal.SIGSTOP)  # frozen, so the request is in flight when the process dies
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(complete)

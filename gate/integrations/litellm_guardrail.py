@@ -6,8 +6,8 @@ For teams that already run the LiteLLM proxy (see ``docs/litellm_guardrail.md`` 
   the abstain message and never reaches the model (LiteLLM's passthrough block: a 200 completion whose
   ``finish_reason`` is ``content_filter``).
 - ``post_call``: the assessment of the model's answer, then answer / hedge / abstain exactly as
-  ``gate serve`` does it (:class:`gate.server.policy.Policy`), with the ``gate`` object as an extra top-level field
-  of the completion and ``x-gate-*`` response headers.
+  ``gate serve`` renders it (:meth:`gate.server.policy.Policy.render`), with the ``gate`` object as an extra
+  top-level field of the completion and ``x-gate-*`` response headers.
 - streaming: buffered: every chunk is collected, the answer is assessed once, and the final content goes
   out as new chunks with ``gate`` on the last one.
 
@@ -37,7 +37,7 @@ from gate.config import DEFAULT_MODEL, Settings, load_settings
 from gate.factory import create_gate
 from gate.integrations.litellm_local import local_handler
 from gate.pipeline import ANSWER_LOGPROBS, Gate
-from gate.server.policy import Policy
+from gate.server.policy import Policy, several_choices_refusal, withholds
 from gate.server.wire import _PIECES
 
 # This module is imported by the LiteLLM proxy to subclass its guardrail base: litellm is needed now, and is
@@ -97,9 +97,8 @@ class ConfidenceGuardrail(CustomGuardrail):
         prompt = _chat_prompt(data) if call_type in CHAT_CALL_TYPES else None
         if prompt is None or self.settings.mode == "off":
             return data
-        if int(data.get("n") or 1) != 1:
-            message = f"n must be 1 while llm-gate is on: it assesses one answer per request; got n={data['n']}"
-            raise HTTPException(status_code=400, detail={"error": message})
+        if (refusal := several_choices_refusal(int(data.get("n") or 1), self.settings.mode)) is not None:
+            raise HTTPException(status_code=400, detail={"error": refusal})
         record: dict[str, Any] = {"token": self._token, "precheck": {}, "added_logprobs": False}
         if self.request_logprobs and not data.get("logprobs"):
             data["logprobs"], data["top_logprobs"] = True, ANSWER_LOGPROBS
@@ -112,11 +111,10 @@ class ConfidenceGuardrail(CustomGuardrail):
         if precheck.abstain is not None:
             # LiteLLM answers this with a 200 completion of the message; a stream of it still passes the
             # streaming hook, which must deliver it as it is (with this view) rather than assess it
-            record["abstained"] = self.policy.view(precheck.abstain, "enforce")
+            abstained = self.policy.render("enforce", precheck.abstain)
+            record["abstained"] = abstained.gate
             self.raise_passthrough_exception(
-                violation_message=self.policy.content(precheck.abstain, "enforce"),
-                request_data=data,
-                detection_info=record["abstained"],
+                violation_message=abstained.texts[0], request_data=data, detection_info=abstained.gate
             )
         return data
 
@@ -131,19 +129,16 @@ class ConfidenceGuardrail(CustomGuardrail):
             return response
         record = self._record(data)
         assessment = await self._assess(prompt, answer, _token_logprobs(choice), record)
-        content = self.policy.content(assessment, self.settings.mode)
-        if content != assessment.answer:  # hedged or withheld; an answer passes exactly as the model wrote it
-            choice.message.content = content  # type: ignore[union-attr]
-        if self._withheld(assessment):
+        reply = self.policy.render(self.settings.mode, assessment)
+        if reply.texts[0] != assessment.answer:  # hedged or withheld; an answer passes exactly as the model wrote it
+            choice.message.content = reply.texts[0]  # type: ignore[union-attr]
+        if withholds(self.settings.mode, assessment):
             choice.finish_reason = "stop"  # type: ignore[union-attr]
         if record.get("added_logprobs"):
             choice.logprobs = None  # type: ignore[union-attr]
-        response.gate = self.policy.view(assessment, self.settings.mode)  # type: ignore[attr-defined]
+        response.gate = reply.gate  # type: ignore[attr-defined]
         hidden = response._hidden_params
-        hidden["additional_headers"] = {
-            **(hidden.get("additional_headers") or {}),
-            **self.policy.headers(assessment, self.settings.mode),
-        }
+        hidden["additional_headers"] = {**(hidden.get("additional_headers") or {}), **reply.headers}
         return response
 
     async def async_post_call_success_deployment_hook(self, request_data: dict, response: Any, call_type: Any) -> Any:
@@ -175,11 +170,12 @@ class ConfidenceGuardrail(CustomGuardrail):
         self, prompt: list[Message], streamed: _StreamedAnswer, record: Mapping[str, Any]
     ) -> list[ModelResponseStream]:
         assessment = await self._assess(prompt, streamed.text, streamed.logprobs, record)
-        view = self.policy.view(assessment, self.settings.mode)
-        content = self.policy.content(assessment, self.settings.mode)
+        reply = self.policy.render(self.settings.mode, assessment)
+        [content], view = reply.texts, reply.gate
         if content == assessment.answer:  # answered (or observed): the model's own chunks, with the gate's view
             return streamed.original(view, drop_logprobs=bool(record.get("added_logprobs")))
-        return streamed.rebuild(content, "stop" if self._withheld(assessment) else streamed.finish_reason, view)
+        withheld = withholds(self.settings.mode, assessment)
+        return streamed.rebuild(content, "stop" if withheld else streamed.finish_reason, view)
 
     async def _assess(
         self, prompt: list[Message], answer: str, logprobs: list[float] | None, record: Mapping[str, Any]
@@ -203,9 +199,6 @@ class ConfidenceGuardrail(CustomGuardrail):
             if isinstance(record, dict) and secrets.compare_digest(str(record.get("token")), self._token):
                 return record
         return {}
-
-    def _withheld(self, assessment: Assessment) -> bool:
-        return self.settings.mode == "enforce" and assessment.decision == "abstain"
 
 
 class _StreamedAnswer:

@@ -2,7 +2,7 @@
 
 Bad requests are 400 (validation) or 413 (body size), upstream failures 502/504 (429 and 400 passed on as
 they are), anything unexpected a 500 whose details stay in the server log. Messages never carry the
-upstream API key: :func:`scrubbed` removes it from anything that quotes the upstream.
+upstream API key: the policy's :class:`gate.server.wire.Scrubber` masks it in anything that quotes the upstream.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from gate.config import Settings
 from gate.errors import UnknownModelError, UpstreamError
+from gate.server.state import server_state
 from gate.server.wire import BadRequestError, PayloadTooLargeError, WireError, error_body, validation_message
 
 logger = logging.getLogger(__name__)
@@ -50,23 +50,23 @@ async def _invalid_request(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 413:  # raised by BodyLimit while the body streams in
-        return wire_error_response(PayloadTooLargeError(request.app.state.settings.max_body_bytes))
+        return wire_error_response(PayloadTooLargeError(server_state(request).settings.max_body_bytes))
     body = error_body(f"{request.method} {request.url.path}: {exc.detail}", type_="invalid_request_error")
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _upstream_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpstreamError)
-    settings: Settings = request.app.state.settings
+    server = server_state(request)
     logger.warning("upstream failure (%s): %s", exc.status, exc)
     status, type_, code = UPSTREAM_STATUSES.get(exc.status or 502, (502, "server_error", "upstream_error"))
-    message = f"the upstream model failed: {scrubbed(str(exc), settings)}"
+    message = f"the upstream model failed: {server.policy.scrubber.text(str(exc))}"
     if isinstance(exc, UnknownModelError):
         status, type_, code = 502, "server_error", "upstream_misconfigured"
         message = f"the gate's upstream model is misconfigured: {exc}"
     elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
         message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
-    headers = {"retry-after": str(settings.retry_after_s)} if status == 429 else None
+    headers = {"retry-after": str(server.settings.retry_after_s)} if status == 429 else None
     return JSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
 
 
@@ -87,20 +87,3 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[A
         UpstreamError: _upstream_error,
         Exception: _unexpected,
     }
-
-
-def scrubbed_view(view: Any, settings: Settings) -> Any:
-    """The ``gate`` object with the upstream API key scrubbed from every string (signal errors, reasons)."""
-    if isinstance(view, str):
-        return scrubbed(view, settings)
-    if isinstance(view, dict):
-        return {key: scrubbed_view(value, settings) for key, value in view.items()}
-    if isinstance(view, list | tuple):
-        return [scrubbed_view(value, settings) for value in view]
-    return view
-
-
-def scrubbed(message: str, settings: Settings) -> str:
-    """The message without the upstream API key, should a provider ever echo it."""
-    secret = settings.api_key.get_secret_value() if settings.api_key else ""
-    return message.replace(secret, "***") if secret else message

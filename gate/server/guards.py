@@ -6,13 +6,13 @@ Each answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.server.errors import wire_error_response
+from gate.server.state import Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
 
 
@@ -41,14 +41,6 @@ class ApiKeyAuth:
         for key in self.keys:  # every key is compared, so the time taken does not depend on which one matched
             matched |= hmac.compare_digest(token, key)
         return matched
-
-
-@dataclass
-class Slots:
-    """How many requests may be in flight, and how many are (one event loop: no lock needed)."""
-
-    limit: int
-    in_use: int = 0
 
 
 class ConcurrencyLimit:

@@ -1,6 +1,6 @@
 """The proxy's Prometheus metrics (``GET /metrics``) and the ASGI middleware that counts every response.
 
-Metrics (per app, on ``app.state.metrics``; summed over the workers of ``gate serve --workers N``)::
+Metrics (per app, on ``ServerState.metrics``; summed over the workers of ``gate serve --workers N``)::
 
     gate_requests_total{route,mode,status}   every HTTP response; mode "none" before a gate mode was chosen
     gate_decisions_total{decision}           answer / hedge / abstain (off-mode pass-throughs have none)

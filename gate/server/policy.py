@@ -1,4 +1,4 @@
-"""Per-request gate options, bounded by the server's configuration, and what each decision does to the content.
+"""Per-request gate options, bounded by the server's configuration, and what each decision does to the reply.
 
 A request may carry an extra body field ``gate`` (all keys optional; unknown keys or values are a 400)::
 
@@ -13,25 +13,39 @@ A request may carry an extra body field ``gate`` (all keys optional; unknown key
 changes the content; ``enforce`` hedges or abstains. A request can only make the gate do less than the
 operator allows. ``max_risk`` is refused: the calibration artifact's thresholds hold for the one risk
 target they were fitted for, and moving them per request would claim a guarantee nobody checked.
+
+``Policy`` plans and renders, and nothing else: it calls no model and does no I/O. The request handler
+(:mod:`gate.server.handler`) plans with it, generates or assesses, then renders the reply with it.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from estimators.base import Message, total_cost
+from estimators.base import Generation, total_cost
 from gate.assessment import Assessment
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.factory import budget_from
-from gate.pipeline import Budget, Gate
-from gate.server.wire import BadRequestError, GateOptions, Reply, RequestBudget
+from gate.pipeline import Budget
+from gate.server.wire import (
+    BadRequestError,
+    ChatRequest,
+    CompletionRequest,
+    GateOptions,
+    Reply,
+    RequestBudget,
+    Scrubber,
+)
 
 TEMPLATE_FIELDS = frozenset({"reason", "reasons"})
 NO_REASON = "the gate's confidence in an answer was too low"
+
+Answered = Assessment | Sequence[Generation]
+"""What a request's generation step yields: the gate's assessment, or (mode ``off``) the model's generations."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +63,27 @@ class Plan:
         return self.mode == "enforce"
 
 
+def several_choices_refusal(n: int, mode: GateMode) -> str | None:
+    """Why ``n`` choices cannot be served in ``mode`` (the gate assesses one answer), or ``None`` when they can."""
+    if n == 1 or mode == "off":
+        return None
+    return (
+        f"n must be 1 while the gate is on (mode {mode!r}): the gate assesses one answer per request; "
+        "several choices are served only with gate mode 'off'"
+    )
+
+
+def withholds(mode: GateMode, assessment: Assessment) -> bool:
+    """Whether the client gets the abstain message instead of the model's answer."""
+    return mode == "enforce" and assessment.decision == "abstain"
+
+
 @dataclass(frozen=True)
 class Policy:
     """The operator's defaults and bounds for requests, and the texts that hedge and abstain write."""
 
+    model: str
+    max_answer_tokens: int
     mode: GateMode
     allowed_modes: frozenset[GateMode]
     cascade: bool
@@ -61,6 +92,7 @@ class Policy:
     hedge_position: Literal["prefix", "suffix"]
     abstain_message: str
     include_original: bool
+    scrubber: Scrubber = field(default_factory=Scrubber)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -69,6 +101,8 @@ class Policy:
             raise ConfigError(f"mode {settings.mode!r} is not among allowed_modes {settings.allowed_modes}")
         _check_template(settings.abstain_message)
         return cls(
+            model=settings.model,
+            max_answer_tokens=settings.max_answer_tokens,
             mode=settings.mode,
             allowed_modes=frozenset(settings.allowed_modes),
             cascade=settings.cascade,
@@ -77,21 +111,19 @@ class Policy:
             hedge_position=settings.hedge_position,
             abstain_message=settings.abstain_message,
             include_original=settings.include_original,
+            scrubber=Scrubber.from_settings(settings),
         )
 
-    def plan(self, options: GateOptions | None, *, signals: Sequence[str], n: int) -> Plan:
-        """Check a request's options against the bounds; ``signals`` are the keys the gate computes."""
-        options = options or GateOptions()
+    def plan(self, request: ChatRequest | CompletionRequest, *, signals: Sequence[str]) -> Plan:
+        """Check a request against the bounds; ``signals`` are the keys the gate computes."""
+        self._check_served(request)
+        options = request.gate or GateOptions()
         mode = options.mode or self.mode
         if mode not in self.allowed_modes:
             allowed = sorted(self.allowed_modes)
             raise BadRequestError(f"gate mode {mode!r} is not allowed here; allowed: {allowed}", param="gate.mode")
-        if n != 1 and mode != "off":
-            raise BadRequestError(
-                f"n must be 1 while the gate is on (mode {mode!r}): the gate assesses one answer per request; "
-                "several choices are served only with gate mode 'off'",
-                param="n",
-            )
+        if (refusal := several_choices_refusal(request.n, mode)) is not None:
+            raise BadRequestError(refusal, param="n")
         if options.cascade is False and self.cascade:
             raise BadRequestError(
                 "gate.cascade: a request may turn the cost cascade on, not off (that would spend more than the "
@@ -105,32 +137,32 @@ class Policy:
             budget=_lowered(options.budget, self.budget),
         )
 
-    async def reply(
-        self, gate: Gate, plan: Plan, prompt: list[Message], *, n: int, temperature: float, max_tokens: int | None
-    ) -> Reply:
-        """Generate once and gate once under ``plan``: the content the client gets, with the gate's view."""
-        if plan.mode == "off":
-            generations = await gate.llm.generate(
-                prompt, n=n, temperature=temperature, max_tokens=max_tokens or gate.answer_tokens
-            )
-            reasons = [g.finish_reason or "stop" for g in generations]
-            texts = [g.text.strip() for g in generations]  # as the pipeline strips a gated answer
-            return Reply(texts, reasons, total_cost(generations), {"mode": "off"}, {"x-gate-mode": "off"})
-        assessment = await gate.assess(
-            prompt,
-            signals=plan.signals,
-            cascade=plan.cascade,
-            precheck=plan.precheck,
-            budget=plan.budget,
-            temperature=temperature,
-            max_tokens=max_tokens,
-        )
-        abstained = plan.mode == "enforce" and assessment.decision == "abstain"
-        reason = "stop" if abstained else assessment.finish_reason or "stop"
-        view, headers = self.view(assessment, plan.mode), self.headers(assessment, plan.mode)
-        return Reply([self.content(assessment, plan.mode)], [reason], assessment.answer_cost, view, headers)
+    def render(self, mode: GateMode, result: Answered) -> Reply:
+        """What the client gets: from an assessment, or from the generations mode ``off`` passes through."""
+        if not isinstance(result, Assessment):
+            reasons = [g.finish_reason or "stop" for g in result]
+            texts = [g.text.strip() for g in result]  # as the pipeline strips a gated answer
+            return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode})
+        reason = "stop" if withholds(mode, result) else result.finish_reason or "stop"
+        view, headers = self._view(result, mode), _headers(result, mode)
+        return Reply([self._content(result, mode)], [reason], result.answer_cost, view, headers)
 
-    def content(self, assessment: Assessment, mode: GateMode) -> str:
+    def _check_served(self, request: ChatRequest | CompletionRequest) -> None:
+        """Refuse a model this gate does not serve, or an answer longer than the operator allows."""
+        if request.model != self.model:
+            raise BadRequestError(
+                f"model {request.model!r} is not served here; this gate serves {self.model!r}",
+                param="model",
+                code="model_not_found",
+            )
+        max_tokens = request.answer_tokens()
+        if max_tokens is not None and max_tokens > self.max_answer_tokens:
+            limit = self.max_answer_tokens
+            raise BadRequestError(
+                f"max_tokens {max_tokens} is above this server's limit of {limit}", param="max_tokens"
+            )
+
+    def _content(self, assessment: Assessment, mode: GateMode) -> str:
         """The text the client gets: unchanged, hedged, or replaced by the abstain message."""
         answer = assessment.answer
         if answer is not None and (mode == "observe" or assessment.decision == "answer"):
@@ -142,20 +174,20 @@ class Policy:
         reasons = assessment.reasons or [NO_REASON]
         return self.abstain_message.format(reason=reasons[0], reasons="; ".join(reasons))
 
-    def view(self, assessment: Assessment, mode: GateMode) -> dict[str, Any]:
-        """The ``gate`` object: the assessment's summary, the mode, and the model's own answer."""
+    def _view(self, assessment: Assessment, mode: GateMode) -> dict[str, Any]:
+        """The ``gate`` object (summary, mode, the model's own answer), the upstream key masked: errors quote it."""
         view = {**assessment.summary(), "mode": mode}
         if self.include_original:
             view["original"] = assessment.answer
-        return view
+        return self.scrubber.view(view)  # type: ignore[no-any-return]
 
-    @staticmethod
-    def headers(assessment: Assessment, mode: GateMode) -> dict[str, str]:
-        """``x-gate-*`` response headers (the confidence is left out when no probability exists)."""
-        headers = {"x-gate-mode": mode, "x-gate-decision": assessment.decision}
-        if assessment.probability is not None:
-            headers["x-gate-confidence"] = f"{assessment.probability:.4f}"
-        return headers
+
+def _headers(assessment: Assessment, mode: GateMode) -> dict[str, str]:
+    """``x-gate-*`` response headers (the confidence is left out when no probability exists)."""
+    headers = {"x-gate-mode": mode, "x-gate-decision": assessment.decision}
+    if assessment.probability is not None:
+        headers["x-gate-confidence"] = f"{assessment.probability:.4f}"
+    return headers
 
 
 def _narrowed(wanted: list[str] | None, signals: Sequence[str]) -> tuple[str, ...] | None:

@@ -1,7 +1,7 @@
 """Prometheus text exposition (format 0.0.4), hand-written: counters, histograms and gauges, no globals.
 
 Every update runs on the server's event loop, so the metrics need no lock. A ``Registry`` is built per app
-(``app.state.metrics``); nothing here is shared between apps. Worker processes serving one port add each
+(``ServerState.metrics``); nothing here is shared between apps. Worker processes serving one port add each
 other's values in at render time: ``Registry.snapshot()`` is one process's values as JSON-able data, and
 ``Registry.render(others)`` sums those snapshots into its own (see :mod:`gate.server.metrics_share`).
 """

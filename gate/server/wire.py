@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from estimators.base import Cost, Message
-from gate.config import GateMode
+from gate.config import GateMode, Settings
 from gate.errors import GateError
 
 UNSUPPORTED = {
@@ -86,6 +86,34 @@ def error_body(message: str, *, type_: str, param: str | None = None, code: str 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+@dataclass(frozen=True)
+class Scrubber:
+    """Masks the upstream API key as ``***`` in what a client gets, should a provider ever echo it."""
+
+    secret: str = field(default="", repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Scrubber:
+        """The scrubber for the upstream key of ``settings`` (one that changes nothing without a key)."""
+        return cls(settings.api_key.get_secret_value() if settings.api_key else "")
+
+    def text(self, message: str) -> str:
+        """``message`` with the key masked."""
+        return message.replace(self.secret, "***") if self.secret else message
+
+    def view(self, value: Any) -> Any:
+        """``value`` with the key masked in every string inside it (signal errors, reasons, the original answer)."""
+        if not self.secret:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.view(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.view(item) for item in value]
+        return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,7 +131,7 @@ class GateOptions(_Strict):
 
     mode: GateMode | None = Field(default=None, description="off: pass through; observe: report; enforce")
     estimators: list[str] | None = Field(default=None, min_length=1, description="signal keys to compute")
-    cascade: bool | None = Field(default=None, description="true: skip expensive signals when free ones decide")
+    cascade: bool | None = Field(default=None, description="true: skip the full stage when the free signals decide")
     budget: RequestBudget | None = None
 
 

@@ -1,0 +1,164 @@
+"""The completion routes, and one request's way through the proxy, in order, each step once.
+
+``policy.plan`` (the request checked against the operator's bounds) -> generate or assess (mode ``off``:
+the model directly; otherwise ``Gate.assess``, under the request timeout) -> ``policy.render`` (content,
+the ``gate`` view with the upstream key masked, headers) -> record (metrics, audit log) -> the response,
+one JSON object or SSE chunks. A request that fails after it was planned is recorded with its error, then
+answered by the exception handlers (:mod:`gate.server.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol, runtime_checkable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from estimators.base import Message as ChatMessage
+from estimators.base import Prompt
+from gate.audit.log import Outcome
+from gate.pipeline import Gate
+from gate.server.metrics import MODE_KEY
+from gate.server.policy import Answered, Plan
+from gate.server.state import ServerState, server_state
+from gate.server.wire import (
+    BadRequestError,
+    ChatRequest,
+    CompletionRequest,
+    Envelope,
+    GatewayTimeoutError,
+    Reply,
+    completion_body,
+    stream_events,
+)
+
+logger = logging.getLogger(__name__)
+
+
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
+    """OpenAI chat completions, gated."""
+    return await _complete(request, body, body.prompt(), chat=True)
+
+
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """OpenAI text completions, gated (the prompt is assessed as a question)."""
+    return await _complete(request, body, [{"role": "user", "content": body.prompt}], chat=False)
+
+
+async def _complete(
+    request: Request, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage], *, chat: bool
+) -> Response:
+    """Plan, generate (and gate) exactly once, render, record, then answer as one JSON object or as SSE chunks."""
+    started = time.perf_counter()
+    server = server_state(request)
+    gate = server.ready_gate()
+    plan = server.policy.plan(body, signals=[spec.key for spec in gate.suite])
+    setattr(request.state, MODE_KEY, plan.mode)  # the metrics middleware's mode label
+    envelope = Envelope(chat=chat, model=server.settings.model)
+    seen: dict[str, Any] = {
+        "request_id": envelope.id,
+        "route": "chat" if chat else "completions",
+        "model": server.settings.model,
+        "mode": plan.mode,
+        "question": prompt[-1]["content"],
+    }
+    try:
+        result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
+        reply = server.policy.render(plan.mode, result)
+    except Exception as exc:  # recorded here, answered by the exception handlers
+        await _record(server, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
+        raise
+    seconds = time.perf_counter() - started
+    await _record(server, Outcome.served(reply, total_s=seconds, reply_s=reply_s, **seen))
+    logger.info("request %s mode=%s decision=%s in %.2fs", envelope.id, plan.mode, reply.gate.get("decision"), seconds)
+    return _response(envelope, reply, body)
+
+
+async def _generate(
+    server: ServerState,
+    gate: Gate,
+    plan: Plan,
+    body: ChatRequest | CompletionRequest,
+    prompt: list[ChatMessage],
+    *,
+    chat: bool,
+) -> tuple[Answered, float]:
+    """What :func:`_answer` returns, under the request's time limit, and the seconds it took."""
+    limit = server.settings.request_timeout_s
+    try:
+        async with asyncio.timeout(limit):
+            param = "messages" if chat else "prompt"
+            await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
+            asked = time.perf_counter()
+            result = await _answer(gate, plan, body, prompt)
+    except TimeoutError:
+        raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
+    return result, time.perf_counter() - asked
+
+
+async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage]) -> Answered:
+    """Mode ``off``: the model's generations, ungated; otherwise the gate's assessment of the answer it generates."""
+    max_tokens = body.answer_tokens()
+    if plan.mode == "off":
+        return await gate.llm.generate(
+            prompt, n=body.n, temperature=body.temperature, max_tokens=max_tokens or gate.answer_tokens
+        )
+    return await gate.assess(
+        prompt,
+        signals=plan.signals,
+        cascade=plan.cascade,
+        precheck=plan.precheck,
+        budget=plan.budget,
+        temperature=body.temperature,
+        max_tokens=max_tokens,
+    )
+
+
+async def _record(server: ServerState, outcome: Outcome) -> None:
+    """Count ``outcome`` in the metrics and append it to the audit log, when one is configured."""
+    server.metrics.observe(outcome)
+    if server.audit is None:
+        return
+    try:
+        await server.audit.write(outcome)
+    except OSError:
+        # The answer path stays up when the log cannot be written; the failure is logged and counted, not hidden.
+        logger.exception("could not append to the audit log %s", server.audit.path)
+        server.metrics.audit_failures.inc()
+
+
+def _response(envelope: Envelope, reply: Reply, body: ChatRequest | CompletionRequest) -> Response:
+    """The rendered reply as one completion object, or as SSE chunks when the request streams."""
+    headers = {**reply.headers, "x-request-id": envelope.id}
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        events = stream_events(envelope, reply, include_usage=include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+    return JSONResponse(completion_body(envelope, reply), headers=headers)
+
+
+@runtime_checkable
+class CountsTokens(Protocol):
+    """An LLM that knows its context size and can count a prompt's tokens cheaply (the embedded model)."""
+
+    n_ctx: int
+
+    async def count_tokens(self, prompt: Prompt) -> int:
+        """Prompt length in tokens, as the model will see it."""
+        ...
+
+
+async def _check_context(llm: object, prompt: list[ChatMessage], max_tokens: int, *, param: str) -> None:
+    """Refuse a prompt that cannot fit the model's context with its answer (only where tokens can be counted)."""
+    if not isinstance(llm, CountsTokens):
+        return
+    used = await llm.count_tokens(prompt)
+    if used + max_tokens > llm.n_ctx:
+        raise BadRequestError(
+            f"the prompt is {used} tokens and max_tokens {max_tokens}; the model's context holds {llm.n_ctx} tokens",
+            param=param,
+            code="context_length_exceeded",
+        )

@@ -1,0 +1,121 @@
+"""``Policy`` plans and renders without calling a model; the handler owns generation; one typed server state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from estimators.base import Cost, Generation, Signal
+from estimators.testing import ScriptedLLM
+from gate.assessment import Assessment
+from gate.config import Settings
+from gate.server.app import create_app
+from gate.server.policy import Policy, several_choices_refusal
+from gate.server.state import ServerState
+from gate.server.wire import BadRequestError, ChatRequest, Scrubber
+from tests.test_server import ANSWER_Q, MODEL, RULES, ask, make_gate, serving
+
+SECRET = "sk-upstream-0123456789abcdef"
+
+
+def policy(**settings: Any) -> Policy:
+    return Policy.from_settings(Settings(model=MODEL, **settings))
+
+
+def assessment(**fields: Any) -> Assessment:
+    values: dict[str, Any] = {"question": "q?", "answer": "an answer", "decision": "answer", "calibration": "test"}
+    return Assessment(**{**values, **fields})
+
+
+def request(**fields: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"model": MODEL, "messages": [{"role": "user", "content": "q?"}], **fields})
+
+
+def test_render_builds_the_view_already_scrubbed_of_the_upstream_key():
+    failed = Signal(name="consistency", error=f"upstream said: Incorrect API key provided: {SECRET}")
+    rendered = policy(api_key=SecretStr(SECRET), include_original=True).render(
+        "enforce", assessment(answer=f"echo {SECRET}", signals={"consistency": failed}, reasons=[SECRET])
+    )
+    assert SECRET not in repr(rendered.gate)
+    assert rendered.gate["errors"]["consistency"].endswith("***")
+    assert rendered.gate["original"] == "echo ***" and rendered.gate["reasons"] == ["***"]
+
+
+def test_render_of_a_pass_through_uses_the_generations_as_they_are():
+    generations = [
+        Generation(text=" one ", finish_reason="length", usage=Cost(calls=1, prompt_tokens=5, completion_tokens=2)),
+        Generation(text="two", usage=Cost(completion_tokens=1)),
+    ]
+    reply = policy().render("off", generations)
+    assert reply.texts == ["one", "two"] and reply.finish_reasons == ["length", "stop"]
+    assert reply.usage == Cost(calls=1, prompt_tokens=5, completion_tokens=3)
+    assert reply.gate == {"mode": "off"} and reply.headers == {"x-gate-mode": "off"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "decision", "content", "reason"),
+    [
+        ("enforce", "answer", "an answer", "length"),
+        ("enforce", "abstain", "I can't answer", "stop"),
+        ("observe", "abstain", "an answer", "length"),
+    ],
+)
+def test_render_of_an_assessment(mode: Any, decision: Any, content: str, reason: str):
+    reply = policy().render(mode, assessment(decision=decision, probability=0.25, finish_reason="length"))
+    assert reply.texts[0].startswith(content) and reply.finish_reasons == [reason]
+    assert reply.headers == {"x-gate-mode": mode, "x-gate-decision": decision, "x-gate-confidence": "0.2500"}
+    assert reply.gate["mode"] == mode and reply.gate["decision"] == decision
+
+
+def test_plan_checks_the_served_model_and_the_answer_length_before_the_options():
+    with pytest.raises(BadRequestError) as wrong_model:
+        policy().plan(request(model="other", n=2), signals=["logprob_min"])
+    assert wrong_model.value.param == "model"
+    with pytest.raises(BadRequestError) as too_long:
+        policy(max_answer_tokens=8).plan(request(max_tokens=9), signals=["logprob_min"])
+    assert too_long.value.param == "max_tokens"
+    plan = policy().plan(request(gate={"estimators": ["logprob_min"]}), signals=["logprob_min", "logprob_mean"])
+    assert plan.mode == "enforce" and plan.signals == ("logprob_min",)
+
+
+def test_the_several_choices_refusal_is_one_text_for_the_proxy_and_the_guardrail():
+    assert several_choices_refusal(1, "enforce") is None and several_choices_refusal(3, "off") is None
+    refusal = several_choices_refusal(2, "observe")
+    assert refusal is not None and refusal.startswith("n must be 1 while the gate is on (mode 'observe')")
+    with pytest.raises(BadRequestError) as refused:
+        policy(allowed_modes=["observe"], mode="observe").plan(request(n=2), signals=[])
+    assert refused.value.message == refusal and refused.value.param == "n"
+
+
+def test_the_scrubber_changes_nothing_without_a_key_and_never_shows_it():
+    view = {"errors": {"a": "x"}, "reasons": ["y"]}
+    assert Scrubber().view(view) is view
+    assert SECRET not in repr(Scrubber(SECRET)) and SECRET not in repr(policy(api_key=SecretStr(SECRET)))
+
+
+async def test_the_app_holds_one_typed_state_and_the_gate_once_loaded():
+    gate = make_gate()
+    async with serving(gate) as client:
+        state = client.app.state.server  # type: ignore[attr-defined]
+        assert isinstance(state, ServerState) and state.gate is gate and state.load_error is None
+        assert state.settings.model == MODEL and state.slots.limit == state.settings.max_concurrency
+
+
+async def test_mode_off_generates_in_the_handler_without_the_gate_pipeline():
+    llm = ScriptedLLM(rules=RULES)
+    gate = make_gate(llm)
+    async with serving(gate, allowed_modes=["off", "enforce"]) as client:
+        response = await ask(client, ANSWER_Q, gate={"mode": "off"}, n=2)
+    assert response.status_code == 200 and response.headers["x-gate-mode"] == "off"
+    assert [c["message"]["content"] for c in response.json()["choices"]] == ["William Shakespeare"] * 2
+    assert gate.assessed == []  # the pipeline never ran: the handler asked the model itself
+    assert [call.n for call in llm.calls] == [2]
+
+
+def test_create_app_stores_the_state_and_nothing_else_on_app_state():
+    app = create_app(Settings(model=MODEL), gate=make_gate())
+    assert isinstance(app.state.server, ServerState)
+    for name in ("settings", "policy", "slots", "metrics", "audit", "gate", "load_error", "started"):
+        assert not hasattr(app.state, name), name
