@@ -47,6 +47,15 @@ def running(app: Any, *, ready_within_s: float = 5.0) -> Iterator[tuple[str, uvi
         sock.close()
 
 
+def wait_until_ready(url: str, *, within_s: float = 120) -> None:
+    """Poll /readyz until the embedded model has loaded (its process started and decoded once)."""
+    readyz = url.removesuffix("/v1") + "/readyz"
+    deadline = time.monotonic() + within_s
+    while httpx.get(readyz).status_code != 200:
+        assert time.monotonic() < deadline, httpx.get(readyz).text
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     app = create_app(Settings(model=MODEL, api_keys=[KEY]), gate=make_gate(ScriptedLLM(rules=RULES)))
@@ -146,11 +155,7 @@ def test_shutdown_lets_in_flight_requests_finish():
 def test_the_embedded_model_answers_through_the_openai_client():
     settings = load_settings()  # the default: the embedded Gemma, the shipped artifact when there is one
     with running(create_app(settings), ready_within_s=120) as (url, _):
-        readyz = url.removesuffix("/v1") + "/readyz"
-        deadline = time.monotonic() + 120
-        while httpx.get(readyz).status_code != 200:
-            assert time.monotonic() < deadline, httpx.get(readyz).text
-            time.sleep(0.2)
+        wait_until_ready(url)
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         completion = client.chat.completions.create(
             model=settings.model,
@@ -173,11 +178,7 @@ def test_a_crash_of_the_embedded_model_is_a_502_for_its_request_and_the_next_one
     settings = load_settings()
     app = create_app(settings)
     with running(app, ready_within_s=120) as (url, _):
-        readyz = url.removesuffix("/v1") + "/readyz"
-        deadline = time.monotonic() + 120
-        while httpx.get(readyz).status_code != 200:
-            assert time.monotonic() < deadline, httpx.get(readyz).text
-            time.sleep(0.2)
+        wait_until_ready(url)
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
         free_signals = {"gate": {"estimators": ["logprob_mean", "logprob_min"]}}
 
