@@ -38,6 +38,9 @@ from tests.test_server import (
     make_gate,
     serving,
 )
+from tests.test_server import (
+    chat as chat_body,
+)
 
 runner = CliRunner()
 
@@ -130,6 +133,20 @@ async def test_a_request_that_fails_upstream_gets_a_line_with_its_error_type(tmp
     [line] = lines_of(tmp_path / "a")
     assert line["error"] == {"type": "UpstreamError", "status": 504} and line["decision"] is None
     assert "sk-up-123" not in (tmp_path / "a").read_text()
+
+
+@pytest.mark.parametrize("mode", ["hash", "text"])
+async def test_a_lone_surrogate_in_the_question_is_audited_not_a_500(tmp_path, mode):
+    question = "Who wrote \ud800 Hamlet?"  # legal as a JSON escape, not encodable as UTF-8
+    body = json.dumps(chat_body(question)).encode()  # ensure_ascii: the surrogate travels as \\ud800
+    async with serving(audit_path=tmp_path / "a", audit_question=mode) as client:
+        response = await client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 200
+    [line] = lines_of(tmp_path / "a")
+    assert line["question_sha256"] == hashlib.sha256(question.encode("utf-8", "surrogatepass")).hexdigest()
+    assert line.get("question") == (question if mode == "text" else None)
+    assert "gate_audit_write_failures_total 0" in metrics.splitlines()
 
 
 async def test_no_api_key_reaches_the_audit_file_even_when_auth_is_on(tmp_path):

@@ -105,7 +105,8 @@ def audit_record(outcome: Outcome, *, question: QuestionMode) -> dict[str, Any]:
         "route": outcome.route,
         "model": outcome.model,
         "mode": outcome.mode,
-        "question_sha256": hashlib.sha256(outcome.question.encode()).hexdigest(),
+        # surrogatepass: a lone surrogate (legal in JSON's \\uXXXX escapes, not in UTF-8) still gets a hash
+        "question_sha256": hashlib.sha256(outcome.question.encode("utf-8", "surrogatepass")).hexdigest(),
     }
     if question == "text":
         record["question"] = outcome.question
@@ -185,7 +186,9 @@ class AuditLog:
         """Append the line of ``outcome``; returns once it is flushed (raises ``OSError`` when it cannot be)."""
         line = self.line(outcome)
         async with self._lock:
-            await asyncio.to_thread(self.append, line.encode())
+            # A lone surrogate cannot be UTF-8: written as its JSON escape (inside a string, where it stands),
+            # so the line stays valid JSON and reads back as the same string.
+            await asyncio.to_thread(self.append, line.encode("utf-8", "backslashreplace"))
 
     def line(self, outcome: Outcome) -> str:
         """The JSON line for ``outcome``, every configured secret masked."""
