@@ -1,6 +1,9 @@
 """Both upstream clients (through litellm, and direct over HTTP) against a real OpenAI-compatible server on
 loopback: every behaviour test runs on each, so the direct transport cannot drift from litellm's."""
 
+import logging
+from typing import Any
+
 import pytest
 
 from estimators.base import total_cost
@@ -187,3 +190,31 @@ def test_classify_timeout_and_status():
     limited = classify_error(RateLimitError("busy"), "m")
     assert limited.status == 429 and limited.retryable
     assert classify_error(TimeoutError(), "m").status == 504  # no message at all (httpx's timeouts)
+
+
+def test_a_key_the_provider_echoes_is_masked_where_the_error_enters_the_gate():
+    class NotFoundError(Exception):
+        status_code = 404
+
+    echoed = NotFoundError("Incorrect API key provided: Bearer sk-configured-123; also sk-fromtheenv-456789")
+    error = classify_error(echoed, "openai/x", secrets=("sk-configured-123",))
+    assert isinstance(error, UnknownModelError)
+    assert "sk-configured" not in str(error) and "sk-fromtheenv" not in str(error) and "***" in str(error)
+
+
+async def test_retries_log_no_key_at_any_level(caplog):
+    class InternalServerError(Exception):
+        status_code = 500
+
+    client = LiteLLMClient("openai/x", api_key="sk-configured-123", max_retries=2, backoff_s=0.001)
+
+    async def failing_request(*args: Any) -> Any:
+        raise InternalServerError("upstream broke for key sk-configured-123 (Bearer sk-configured-123)")
+
+    client._request = failing_request  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(UpstreamError) as raised:
+        await client.generate("q")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "retry 2" in logged  # the retries were logged, without the key
+    assert "sk-configured" not in logged and "sk-configured" not in str(raised.value)

@@ -15,7 +15,7 @@ import pytest
 from estimators.base import Generation, Prompt
 from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
-from gate.errors import ConfigError, UpstreamError
+from gate.errors import ConfigError, UnknownModelError, UpstreamError
 from gate.pipeline import Budget, Gate
 from gate.server.app import create_app
 from gate.suite import SignalSpec
@@ -465,6 +465,14 @@ async def test_the_upstream_key_is_never_echoed_in_an_error():
     async with serving(failing(error), api_key="sk-upstream-123") as client:
         response = await ask(client, ANSWER_Q)
     assert_error(response, 502, contains="your key *** is odd")
+
+
+async def test_an_unknown_model_error_echoing_the_key_is_scrubbed_too():
+    error = UnknownModelError("openai/x is not served: Incorrect API key provided: sk-upstream-123")
+    async with serving(failing(error), api_key="sk-upstream-123") as client:
+        response = await ask(client, ANSWER_Q)
+    assert_error(response, 502, contains="misconfigured")
+    assert "sk-upstream-123" not in response.text
 
 
 class BlockingLLM(ScriptedLLM):

@@ -8,13 +8,14 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import httpx
 
 from estimators.base import Cost, Generation, Prompt, TokenLogprob
 from gate.errors import UnknownModelError, UpstreamError
+from gate.secrets import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class LiteLLMClient:
             try:
                 return await self._request(prompt, n, logprobs, options)
             except Exception as exc:  # litellm's exception classes; classified in one place
-                error = classify_error(exc, self.model_name)
+                error = classify_error(exc, self.model_name, secrets=(self._api_key,))
                 if not error.retryable or attempt == self.max_retries:
                     raise error from exc
                 delay = self.backoff_s * 2**attempt * (1 + random.random() / 2)
@@ -220,14 +221,18 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def classify_error(exc: Exception, model: str) -> UpstreamError:
-    """Map a provider exception to an ``UpstreamError`` with an HTTP status and whether to retry."""
+def classify_error(exc: Exception, model: str, *, secrets: Iterable[str | None] = ()) -> UpstreamError:
+    """Map a provider exception to an ``UpstreamError`` with an HTTP status and whether to retry.
+
+    The provider's message is masked here (``secrets`` and anything key-shaped), so no log line or response
+    built from the error can carry a key the provider echoed.
+    """
     if isinstance(exc, UpstreamError):
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
-    message = (lines[0] if lines else name)[:300]  # httpx's timeouts carry no message at all
+    message = mask_secrets((lines[0] if lines else name)[:300], secrets)  # httpx's timeouts carry no message
     if name == "NotFoundError":
         return UnknownModelError(f"{model} is not served by the upstream: {message}")
     causes = list(_chain(exc))

@@ -63,7 +63,7 @@ async def _upstream_error(request: Request, exc: Exception) -> Response:
     message = f"the upstream model failed: {server.policy.scrubber.text(str(exc))}"
     if isinstance(exc, UnknownModelError):
         status, type_, code = 502, "server_error", "upstream_misconfigured"
-        message = f"the gate's upstream model is misconfigured: {exc}"
+        message = f"the gate's upstream model is misconfigured: {server.policy.scrubber.text(str(exc))}"
     elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
         message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
     headers = {"retry-after": str(server.settings.retry_after_s)} if status == 429 else None
