@@ -61,10 +61,26 @@ class ConcurrencyLimit:
             await wire_error_response(error)(scope, receive, send)
             return
         self.slots.in_use += 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self.slots.in_use -= 1
+
+        async def send_then_release(message: Message) -> None:
+            await send(message)
+            # The client has the whole response once its last body part is sent, and may send its next request
+            # at once: a streamed response's app returns only after tearing down its disconnect listener, and
+            # holding the slot until then refused such clients with spurious 429s.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_release)
         finally:
-            self.slots.in_use -= 1
+            release()
 
 
 class BodyLimit:
