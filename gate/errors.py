@@ -29,6 +29,13 @@ class UpstreamError(GateError):
         super().__init__(message)
 
 
+class MalformedResponseError(UpstreamError):
+    """The upstream answered 200 with something that is not an OpenAI-shaped completion."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the upstream answered a malformed completion: {reason}", status=502, retryable=False)
+
+
 class UnknownModelError(UpstreamError, ValueError):
     """The model name is not one the provider layer knows or the upstream serves."""
 

@@ -252,6 +252,66 @@ async def test_garbage_from_the_upstream_is_a_502(transport, behaviour, contains
     assert_upstream_error(response, 502, contains=contains, code="upstream_error")
 
 
+def malformed(change: Callable[[dict[str, Any]], None]) -> Behaviour:
+    """A 200 whose otherwise valid completion ``change`` has broken."""
+
+    def answer(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        body = _chat_body(StubState(text="William Shakespeare"), request)
+        change(body)
+        return 200, json.dumps(body).encode(), "application/json"
+
+    return answer
+
+
+def first_choice(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda body: body["choices"][0].__setitem__(key, value)
+
+
+def first_token(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda body: body["choices"][0]["logprobs"]["content"][0].__setitem__(key, value)
+
+
+MALFORMED = {  # issue 17, items 3 and 4: each gave a 500 or a 200 with an empty answer
+    "content-number": first_choice("message", {"role": "assistant", "content": 42}),
+    "content-object": first_choice("message", {"role": "assistant", "content": {"text": "x"}}),
+    "no-message": lambda body: body["choices"][0].pop("message"),
+    "logprob-text": first_token("logprob", "abc"),
+    "logprob-null": first_token("logprob", None),
+    "token-null": first_token("token", None),
+    "usage-text": lambda body: body.__setitem__("usage", "lots"),
+    "finish-reason-number": first_choice("finish_reason", 7),
+    "two-choices-for-n-1": lambda body: body["choices"].append(dict(body["choices"][0])),
+    "choices-null": lambda body: body.__setitem__("choices", [None]),
+    "choices-text": lambda body: body.__setitem__("choices", ["x"]),
+    "choices-object": lambda body: body.__setitem__("choices", {"a": 1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_completion_is_a_502_or_a_valid_answer_never_a_500(transport, case):
+    with faulty_upstream(malformed(MALFORMED[case])) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    if response.status_code == 200:  # litellm repairs some faults itself (a numeric finish reason)
+        assert response.json()["choices"][0]["message"]["content"] == "William Shakespeare"
+        assert transport == "litellm" and case == "finish-reason-number"
+    else:
+        assert_upstream_error(response, 502, contains="the upstream model failed", code="upstream_error")
+
+
+async def test_a_malformed_completion_in_a_signals_call_costs_that_signal_only(transport):
+    def answer_well_sample_badly(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        sampling = int(request.get("n") or 1) > 1  # consistency's samples come in one call with n
+        return malformed(MALFORMED["choices-null"])(request) if sampling else ok(request)
+
+    with faulty_upstream(answer_well_sample_badly) as (url, _):
+        async with proxy(url, signals=["logprob_min", "consistency"], cascade=False) as client:
+            response = await ask(client)
+    assert response.status_code == 200, response.text
+    gate = response.json()["gate"]
+    assert gate["errors"]["consistency"].startswith("upstream error") and gate["signals"]["logprob_min"] is not None
+
+
 @pytest.mark.parametrize("code", [500, 503])
 async def test_upstream_5xx_is_a_502_after_the_configured_retries(transport, code):
     with faulty_upstream(status(code)) as (url, upstream):

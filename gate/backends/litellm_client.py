@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from estimators.base import Cost, Generation, Prompt, TokenLogprob
-from gate.errors import UnknownModelError, UpstreamError
+from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError
 from gate.secrets import mask_secrets
 
 logger = logging.getLogger(__name__)
@@ -93,11 +93,15 @@ class LiteLLMClient:
         started = time.perf_counter()
         response = await self._with_retries(prompt, n, logprobs, options)
         generations = parse_response(response, chat=not isinstance(prompt, str))
+        if len(generations) != n:
+            raise MalformedResponseError(f"{len(generations)} choices for n={n}")
         usage = _get(response, "usage")
+        if isinstance(usage, str | int | float | bool | list):
+            raise MalformedResponseError(f"usage is {type(usage).__name__}, not an object")
         total = Cost(
             calls=1,
-            prompt_tokens=int(_get(usage, "prompt_tokens") or 0),
-            completion_tokens=int(_get(usage, "completion_tokens") or 0),
+            prompt_tokens=_token_count(_get(usage, "prompt_tokens")),
+            completion_tokens=_token_count(_get(usage, "completion_tokens")),
             seconds=time.perf_counter() - started,
         )
         return book_usage(generations, total)
@@ -167,19 +171,59 @@ def book_usage(generations: list[Generation], total: Cost) -> list[Generation]:
 
 
 def parse_response(response: Any, *, chat: bool) -> list[Generation]:
-    """Normalise a chat or text completion response (and its log-probs) into ``Generation`` objects."""
-    out = []
-    for choice in _get(response, "choices") or []:
-        if chat:
-            text = _get(_get(choice, "message"), "content") or ""
-            tokens = _chat_logprobs(_get(choice, "logprobs"))
-        else:
-            text = _get(choice, "text") or ""
-            tokens = _text_logprobs(_get(choice, "logprobs"))
-        out.append(Generation(text=text, tokens=tokens, finish_reason=_get(choice, "finish_reason")))
-    if not out:
+    """Normalise a chat or text completion response (and its log-probs) into ``Generation`` objects.
+
+    A response that is not the OpenAI shape (choices that are not a list of choices, content or tokens that
+    are not text, log-probs that are not numbers) raises ``MalformedResponseError``: a 502 at the proxy, a
+    lost signal inside an assessment, never a crash or an empty answer passed off as the model's.
+    """
+    choices = _get(response, "choices")
+    if not isinstance(choices, list | tuple):
+        raise MalformedResponseError(f"choices is {type(choices).__name__}, not a list")
+    if not choices:
         raise UpstreamError("the upstream response has no choices", status=502)
-    return out
+    try:
+        return [_generation(choice, chat=chat) for choice in choices]
+    except (TypeError, ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise MalformedResponseError(str(exc).splitlines()[0][:200]) from None
+
+
+def _generation(choice: Any, *, chat: bool) -> Generation:
+    if isinstance(choice, str | int | float | bool | list) or choice is None:
+        raise TypeError(f"a choice is {type(choice).__name__}, not an object")
+    if chat:
+        message = _get(choice, "message")
+        if message is None:
+            raise TypeError("a choice has no message")
+        text, tokens = _get(message, "content"), _chat_logprobs(_get(choice, "logprobs"))
+    else:
+        text, tokens = _get(choice, "text"), _text_logprobs(_get(choice, "logprobs"))
+    finish = _get(choice, "finish_reason")
+    if not isinstance(text, str | None) or not isinstance(finish, str | None):
+        raise TypeError(f"content {type(text).__name__} / finish_reason {type(finish).__name__} are not text")
+    return Generation(text=text or "", tokens=tokens, finish_reason=finish)
+
+
+def _token_count(value: Any) -> int:
+    """A usage count: missing is 0; anything but a whole number within reason is a malformed response."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9 or value != int(value):
+        raise MalformedResponseError(f"usage count {value!r} is not a token count")
+    return int(value)
+
+
+def _number(value: Any) -> float:
+    """A log-prob: a real number (not a bool, not text, not null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a log-prob is {value!r}, not a number")
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a token is {value!r}, not text")
+    return value
 
 
 def _chat_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
@@ -188,9 +232,11 @@ def _chat_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
         return None
     return tuple(
         TokenLogprob(
-            token=_get(item, "token"),
-            logprob=float(_get(item, "logprob")),
-            top=tuple((_get(alt, "token"), float(_get(alt, "logprob"))) for alt in _get(item, "top_logprobs") or ()),
+            token=_text(_get(item, "token")),
+            logprob=_number(_get(item, "logprob")),
+            top=tuple(
+                (_text(_get(alt, "token")), _number(_get(alt, "logprob"))) for alt in _get(item, "top_logprobs") or ()
+            ),
         )
         for item in content
     )
@@ -232,7 +278,8 @@ def classify_error(exc: Exception, model: str, *, secrets: Iterable[str | None] 
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     lines = str(getattr(exc, "message", "") or exc).strip().splitlines()
-    message = mask_secrets((lines[0] if lines else name)[:300], secrets)  # httpx's timeouts carry no message
+    first = (lines[0] if lines else name).split("Traceback (most recent call last)")[0].rstrip(" :")
+    message = mask_secrets(first[:300] or name, secrets)  # httpx's timeouts carry no message; litellm's a traceback
     if name == "NotFoundError":
         return UnknownModelError(f"{model} is not served by the upstream: {message}")
     causes = list(_chain(exc))
