@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
+import yaml
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -134,7 +136,18 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         if self.api_key is not None:
             values["api_key"] = "***"
+        if self.api_base:
+            values["api_base"] = without_password(self.api_base)
         return values
+
+
+def without_password(url: str) -> str:
+    """``url`` with the password of its user info (``https://user:secret@host``) masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _upstream_aliases() -> dict[str, str]:
@@ -160,8 +173,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    except (OSError, ValueError) as exc:  # unreadable or malformed YAML
-        raise ConfigError(f"could not read the configuration: {exc}") from None
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # unreadable or malformed YAML
+        where = " ".join(str(exc).split())  # PyYAML's message spans lines (the mark, the context)
+        raise ConfigError(f"could not read the configuration: {where}") from None
 
 
 def _describe(exc: ValidationError) -> str:

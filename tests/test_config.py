@@ -76,3 +76,19 @@ def test_secret_is_masked_in_display_and_errors(monkeypatch):
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert "sk-very-secret" not in str(info.value)
+
+
+def test_malformed_yaml_is_one_config_error_not_a_traceback(tmp_path):
+    path = tmp_path / "gate.yaml"
+    path.write_text("model: [unclosed\n  bad: : yaml\n")
+    with pytest.raises(ConfigError, match="could not read the configuration") as info:
+        load_settings(config_file=path)
+    assert "\n" not in str(info.value) and "line 1" in str(info.value)
+
+
+def test_a_password_in_api_base_is_masked_in_display(monkeypatch):
+    monkeypatch.setenv("GATE_API_BASE", "https://user:hunter2@llm.internal:8443/v1")
+    shown = load_settings().display()
+    assert shown["api_base"] == "https://user:***@llm.internal:8443/v1" and "hunter2" not in str(shown)
+    monkeypatch.setenv("GATE_API_BASE", "http://llm.internal/v1")
+    assert load_settings().display()["api_base"] == "http://llm.internal/v1"

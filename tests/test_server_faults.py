@@ -279,6 +279,8 @@ MALFORMED = {  # issue 17, items 3 and 4: each gave a 500 or a 200 with an empty
     "logprob-null": first_token("logprob", None),
     "token-null": first_token("token", None),
     "usage-text": lambda body: body.__setitem__("usage", "lots"),
+    "usage-negative": lambda body: body["usage"].__setitem__("completion_tokens", -5),  # item 8: nonsense usage
+    "usage-huge": lambda body: body["usage"].__setitem__("prompt_tokens", 1e30),
     "finish-reason-number": first_choice("finish_reason", 7),
     "two-choices-for-n-1": lambda body: body["choices"].append(dict(body["choices"][0])),
     "choices-null": lambda body: body.__setitem__("choices", [None]),

@@ -158,17 +158,18 @@ class ChatMessage(_Strict):
 class StreamOptions(_Strict):
     """OpenAI's ``stream_options``."""
 
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 class _CompletionParams(_Strict):
     """What chat and text completion requests share."""
 
     model: str = Field(min_length=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=16)
-    stream: bool = False
+    # strict: "10" or "yes" are not numbers or booleans; a client that sends them has a bug to hear about
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    n: int = Field(default=1, ge=1, le=16, strict=True)
+    stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, description="end-user id (accepted, not used)")
     gate: GateOptions | None = None
@@ -178,7 +179,7 @@ class ChatRequest(_CompletionParams):
     """``POST /v1/chat/completions``; the last message must be the user's question."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
 
     @field_validator("messages")
     @classmethod
