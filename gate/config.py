@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="whole request, gate included")
     max_answer_tokens: int = Field(default=1024, ge=1, le=32768, description="largest max_tokens a request may ask")
 
-    # The proxy's audit log (gate/audit.py) and /metrics (gate/proxy_metrics.py).
+    # The proxy's audit log (gate/audit/log.py) and /metrics (gate/server/metrics.py).
     audit_path: Path | None = Field(default=None, description="JSONL audit log, one line per request; None: no log")
     audit_question: Literal["text", "hash"] = Field(
         default="hash", description="log the question's text, or only its SHA-256"
@@ -111,7 +111,8 @@ class Settings(BaseSettings):
     metrics_auth: bool = Field(default=False, description="require an API key for /metrics too (default: open)")
     metrics_dir: Path | None = Field(
         default=None,
-        description="where the workers of gate serve --workers share their /metrics values (--workers sets it)",
+        description="where the workers of gate serve --workers keep their /metrics values, emptied at start "
+        "(prometheus_client's PROMETHEUS_MULTIPROC_DIR; a temporary directory unless set)",
     )
 
     @classmethod

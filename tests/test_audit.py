@@ -26,6 +26,7 @@ from gate.config import Settings
 from gate.errors import ConfigError, UpstreamError
 from gate.server.app import create_app
 from tests.audit_writer import append_lines
+from tests.test_prom import parse, value
 from tests.test_server import (
     ABSTAIN_Q,
     ANSWER_Q,
@@ -146,7 +147,7 @@ async def test_a_lone_surrogate_in_the_question_is_audited_not_a_500(tmp_path, m
     [line] = lines_of(tmp_path / "a")
     assert line["question_sha256"] == hashlib.sha256(question.encode("utf-8", "surrogatepass")).hexdigest()
     assert line.get("question") == (question if mode == "text" else None)
-    assert "gate_audit_write_failures_total 0" in metrics.splitlines()
+    assert value(parse(metrics), "gate_audit_write_failures_total") == 0
 
 
 async def test_no_api_key_reaches_the_audit_file_even_when_auth_is_on(tmp_path):
@@ -179,7 +180,7 @@ async def test_a_failing_audit_write_keeps_answering_and_is_counted(tmp_path):
         response = await ask(client, ANSWER_Q)
         metrics = (await client.get("/metrics")).text
     assert response.status_code == 200
-    assert "gate_audit_write_failures_total 1" in metrics.splitlines()
+    assert value(parse(metrics), "gate_audit_write_failures_total") == 1
 
 
 # --- the writer: rotation and concurrency ---------------------------------------------------------------------
@@ -377,6 +378,6 @@ async def test_load_every_request_is_answered_or_429_and_each_answer_has_one_aud
     assert set(statuses) == {200, 429}, set(statuses)  # nothing lost, no 5xx, and the limit was reached
     answered = sorted(request_id for status, request_id in results if status == 200)
     assert sorted(line["request_id"] for line in lines_of(log)) == answered
-    chat = 'gate_requests_total{route="/v1/chat/completions",'
-    assert f'{chat}mode="none",status="429"}} {REQUESTS - len(answered)}' in metrics.splitlines()
-    assert f'{chat}mode="enforce",status="200"}} {len(answered)}' in metrics.splitlines()
+    requests, chat = parse(metrics), "/v1/chat/completions"
+    assert value(requests, "gate_requests_total", route=chat, mode="none", status="429") == REQUESTS - len(answered)
+    assert value(requests, "gate_requests_total", route=chat, mode="enforce", status="200") == len(answered)

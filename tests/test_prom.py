@@ -1,20 +1,22 @@
-"""Prometheus text exposition: the primitives, workers sharing one /metrics, and /metrics on the proxy read back
-with a small parser."""
+"""/metrics through prometheus_client: one app's own registry, workers merged in multiprocess mode, and /metrics
+on the proxy read back with prometheus_client's parser."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
-import re
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from gate.errors import UpstreamError
-from gate.server.metrics import ProxyMetrics
-from gate.server.metrics_share import SharedMetrics, clear_snapshots
-from gate.server.prom import Counter, Gauge, Histogram, Registry, escape_label, format_value
+from gate.errors import ConfigError, UpstreamError
+from gate.server.metrics import LATENCY_BUCKETS, MULTIPROC_ENV, ProxyMetrics
 from tests.test_server import (
     ABSTAIN_Q,
     ANSWER_Q,
@@ -28,51 +30,41 @@ from tests.test_server import (
     serving,
 )
 
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-SAMPLE = re.compile(rf"^({NAME})(?:\{{(.*)\}})? (\S+)$")
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(?:,|$)')
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+FAMILIES = {
+    "gate_requests": "counter",
+    "gate_decisions": "counter",
+    "gate_errors": "counter",
+    "gate_signal_failures": "counter",
+    "gate_llm_calls": "counter",
+    "gate_llm_tokens": "counter",
+    "gate_audit_write_failures": "counter",
+    "gate_upstream_latency_seconds": "histogram",
+    "gate_own_latency_seconds": "histogram",
+    "gate_in_flight_requests": "gauge",
+    "gate_max_concurrency": "gauge",
+}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("GATE_CONFIG", "GATE_MODE", "GATE_API_KEYS", "GATE_METRICS_AUTH"):
+    for name in ("GATE_CONFIG", "GATE_MODE", "GATE_API_KEYS", "GATE_METRICS_AUTH", "GATE_METRICS_DIR"):
         monkeypatch.delenv(name, raising=False)
 
 
-def parse(text: str) -> tuple[Samples, dict[str, str]]:
-    """Samples by (name, labels) and each family's type; fails on anything the text format does not allow."""
-    assert text.endswith("\n")
-    samples: Samples = {}
-    types: dict[str, str] = {}
-    helped: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            helped.add(line.split(" ")[2])
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert name in helped and name not in types and kind in {"counter", "gauge", "histogram"}
-            types[name] = kind
-        else:
-            match = SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            name, raw_labels, value = match.groups()
-            family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
-            assert family in types, f"{name} has no # TYPE before it"
-            labels = _labels(raw_labels or "")
-            samples[name, labels] = math.inf if value == "+Inf" else float(value)
-    return samples, types
+def parse(text: str | bytes) -> Samples:
+    """Samples by (name, labels), read by prometheus_client's own parser."""
+    text = text.decode() if isinstance(text, bytes) else text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
-def _labels(raw: str) -> frozenset[tuple[str, str]]:
-    pairs, position = [], 0
-    while position < len(raw):
-        match = LABEL.match(raw, position)
-        assert match, f"bad labels: {raw!r}"
-        value = re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)), match.group(2))
-        pairs.append((match.group(1), value))
-        position = match.end()
-    return frozenset(pairs)
+def families(text: str | bytes) -> dict[str, str]:
+    text = text.decode() if isinstance(text, bytes) else text
+    return {family.name: family.type for family in text_string_to_metric_families(text)}
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -84,93 +76,81 @@ def buckets(samples: Samples, name: str) -> list[tuple[float, float]]:
     return sorted(found)
 
 
-# --- the primitives -----------------------------------------------------------------------------------------
+# --- one app ------------------------------------------------------------------------------------------------
 
 
-def test_label_values_and_help_are_escaped_and_read_back():
-    counter = Counter("odd_total", "help with \\ and\nnewline", ("path",))
-    counter.inc('a"b\\c\nd')
-    text = Registry([counter]).render()
-    assert "# HELP odd_total help with \\\\ and\\nnewline" in text
-    assert 'odd_total{path="a\\"b\\\\c\\nd"} 1' in text
-    samples, _ = parse(text)
-    assert value(samples, "odd_total", path='a"b\\c\nd') == 1
-    assert escape_label("plain") == "plain"
-
-
-def test_histogram_buckets_are_cumulative_with_inf_sum_and_count():
-    histogram = Histogram("h_seconds", "h", buckets=(0.1, 1.0, 10.0))
-    for observation in (0.05, 0.1, 0.5, 1.0, 2.0, 100.0):  # a bound is inclusive: 0.1 counts in le="0.1"
-        histogram.observe(observation)
-    samples, types = parse(Registry([histogram]).render())
-    assert types == {"h_seconds": "histogram"}
-    assert buckets(samples, "h_seconds") == [(0.1, 2), (1.0, 4), (10.0, 5), (math.inf, 6)]
-    assert value(samples, "h_seconds_count") == 6 and value(samples, "h_seconds_sum") == pytest.approx(103.65)
-
-
-def test_primitives_refuse_misuse():
-    counter = Counter("c_total", "c", ("a",))
-    with pytest.raises(ValueError, match="takes labels"):
-        counter.inc()
-    with pytest.raises(ValueError, match="only goes up"):
-        counter.inc("x", amount=-1)
-    with pytest.raises(ValueError, match="increasing"):
-        Histogram("h", "h", buckets=(1.0, 0.5))
-    registry = Registry()
-    registry.add(Gauge("g", "g", lambda: 1))
-    with pytest.raises(ValueError, match="already registered"):
-        registry.add(Gauge("g", "g", lambda: 2))
-
-
-@pytest.mark.parametrize(
-    ("number", "text"),
-    [(3, "3"), (3.0, "3"), (0.25, "0.25"), (math.inf, "+Inf"), (-math.inf, "-Inf"), (math.nan, "NaN")],
-)
-def test_values_are_written_as_prometheus_reads_them(number, text):
-    assert format_value(number) == text
-
-
-def test_an_unused_app_exposes_every_family_with_zeroes():
-    samples, types = parse(ProxyMetrics(in_flight=lambda: 0, limit=8).render())
-    assert types["gate_requests_total"] == "counter" and types["gate_upstream_latency_seconds"] == "histogram"
-    assert types["gate_in_flight_requests"] == "gauge" and value(samples, "gate_max_concurrency") == 8
+def test_an_unused_app_exposes_every_family_with_zeroes_and_no_created_series():
+    text = ProxyMetrics(limit=8).render()
+    samples = parse(text)
+    assert families(text) == FAMILIES
+    assert value(samples, "gate_max_concurrency") == 8 and value(samples, "gate_in_flight_requests") == 0
     assert value(samples, "gate_llm_calls_total") == 0 and value(samples, "gate_own_latency_seconds_count") == 0
+    assert b"_created" not in text
+    assert b"# HELP gate_requests_total HTTP responses by route, gate mode and status code.\n" in text
 
 
-# --- several workers, one /metrics ---------------------------------------------------------------------------
+def test_apps_in_one_process_keep_their_own_values():
+    first, second = ProxyMetrics(limit=1), ProxyMetrics(limit=2)
+    first.requests.labels("/healthz", "none", "200").inc()
+    first.own_latency.observe(0.001)  # a bound is inclusive: le="0.001" counts it
+    first.own_latency.observe(100.0)
+    one, two = parse(first.render()), parse(second.render())
+    assert value(one, "gate_requests_total", route="/healthz", mode="none", status="200") == 1
+    assert value(two, "gate_requests_total", route="/healthz", mode="none", status="200") == 0
+    assert buckets(one, "gate_own_latency_seconds")[0] == (0.001, 1)
+    assert buckets(one, "gate_own_latency_seconds")[-1] == (math.inf, 2)
+    assert value(one, "gate_own_latency_seconds_sum") == pytest.approx(100.001)
+    assert value(two, "gate_max_concurrency") == 2
 
 
-def worker_registry(requests: dict[str, float], observations: list[float], in_flight: float) -> Registry:
-    counter = Counter("r_total", "r", ("status",))
-    for status, amount in requests.items():
-        counter.inc(status, amount=amount)
-    histogram = Histogram("h_seconds", "h", buckets=(0.1, 1.0))
-    for observation in observations:
-        histogram.observe(observation)
-    return Registry([counter, histogram, Gauge("g", "g", lambda: in_flight)])
+def test_metrics_dir_without_prometheus_client_in_multiprocess_mode_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="metrics_dir is for the workers of gate serve --workers"):
+        ProxyMetrics(limit=1, multiprocess_dir=tmp_path)
 
 
-def test_render_sums_other_processes_snapshots_into_its_own():
-    mine = worker_registry({"200": 3}, [0.05, 2.0], in_flight=1)
-    other = worker_registry({"200": 4, "429": 2}, [0.5], in_flight=2).snapshot()
-    samples, _ = parse(mine.render([json.loads(json.dumps(other))]))  # as it travels: through JSON
-    assert value(samples, "r_total", status="200") == 7 and value(samples, "r_total", status="429") == 2
-    assert buckets(samples, "h_seconds") == [(0.1, 1), (1.0, 2), (math.inf, 3)]
-    assert value(samples, "h_seconds_sum") == pytest.approx(2.55) and value(samples, "g") == 3
+# --- several workers, one /metrics (prometheus_client's multiprocess mode: a fresh process per worker) ----------
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from gate.server.metrics import ProxyMetrics
+
+    directory, limit, requests, stop = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    metrics = ProxyMetrics(limit=limit, multiprocess_dir=directory)
+    for _ in range(requests):
+        metrics.requests.labels("/v1/chat/completions", "enforce", "200").inc()
+        metrics.upstream_latency.observe(0.2)
+    metrics.in_flight.inc()  # still counted as in flight when this process ends
+    if stop == "clean":
+        metrics.close()
+    elif stop == "scrape":
+        sys.stdout.buffer.write(metrics.render())
+    """
+)
 
 
-def test_workers_share_values_through_the_directory_and_old_snapshots_keep_counts_not_gauges(tmp_path):
-    first = SharedMetrics(tmp_path, worker_registry({"200": 1}, [], in_flight=1), worker="1")
-    second = SharedMetrics(tmp_path, worker_registry({"200": 5}, [], in_flight=4), worker="2", stale_s=60)
-    (tmp_path / "gate-metrics-junk.json").write_text("{not json")  # never fails a scrape
-    first.publish()
-    samples, _ = parse(second.render())
-    assert value(samples, "r_total", status="200") == 6 and value(samples, "g") == 5
-    second.stale_s = 0.0  # the first worker's snapshot is now "old": it exited, its gauges no longer count
-    samples, _ = parse(second.render())
-    assert value(samples, "r_total", status="200") == 6 and value(samples, "g") == 4
-    clear_snapshots(tmp_path)
-    assert not list(tmp_path.glob("gate-metrics-*.json"))
+def worker(directory: Path, limit: int, requests: int, stop: str) -> bytes:
+    env = {**os.environ, MULTIPROC_ENV: str(directory)}  # before the process imports prometheus_client
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER, str(directory), str(limit), str(requests), stop],
+        env=env,
+        capture_output=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    return done.stdout
+
+
+def test_workers_sum_counters_of_exited_workers_too_and_gauges_of_live_ones(tmp_path):
+    worker(tmp_path, limit=3, requests=2, stop="clean")  # stopped cleanly: its gauges are gone
+    worker(tmp_path, limit=4, requests=5, stop="crash")  # ended without a word: its gauges stay
+    samples = parse(worker(tmp_path, limit=8, requests=0, stop="scrape"))
+    assert value(samples, "gate_requests_total", route="/v1/chat/completions", mode="enforce", status="200") == 7
+    assert value(samples, "gate_upstream_latency_seconds_count") == 7
+    assert value(samples, "gate_upstream_latency_seconds_sum") == pytest.approx(1.4)
+    assert buckets(samples, "gate_upstream_latency_seconds")[:8] == [(b, 0) for b in LATENCY_BUCKETS[:7]] + [(0.25, 7)]
+    assert value(samples, "gate_max_concurrency") == 4 + 8 and value(samples, "gate_in_flight_requests") == 1 + 1
 
 
 # --- /metrics on the proxy ---------------------------------------------------------------------------------
@@ -180,7 +160,7 @@ async def scrape(client: Any) -> Samples:
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    return parse(response.text)[0]
+    return parse(response.text)
 
 
 async def test_counters_and_histograms_move_with_requests():
@@ -212,7 +192,7 @@ async def test_counters_and_histograms_move_with_requests():
     for name in ("gate_upstream_latency_seconds", "gate_own_latency_seconds"):
         counts = [count for _, count in buckets(after, name)]
         assert counts == sorted(counts) and counts[-1] == value(after, f"{name}_count")
-        assert buckets(after, name)[0][0] == 0.001 and buckets(after, name)[-2][0] == 60
+        assert [bound for bound, _ in buckets(after, name)] == [*LATENCY_BUCKETS, math.inf]
     assert value(after, "gate_in_flight_requests") == 0
 
 

@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from gate.audit.report import audit_files
 from tests.stub_upstream import StubState, stub_upstream
+from tests.test_prom import parse, value
 
 GATE = str(Path(sys.executable).with_name("gate"))
 REQUESTS = 60
@@ -72,7 +74,6 @@ def test_two_workers_answer_every_request_and_share_one_audit_log(tmp_path):
 
             with ThreadPoolExecutor(max_workers=8) as pool:
                 responses = list(pool.map(ask, range(REQUESTS)))
-            time.sleep(1.5)  # each worker publishes its values about once a second
             scrapes = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for _ in range(6)]
         finally:
             process.send_signal(signal.SIGINT)
@@ -84,14 +85,21 @@ def test_two_workers_answer_every_request_and_share_one_audit_log(tmp_path):
     assert len(audit_files(audit)) > 1  # the workers rotated the shared file
     assert sorted(r["request_id"] for r in records) == sorted(r.headers["x-request-id"] for r in responses)
     assert process.returncode == 0, log.read_text()[-3000:]
-    # both workers served requests, and whichever one answers a scrape counts every worker's
-    per_worker = [json.loads(f.read_text())["metrics"]["gate_requests_total"] for f in shared.glob("*.json")]
-    served = [sum(value for labels, value in series if labels[0] == "/v1/chat/completions") for series in per_worker]
+    # both workers served requests (each keeps its own file), and whichever one answers a scrape counts every
+    # worker's, at once; the gauges sum the live workers' limits, and each worker's went when it stopped
+    served = [answered(path) for path in sorted(shared.glob("counter_*.db"))]
     assert len(served) == 2 and min(served) > 0 and sum(served) == REQUESTS
-    assert [answered(scrape) for scrape in scrapes] == [REQUESTS] * len(scrapes)
+    chat = {"route": "/v1/chat/completions", "mode": "enforce", "status": "200"}
+    assert [value(parse(scrape), "gate_requests_total", **chat) for scrape in scrapes] == [REQUESTS] * len(scrapes)
+    assert [value(parse(scrape), "gate_max_concurrency") for scrape in scrapes] == [2 * 100] * len(scrapes)
+    assert not list(shared.glob("gauge_livesum_*.db"))
 
 
-def answered(exposition: str) -> float:
-    """The 200s of the chat route in a /metrics text."""
-    route = 'gate_requests_total{route="/v1/chat/completions",mode="enforce",status="200"} '
-    return sum(float(line.removeprefix(route)) for line in exposition.splitlines() if line.startswith(route))
+def answered(counters: Path) -> float:
+    """The 200s of the chat route in one worker's counter file."""
+    return sum(
+        sample.value
+        for family in MultiProcessCollector.merge([str(counters)], accumulate=False)
+        for sample in family.samples
+        if sample.name == "gate_requests_total" and sample.labels["route"] == "/v1/chat/completions"
+    )

@@ -6,9 +6,14 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Gauge
 
 from gate.server.guards import ConcurrencyLimit
 from gate.server.state import Slots
+
+
+def in_flight_gauge() -> Gauge:
+    return Gauge("in_flight", "Requests in flight.", registry=CollectorRegistry())
 
 SCOPE = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
 
@@ -32,14 +37,15 @@ async def test_the_slot_is_given_back_when_the_last_body_part_is_sent_not_when_t
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    guard = ConcurrencyLimit(streaming_app, slots=slots, retry_after_s=1, prefix="/v1")
+    gauge = in_flight_gauge()
+    guard = ConcurrencyLimit(streaming_app, slots=slots, in_flight=gauge, retry_after_s=1, prefix="/v1")
     request = asyncio.create_task(guard(SCOPE, receive, send))
     while len(in_use) < 2:
         await asyncio.sleep(0)
     assert in_use == [1, 0] and not request.done()
     finish.set()
     await request
-    assert slots.in_use == 0  # given back once, not twice
+    assert slots.in_use == 0 and gauge._value.get() == 0  # given back once, not twice
 
 
 async def test_an_app_that_fails_before_answering_gives_its_slot_back():
@@ -54,7 +60,7 @@ async def test_an_app_that_fails_before_answering_gives_its_slot_back():
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    guard = ConcurrencyLimit(failing_app, slots=slots, retry_after_s=1, prefix="/v1")
+    guard = ConcurrencyLimit(failing_app, slots=slots, in_flight=in_flight_gauge(), retry_after_s=1, prefix="/v1")
     with pytest.raises(RuntimeError, match="boom"):
         await guard(SCOPE, receive, send)
     assert slots.in_use == 0

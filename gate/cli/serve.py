@@ -62,7 +62,9 @@ def serve(
     )
     # uvicorn's own shutdown finishes in-flight requests before the lifespan ends
     if workers == 1:
-        uvicorn.run(create_app(settings, gate=gate), host=host, port=port, log_level=settings.log_level)
+        # one process: its app's own registry; metrics_dir is where the workers of --workers keep theirs
+        app = create_app(settings.model_copy(update={"metrics_dir": None}), gate=gate)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
         return
     del gate  # each worker builds its own
     _hand_to_workers(settings, config=config, model=model, workers=workers)
@@ -98,13 +100,24 @@ def _hand_to_workers(settings: Settings, *, config: Path | None, model: str | No
 
 @contextmanager
 def _metrics_dir(settings: Settings) -> Iterator[None]:
-    """Where the workers share their /metrics values: the configured ``metrics_dir``, else a temporary one."""
-    from gate.server.metrics_share import clear_snapshots
+    """Where the workers keep their /metrics values: the configured ``metrics_dir``, else a temporary one.
 
+    prometheus_client chooses per-process files over values in memory when a process imports it, by
+    ``PROMETHEUS_MULTIPROC_DIR``: it must be in the environment the workers inherit before uvicorn spawns them.
+    """
     if settings.metrics_dir is not None:
-        clear_snapshots(settings.metrics_dir)  # counts from an earlier run must not add to this one's
+        settings.metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in settings.metrics_dir.glob("*.db"):  # counts from an earlier run must not add to this one's
+            stale.unlink(missing_ok=True)
+        _share_metrics(settings.metrics_dir)
         yield
         return
     with tempfile.TemporaryDirectory(prefix="gate-metrics-") as directory:
-        os.environ["GATE_METRICS_DIR"] = directory
+        _share_metrics(Path(directory))
         yield
+
+
+def _share_metrics(directory: Path) -> None:
+    from gate.server.metrics import MULTIPROC_ENV
+
+    os.environ["GATE_METRICS_DIR"] = os.environ[MULTIPROC_ENV] = str(directory.resolve())

@@ -14,7 +14,6 @@ place (:mod:`gate.server.errors`); the guards (API keys, in-flight limit, body s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -32,8 +31,7 @@ from gate.pipeline import Gate
 from gate.server.errors import exception_handlers
 from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit
 from gate.server.handler import chat_completions, completions
-from gate.server.metrics import MetricsMiddleware
-from gate.server.prom import CONTENT_TYPE
+from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
 from gate.server.state import ServerState, server_state
 
 logger = logging.getLogger(__name__)
@@ -48,7 +46,13 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     middleware = [
         Middleware(MetricsMiddleware, metrics=state.metrics),  # outermost: counts the 401s, 413s and 429s too
         Middleware(ApiKeyAuth, keys=_api_keys(settings), prefix=guarded),
-        Middleware(ConcurrencyLimit, slots=state.slots, retry_after_s=settings.retry_after_s, prefix=API_PREFIX),
+        Middleware(
+            ConcurrencyLimit,
+            slots=state.slots,
+            in_flight=state.metrics.in_flight,
+            retry_after_s=settings.retry_after_s,
+            prefix=API_PREFIX,
+        ),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
     ]
     app = FastAPI(
@@ -86,16 +90,11 @@ class Loadable(Protocol):
 def _lifespan(state: ServerState, injected: Gate | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        shared = state.metrics.shared  # set with metrics_dir: this worker's values for the others
-        publishing = asyncio.create_task(shared.run()) if shared is not None else None
         try:
             async with _serving(state, injected):
                 yield
         finally:
-            if publishing is not None:
-                publishing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await publishing
+            state.metrics.close()
 
     return lifespan
 

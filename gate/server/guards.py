@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 
+from prometheus_client import Gauge
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,10 +45,14 @@ class ApiKeyAuth:
 
 
 class ConcurrencyLimit:
-    """Answer 429 at once beyond ``slots.limit`` in-flight POSTs under ``prefix``: no unbounded queue."""
+    """Answer 429 at once beyond ``slots.limit`` in-flight POSTs under ``prefix``: no unbounded queue.
 
-    def __init__(self, app: ASGIApp, *, slots: Slots, retry_after_s: int, prefix: str) -> None:
-        self.app, self.slots, self.retry_after_s, self.prefix = app, slots, retry_after_s, prefix
+    ``in_flight`` follows ``slots.in_use`` for /metrics (summed over the workers of ``gate serve --workers``).
+    """
+
+    def __init__(self, app: ASGIApp, *, slots: Slots, in_flight: Gauge, retry_after_s: int, prefix: str) -> None:
+        self.app, self.slots, self.in_flight = app, slots, in_flight
+        self.retry_after_s, self.prefix = retry_after_s, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
@@ -61,6 +66,7 @@ class ConcurrencyLimit:
             await wire_error_response(error)(scope, receive, send)
             return
         self.slots.in_use += 1
+        self.in_flight.inc()
         held = True
 
         def release() -> None:
@@ -68,6 +74,7 @@ class ConcurrencyLimit:
             if held:
                 held = False
                 self.slots.in_use -= 1
+                self.in_flight.dec()
 
         async def send_then_release(message: Message) -> None:
             await send(message)

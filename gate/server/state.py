@@ -15,7 +15,6 @@ from gate.audit.log import AuditLog
 from gate.config import Settings
 from gate.pipeline import Gate
 from gate.server.metrics import ProxyMetrics
-from gate.server.metrics_share import SharedMetrics
 from gate.server.policy import Policy
 from gate.server.wire import NotReadyError
 
@@ -45,14 +44,12 @@ class ServerState:
     def from_settings(cls, settings: Settings) -> ServerState:
         """The state of a new app for ``settings`` (its gate is set once it has loaded)."""
         slots = Slots(limit=settings.max_concurrency)
-        metrics = ProxyMetrics(in_flight=lambda: slots.in_use, limit=settings.max_concurrency)
-        if settings.metrics_dir is not None:  # gate serve --workers: one /metrics for all of them
-            metrics.shared = SharedMetrics(settings.metrics_dir, metrics.registry)
         return cls(
             settings=settings,
             policy=Policy.from_settings(settings),
             slots=slots,
-            metrics=metrics,
+            # metrics_dir: a worker of gate serve --workers, whose /metrics shows all of them
+            metrics=ProxyMetrics(limit=settings.max_concurrency, multiprocess_dir=settings.metrics_dir),
             audit=AuditLog.from_settings(settings),
         )
 
