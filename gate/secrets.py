@@ -17,9 +17,14 @@ KEY_SHAPED = re.compile(
 )
 
 
-def mask_secrets(text: str, known: Iterable[str | None] = ()) -> str:
-    """``text`` with every ``known`` secret and every key-shaped token replaced by ``***``."""
+def mask_known(text: str, known: Iterable[str | None]) -> str:
+    """``text`` with every ``known`` (non-empty) secret replaced by ``***``."""
     for secret in known:
         if secret:
             text = text.replace(secret, MASK)
-    return KEY_SHAPED.sub(MASK, text)
+    return text
+
+
+def mask_secrets(text: str, known: Iterable[str | None] = ()) -> str:
+    """``text`` with every ``known`` secret and every key-shaped token replaced by ``***``."""
+    return KEY_SHAPED.sub(MASK, mask_known(text, known))

@@ -35,6 +35,7 @@ from typing import Any, BinaryIO, Literal, Protocol
 from estimators.base import Cost
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
+from gate.secrets import mask_known
 
 try:
     import fcntl
@@ -193,9 +194,7 @@ class AuditLog:
     def line(self, outcome: Outcome) -> str:
         """The JSON line for ``outcome``, every configured secret masked."""
         text = json.dumps(audit_record(outcome, question=self.question), ensure_ascii=False, separators=(",", ":"))
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text + "\n"
+        return mask_known(text, self.secrets) + "\n"
 
     def append(self, data: bytes) -> None:
         """Append one line (blocking); rotate first when it would take the file past ``max_bytes``.

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from estimators.base import Cost, Message
 from gate.config import GateMode, Settings
 from gate.errors import GateError
+from gate.secrets import mask_known
 
 UNSUPPORTED = {
     "max_risk": "the calibration artifact's thresholds hold for the one risk target they were fitted for",
@@ -99,7 +100,7 @@ class Scrubber:
 
     def text(self, message: str) -> str:
         """``message`` with the key masked."""
-        return message.replace(self.secret, "***") if self.secret else message
+        return mask_known(message, (self.secret,))
 
     def view(self, value: Any) -> Any:
         """``value`` with the key masked in every string inside it (signal errors, reasons, the original answer)."""

@@ -87,17 +87,24 @@ class LocalLLM:
         self.n_threads = n_threads or max(1, (os.cpu_count() or 2) - 1)
         self.extra_buffers = extra_buffers
         self.model_name = LOCAL_PREFIX + LOCAL_MODEL_NAME
+        self._process: ModelProcess | None = None  # found once: the lookup checks the install and the model file
 
     def process(self) -> ModelProcess:
         """The child process serving this model (shared by every ``LocalLLM`` of the same shape)."""
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise MissingExtraError("llama-cpp-python", extra="local")
-        spec = WorkerSpec(_model_path(self.cache_dir), self.n_ctx, self.n_threads, self.extra_buffers)
-        return model_process(spec)
+        if self._process is None:
+            if importlib.util.find_spec("llama_cpp") is None:
+                raise MissingExtraError("llama-cpp-python", extra="local")
+            spec = WorkerSpec(_model_path(self.cache_dir), self.n_ctx, self.n_threads, self.extra_buffers)
+            self._process = model_process(spec)
+        return self._process
+
+    async def _found_process(self) -> ModelProcess:
+        """``process()``, off the event loop only the first time (it may hash or assemble the model file)."""
+        return self._process or await asyncio.to_thread(self.process)
 
     async def load(self) -> dict[str, Any]:
         """Start the model's process now (otherwise the first request does it); return what it reported."""
-        process = await asyncio.to_thread(self.process)
+        process = await self._found_process()
         return await asyncio.to_thread(process.start)
 
     async def generate(
@@ -117,7 +124,7 @@ class LocalLLM:
             text, stops = prompt, list(stop or ())
         else:
             text, stops = render_chat(prompt), [*(stop or ()), *QA_STOP]
-        process = await asyncio.to_thread(self.process)
+        process = await self._found_process()
         replies = await process.request(
             "generate",
             prompt=text,
@@ -135,12 +142,12 @@ class LocalLLM:
 
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
         """Log-probs of each token of ``continuation`` forced after the raw ``prompt``."""
-        process = await asyncio.to_thread(self.process)
+        process = await self._found_process()
         return await process.request("continuation_logprobs", prompt=prompt, continuation=continuation)
 
     async def count_tokens(self, prompt: Prompt) -> int:
         """Prompt length in tokens, as the model will see it."""
-        process = await asyncio.to_thread(self.process)
+        process = await self._found_process()
         text = prompt if isinstance(prompt, str) else render_chat(prompt)
         return await process.request("count_tokens", text=text)
 
