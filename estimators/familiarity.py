@@ -20,17 +20,20 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 from estimators._checks import check_positive_int
 from estimators.base import LLM, Cost, Signal, SupportsContinuationLogprobs, total_cost
 from estimators.concepts import find_concepts
 from estimators.familiarity_prompts import MASK, back_prompt, explain_prompt, mask_concept, surface_forms
+from estimators.familiarity_surprise import surprise_score
 from estimators.familiarity_threshold import ThresholdEstimate, estimate_threshold
 from estimators.text import contains_span
 
 __all__ = [
     "MASK",
+    "METHODS",
+    "ConceptCache",
     "ConceptFamiliarity",
     "Familiarity",
     "ThresholdEstimate",
@@ -48,6 +51,23 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _GUESS_TOKENS = 16
+
+METHODS = ("explain", "surprise")
+"""``explain``: the paper's explain-mask-recover steps (about five calls a concept); ``surprise``: one
+forward pass a concept (:mod:`estimators.familiarity_surprise`), white-box backends only."""
+
+
+class ConceptCache(Protocol):
+    """Where concept scores are kept between requests; a concept's familiarity does not depend on the
+    question, so one score serves every question that names it. Keys already include the method."""
+
+    def get(self, key: str) -> float | None:
+        """The cached score, or ``None`` when absent."""
+        ...
+
+    def put(self, key: str, score: float) -> None:
+        """Remember ``score`` under ``key``."""
+        ...
 
 
 def familiarity_weights(n: int) -> list[float]:
@@ -106,6 +126,12 @@ class Familiarity:
         Samples per concept for the sampling approximation.
     seed : int, default 0
         Seed of the sampled guesses.
+    method : {"explain", "surprise"}, default "explain"
+        How a concept is scored (:data:`METHODS`). ``surprise`` needs continuation log-probs; on another
+        backend the signal reports an error and the precheck is skipped.
+    cache : ConceptCache, optional
+        Concept scores kept across requests (and processes, with a persistent cache); a cached concept
+        costs no call. The caller scopes it to one model (scores of different models do not mix).
 
     Examples
     --------
@@ -130,12 +156,16 @@ class Familiarity:
         explain_tokens: int = 60,
         guesses: int = 5,
         seed: int = 0,
+        method: str = "explain",
+        cache: ConceptCache | None = None,
     ) -> None:
         self.threshold = threshold
         self.max_concepts = max_concepts
         self.explain_tokens = explain_tokens
         self.guesses = guesses
         self.seed = seed
+        self.method = method
+        self.cache = cache
 
     async def score(
         self,
@@ -178,9 +208,34 @@ class Familiarity:
         concepts = find_concepts(question)[: self.max_concepts]
         if not concepts:
             return Signal(name=self.name, details={"concepts": []}, error="no concepts")
-        factories = [functools.partial(self.concept_familiarity, c.text, llm=llm) for c in concepts]
+        if self.method == "surprise" and not _white_box(llm):
+            return Signal(
+                name=self.name,
+                details={"concepts": [c.text for c in concepts]},
+                error="the surprise method needs continuation log-probs, which this backend does not give",
+            )
+        factories = [functools.partial(self._cached_familiarity, c.text, llm=llm) for c in concepts]
         results = await _run_all(factories, concurrently=not _white_box(llm))
-        return self._signal(results, [c.log_rarity for c in concepts], method=_method(llm))
+        return self._signal(results, [c.log_rarity for c in concepts], method=self._method_name(llm))
+
+    async def _cached_familiarity(self, concept: str, *, llm: LLM) -> ConceptFamiliarity:
+        """One concept's familiarity, from the cache when it holds it (no call), else computed and kept."""
+        key = f"{self._method_name(llm)}|{concept}"
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            return ConceptFamiliarity(concept, cached, Cost(), {"concept": concept, "score": cached, "cached": True})
+        if self.method == "surprise" and _white_box(llm):
+            score, cost, trail = await surprise_score(llm, concept)
+            error = None if score is not None else "no usable log-probs for the concept"
+            result = ConceptFamiliarity(concept, score, cost, trail, error)
+        else:
+            result = await self.concept_familiarity(concept, llm=llm)
+        if self.cache is not None and result.score is not None:
+            self.cache.put(key, result.score)
+        return result
+
+    def _method_name(self, llm: LLM) -> str:
+        return "surprise" if self.method == "surprise" else _method(llm)
 
     async def concept_familiarity(self, concept: str, *, llm: LLM) -> ConceptFamiliarity:
         """Steps A-C for one concept: explain it, mask it, and score how well the model recovers it."""
@@ -242,6 +297,8 @@ class Familiarity:
             check_positive_int(name, value)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {self.method!r}")
 
 
 def _decision(scored: list[ConceptFamiliarity], value: float, threshold: float) -> dict[str, Any]:
@@ -262,6 +319,8 @@ def _white_box(llm: object) -> TypeGuard[SupportsContinuationLogprobs]:
 
 
 _METHOD_NOTES = {
+    "surprise": "one forward pass a concept: exp(mean token log-prob) of the concept forced after a neutral "
+    "encyclopedia-title context (not the paper's method)",
     "forced_continuation": "approximates the paper's constrained beam search: the best exp(mean token "
     "log-prob) of a surface form of the concept forced as the answer to the back-question",
     "sampled_approximation": "not the paper's method (no forced-continuation log-probs): the share of "

@@ -78,6 +78,19 @@ judgement instead of three (its ratings dominated the cost of a question with re
 """
 
 
+CANDIDATE_SUITE: tuple[SignalSpec, ...] = (
+    SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 2, "method": "surprise"}),
+    SignalSpec("logprob_mean", "logprob", "free", {"aggregate": "mean"}),
+    SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
+    SignalSpec("consistency", "consistency", "full", {"n_samples": 5, "temperature": 1.0, "adaptive": False}),
+    SignalSpec("p_true", "p_true", "full"),
+    SignalSpec("verbalized", "verbalized", "full", {"style": "self_probing"}),
+    SignalSpec("pace", "pace", "full", {"n_samples": 1}),
+)
+"""Every signal the cost study measured (``benchmarks/collect.py``): the one-pass familiarity, and
+consistency's five samples drawn in one call."""
+
+
 def check_suite(suite: Sequence[SignalSpec]) -> None:
     """Reject an empty suite or duplicate keys, which would make fusion features ambiguous."""
     keys = [spec.key for spec in suite]

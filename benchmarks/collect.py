@@ -1,0 +1,88 @@
+"""Collect graded signals for the cost study, in shards that resume: ``python -m benchmarks.collect``.
+
+Two tiers, because the signals differ in price by an order of magnitude on 2 cores:
+
+- ``core``: every question; the greedy answer with its token log-probs (free), five samples drawn in one
+  call (consistency), and the one-pass familiarity of the two rarest concepts (the precheck candidate).
+- ``extra``: a seeded subset; P(True) and verbalized confidence, one call each at least, to measure
+  whether they pay for their calls (ablation in ``benchmarks/results/cost.md``).
+
+Each shard ``i/k`` takes every k-th question of the seeded draw and writes its own cache, so two processes
+(one per core) share the work, and a killed run resumes where it stopped. The caches are data, not
+committed; the fitted artifacts and the reports are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from gate.backends.embedded.local import LocalLLM
+from gate.config import DEFAULT_MODEL
+from gate.offline.collect import collect, sample_items
+from gate.pipeline import Gate
+from gate.suite import CANDIDATE_SUITE, select
+from gate.uncalibrated import Uncalibrated
+
+DATASETS = (
+    "trivia:1200",
+    "nq_open:800",
+    "efficientqa:400",
+    "popqa:500",
+    "sciq:300",
+    "halueval:300",
+    "hotpot:100",
+)
+"""3,600 questions; TriviaQA weighs most because the model answers it best (more correct answers to fit on)."""
+
+TIERS = {
+    "core": ("familiarity", "logprob_mean", "logprob_min", "consistency"),
+    "extra": ("p_true", "verbalized"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tier", choices=sorted(TIERS), default="core")
+    parser.add_argument("--shard", default="0/1", help="i/k: this process takes questions i, i+k, ...")
+    parser.add_argument("--per-set-fraction", type=float, default=1.0, help="share of each set's draw (extra tier)")
+    parser.add_argument("--out", type=Path, default=Path("build/collect"))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    index, count = (int(part) for part in args.shard.split("/"))
+    datasets = [_scaled(entry, args.per_set_fraction) for entry in DATASETS]
+    items = sample_items(datasets, limit=None, seed=args.seed)[index::count]
+    suite = select(CANDIDATE_SUITE, list(TIERS[args.tier]))
+    cache = args.out / f"{args.tier}-{index}of{count}.signals.jsonl"
+    asyncio.run(_run(items, suite, cache))
+
+
+def _scaled(entry: str, fraction: float) -> str:
+    name, _, n = entry.partition(":")
+    return f"{name}:{max(1, round(int(n) * fraction))}"
+
+
+async def _run(items: list, suite: tuple, cache: Path) -> None:
+    llm = LocalLLM(n_threads=1)
+    gate = Gate(llm, Uncalibrated(), suite=suite, concurrent_signals=False)
+    started, seen = time.perf_counter(), [0, 0]
+
+    def progress(row: object, cached: bool) -> None:
+        seen[cached] += 1
+        if not cached and seen[0] % 25 == 0:
+            rate = seen[0] / (time.perf_counter() - started)
+            print(f"{cache.name}: {seen[0]} new, {seen[1]} cached, {rate * 60:.1f} rows/min", flush=True)
+
+    try:
+        await collect(gate, items, cache, model=DEFAULT_MODEL, on_row=progress)
+    finally:
+        llm.process().close()
+    print(f"{cache.name}: done, {seen[0]} new rows in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
