@@ -21,6 +21,8 @@ class BaseFusion(BaseEstimator):
     """The shared contract: validation, the fitted check, predict_proba / predict_score, persistence header."""
 
     kind: ClassVar[str]
+    added_params: ClassVar[Mapping[str, Any]] = {}
+    """Parameters added after release, with the value that reproduces models saved without them."""
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803 - scikit-learn's name for the data
         """Probability of each class for every row.
@@ -149,7 +151,13 @@ def param_names(cls: type[BaseFusion]) -> list[str]:
 
 
 def _read_header(data: Any, cls: type[BaseFusion]) -> tuple[dict[str, Any], int, np.ndarray | None]:
-    """Validate the fields every saved fusion shares; return (params, n_features, feature names)."""
+    """Validate the fields every saved fusion shares; return (params, n_features, feature names).
+
+    A parameter added after a model was saved (listed in ``cls.added_params`` with the value that
+    reproduces the old behaviour) is filled in, so artifacts written by an earlier version still load.
+    """
+    if isinstance(data, Mapping) and isinstance(data.get("params"), Mapping):
+        data = {**data, "params": {**cls.added_params, **data["params"]}}
     params = read_saved_header(
         data, owner=cls.__name__, kind=cls.kind, format_version=FORMAT_VERSION, params=param_names(cls)
     )

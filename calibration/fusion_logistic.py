@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from types import MappingProxyType
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -14,6 +15,9 @@ from calibration._fusion_base import BaseFusion, sigmoid
 from calibration._validation import check_number, json_float, json_float_list
 
 __all__ = ["LogisticFusion", "coefficients_table"]
+
+TRANSFORMS = ("identity", "logit")
+_LOGIT_CLIP = 1e-6
 
 # The imputation value of a signal never observed in training: the midpoint of the confidence scale.
 _UNOBSERVED_IMPUTE = 0.5
@@ -39,6 +43,10 @@ class LogisticFusion(BaseFusion):
         which hides that missingness itself is informative (a skipped or failed estimator).
     class_weight : {"balanced"}, dict {0: float, 1: float} or None, default=None
         Passed to :class:`~sklearn.linear_model.LogisticRegression`.
+    transform : {"identity", "logit"}, default="identity"
+        Applied to each confidence first. ``logit`` (clipped at ``1e-6``) spreads out signals whose
+        informative range is near 0 or 1 (exp of a mean log-prob, a token probability of 0.001 vs 0.01),
+        which a linear model on raw probabilities all but ignores.
 
     Attributes
     ----------
@@ -67,6 +75,7 @@ class LogisticFusion(BaseFusion):
     """
 
     kind = "logistic"
+    added_params: ClassVar[Mapping[str, Any]] = MappingProxyType({"transform": "identity"})
 
     def __init__(
         self,
@@ -74,10 +83,12 @@ class LogisticFusion(BaseFusion):
         C: float = 1.0,  # noqa: N803 - scikit-learn's name for the inverse regularisation strength
         missing_indicators: bool = True,
         class_weight: Any = None,
+        transform: str = "identity",
     ) -> None:
         self.C = C
         self.missing_indicators = missing_indicators
         self.class_weight = class_weight
+        self.transform = transform
 
     def fit(self, X: Any, y: Any, *, feature_names: Sequence[str] | None = None) -> Self:  # noqa: N803 - scikit-learn's name for the data
         """Fit imputation, standardisation and the logistic regression.
@@ -96,6 +107,7 @@ class LogisticFusion(BaseFusion):
         self
         """
         x, labels = self._fit_data(X, y, feature_names)
+        x = _transformed(x, self.transform)
         self.impute_values_ = _observed_means(x)
         design = _logistic_design(x, self.impute_values_, indicators=self.missing_indicators)
         # StandardScaler rather than design.std(): it recognises a constant column whose float variance
@@ -117,6 +129,7 @@ class LogisticFusion(BaseFusion):
         return (names + [f"{name}_missing" for name in names]) if self.missing_indicators else names
 
     def _predict_positive(self, x: np.ndarray) -> np.ndarray:
+        x = _transformed(x, self.transform)
         design = _logistic_design(x, self.impute_values_, indicators=self.missing_indicators)
         return sigmoid((design - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
 
@@ -125,13 +138,17 @@ class LogisticFusion(BaseFusion):
         if not isinstance(self.missing_indicators, bool | np.bool_):
             raise ValueError(f"missing_indicators must be True or False; got {self.missing_indicators!r}")
         _check_class_weight(self.class_weight)
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {list(TRANSFORMS)}; got {self.transform!r}")
 
     def _params_to_json(self) -> dict[str, Any]:
         class_weight = self.class_weight
         if isinstance(class_weight, Mapping):
             # JSON object keys are strings; from_dict turns "0"/"1" back into the class labels.
             class_weight = {str(int(label)): float(weight) for label, weight in class_weight.items()}
-        return {"C": float(self.C), "missing_indicators": bool(self.missing_indicators), "class_weight": class_weight}
+        params = {"C": float(self.C), "missing_indicators": bool(self.missing_indicators), "class_weight": class_weight}
+        # written only when it is not the default, so a model saved before the parameter existed keeps its id
+        return params if self.transform == "identity" else {**params, "transform": self.transform}
 
     def _learned_to_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +210,13 @@ def _observed_means(x: np.ndarray) -> np.ndarray:
     counts = observed.sum(axis=0)
     sums = np.where(observed, x, 0.0).sum(axis=0)
     return np.divide(sums, counts, out=np.full(x.shape[1], _UNOBSERVED_IMPUTE), where=counts > 0)
+
+
+def _transformed(x: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "identity":
+        return x
+    clipped = np.clip(x, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+    return np.log(clipped) - np.log1p(-clipped)  # NaN stays NaN (missing)
 
 
 def _logistic_design(x: np.ndarray, impute_values: np.ndarray, *, indicators: bool) -> np.ndarray:

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="familiarity before generating (abstain early); false: it joins the full stage,"
         " which on the embedded model cuts the cascade's LLM calls from ~8.5 to ~1.6 per request",
     )
+    familiarity_cache: Literal["file", "memory", "off"] = Field(
+        default="file",
+        description="keep concept familiarity across requests: in cache_dir/familiarity.sqlite (shared by"
+        " processes), in memory only, or not at all; the file holds concept names taken from questions",
+    )
     cascade: bool = Field(default=True, description="run the full stage only when the free stage leaves it open")
     max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")

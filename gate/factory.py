@@ -7,6 +7,7 @@ from pathlib import Path
 
 from calibration.artifact import Artifact, load_artifact
 from gate.backends.factory import create_llm
+from gate.concept_cache import MemoryConceptCache, SqliteConceptCache, default_cache_path
 from gate.config import DEFAULT_MODEL, Settings
 from gate.pipeline import Budget, Calibration, Gate
 from gate.suite import DEFAULT_SUITE, SignalSpec, select, without_precheck
@@ -44,6 +45,15 @@ def load_calibration(settings: Settings, suite: tuple[SignalSpec, ...]) -> Calib
     return artifact
 
 
+def concept_cache_from(settings: Settings) -> MemoryConceptCache | SqliteConceptCache | None:
+    """The familiarity cache the settings ask for, scoped to the configured model."""
+    if settings.familiarity_cache == "off":
+        return None
+    if settings.familiarity_cache == "memory":
+        return MemoryConceptCache()
+    return SqliteConceptCache(default_cache_path(settings.cache_dir), model=settings.model)
+
+
 def budget_from(settings: Settings) -> Budget:
     """The per-request limits on the gate's own work."""
     return Budget(
@@ -73,6 +83,7 @@ def create_gate(settings: Settings, *, concurrent_signals: bool | None = None, c
         # without embedding features, and a signal must mean at serving what it meant when fitted.
         searcher=searcher,
         answer_tokens=settings.max_tokens,
+        concept_cache=concept_cache_from(settings),
         # the embedded model serves one call at a time: running signals one by one costs nothing there
         concurrent_signals=not local if concurrent_signals is None else concurrent_signals,
     )

@@ -83,6 +83,9 @@ class Gate:
         Retrieval for PACE when a request brings no references.
     answer_tokens : int
         Longest primary answer.
+    concept_cache : ConceptCache, optional
+        Familiarity scores kept across requests (``gate.concept_cache``); the familiarity precheck then
+        costs no call for a concept already scored.
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -99,12 +102,15 @@ class Gate:
         embedder: object | None = None,
         answer_tokens: int = 64,
         concurrent_signals: bool = True,
+        concept_cache: object | None = None,
     ) -> None:
         check_suite(suite)
         self.llm = llm
         self.calibration = calibration
         self.suite = tuple(suite)
-        self.estimators = build_estimators(self.suite, searcher=searcher, embedder=embedder)
+        self.estimators = build_estimators(
+            self.suite, concept_cache=concept_cache, searcher=searcher, embedder=embedder
+        )
         self.has_searcher = searcher is not None
         self.answer_tokens = answer_tokens
         self.concurrent_signals = concurrent_signals

@@ -117,11 +117,16 @@ def without_precheck(suite: Sequence[SignalSpec]) -> tuple[SignalSpec, ...]:
     return tuple(replace(spec, stage="full") if spec.stage == "precheck" else spec for spec in suite)
 
 
-def build_estimators(suite: Sequence[SignalSpec], **pace_resources: Any) -> dict[str, Estimator]:
-    """One estimator per spec; ``pace_resources`` (``searcher``, ``embedder``) go to PACE only."""
+def build_estimators(
+    suite: Sequence[SignalSpec], *, concept_cache: object | None = None, **pace_resources: Any
+) -> dict[str, Estimator]:
+    """One estimator per spec; ``pace_resources`` (``searcher``, ``embedder``) go to PACE only, the
+    ``concept_cache`` (scores kept across requests) to familiarity only."""
     check_suite(suite)
     estimators: dict[str, Estimator] = {}
     for spec in suite:
         extra = {k: v for k, v in pace_resources.items() if v is not None} if spec.estimator == "pace" else {}
+        if spec.estimator == "familiarity" and concept_cache is not None:
+            extra = {"cache": concept_cache}
         estimators[spec.key] = make_estimator(spec.estimator, **spec.params, **extra)
     return estimators
