@@ -13,7 +13,7 @@ id and the seed alone, so adding rows to a cache never moves an existing row to 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from calibration.artifact import FittedStage
 from calibration.calibrators import ORDER_PRESERVING, best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
+from calibration.fusion_selection import Candidate, choose_fusion
 from calibration.thresholds import choose_thresholds, decisions
 
 SPLITS = ("fit", "calibrate", "threshold", "test")
@@ -64,11 +65,17 @@ def fit_stage(
     split: np.ndarray,
     *,
     signals: Sequence[str],
-    fusion: str = "logistic",
+    fusion: str = "auto",
     calibrator: str = "auto",
     target: Target = Target(),
+    costs: Mapping[str, float] | None = None,
 ) -> tuple[FittedStage, dict[str, Any]]:
     """Fit one stage on ``signals`` (columns of ``values``); returns it and what was chosen and why.
+
+    ``fusion="auto"`` chooses the fusion and the signals it uses by cross-validation on the learning rows
+    (:func:`calibration.fusion_selection.choose_fusion`: the cheapest candidate, by ``costs`` in LLM calls,
+    within a tolerance of the best AUROC, single signals included), so the stage never ranks worse out of
+    fold than its best member; the stage then reads only the chosen signals. A named kind uses them all.
 
     ``calibrator="auto"`` picks, among the order-preserving kinds (Platt, temperature: a step calibrator
     would merge distinct scores and lose ranking, see ``calibration.calibrators.ORDER_PRESERVING``), the one
@@ -77,31 +84,55 @@ def fit_stage(
     x = np.asarray(values, dtype=float)
     y = np.asarray(y_correct, dtype=bool)
     learn = (split == "fit") | (split == "calibrate")
-    cal_scores = cross_fitted_scores(fusion, x[learn], y[learn], signals=signals)
+    info: dict[str, Any] = {}
+    if fusion == "auto":
+        selection = choose_fusion(x[learn], y[learn], signals, costs=costs or {})
+        chosen = selection.chosen
+        info["fusion_candidates"] = [
+            {"candidate": row["candidate"].label, "cv_auroc": round(row["cv_auroc"], 4), "calls": row["calls"],
+             "monotone": row["monotone"], "chosen": row["candidate"] == chosen}
+            for row in selection.table
+        ]
+    else:
+        chosen = Candidate(fusion, tuple(signals), {})
+    x = x[:, chosen.columns(signals)]
+    cal_scores = cross_fitted_scores(chosen.fusion, x[learn], y[learn], signals=chosen.signals, params=chosen.params)
     comparison = compare_calibrators(cal_scores, y[learn])
     # the comparison above, not a second CV
     kind = best_of(comparison, among=ORDER_PRESERVING) if calibrator == "auto" else calibrator
     fitted_calibrator = make_calibrator(kind).fit(cal_scores, y[learn])
-    fitted = make_fusion(fusion).fit(x[learn], y[learn], feature_names=list(signals))
+    fitted = make_fusion(chosen.fusion, **chosen.params).fit(x[learn], y[learn], feature_names=list(chosen.signals))
     held = split == "threshold"
     thresholds = choose_thresholds(
-        fitted_calibrator.predict(fitted.predict_score(x[held])), y[held], answer_level=target.answer_level,
-        hedge_level=target.hedge_level, confidence_level=target.confidence_level, method=target.method,  # type: ignore[arg-type]
+        fitted_calibrator.predict(fitted.predict_score(x[held])),
+        y[held],
+        answer_level=target.answer_level,
+        hedge_level=target.hedge_level,
+        confidence_level=target.confidence_level,
+        method=target.method,  # type: ignore[arg-type]
     )
-    stage = FittedStage(tuple(signals), fitted, fitted_calibrator, thresholds)
-    info = {"fusion": fusion, "calibrator": kind, "calibrator_cv_log_loss": comparison}
+    stage = FittedStage(tuple(chosen.signals), fitted, fitted_calibrator, thresholds)
+    info |= {"fusion": chosen.label, "calibrator": kind, "calibrator_cv_log_loss": comparison}
     return stage, info
 
 
 def cross_fitted_scores(
-    fusion: str, x: np.ndarray, y: np.ndarray, *, signals: Sequence[str], folds: int = CROSS_FIT_FOLDS, seed: int = 0
+    fusion: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    signals: Sequence[str],
+    folds: int = CROSS_FIT_FOLDS,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Out-of-fold fusion scores: each row scored by a fusion fitted on the other folds (stratified by label)."""
     n_splits = max(2, min(folds, int(y.sum()), int((~y).sum())))
     scores = np.empty(len(y))
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for train, held in splitter.split(x, y):
-        scores[held] = make_fusion(fusion).fit(x[train], y[train], feature_names=list(signals)).predict_score(x[held])
+        fitted = make_fusion(fusion, **(params or {})).fit(x[train], y[train], feature_names=list(signals))
+        scores[held] = fitted.predict_score(x[held])
     return scores
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,7 +70,9 @@ def test_fitted_artifact_separates_and_round_trips(artifact_and_rows, tmp_path: 
     values = {"familiarity": 0.2, "logprob_mean": 0.5, "logprob_min": 0.7, "consistency": 0.8, "p_true": None}
     assert loaded.full.probability(values) == artifact.full.probability(values)
     assert set(artifact.stages) == {"free", "full"}
-    assert artifact.free.signals == ("familiarity", "logprob_mean", "logprob_min")
+    # fusion "auto" keeps the free signals that earn their place, in the suite's order
+    assert set(artifact.free.signals) <= {"familiarity", "logprob_mean", "logprob_min"}
+    assert artifact.data["fit"]["free"]["fusion"].endswith(f"[{'+'.join(artifact.free.signals)}]")
     assert artifact.data["splits"]["test"] == len(report_data(artifact, rows).y_correct)
 
 
@@ -230,7 +233,8 @@ def test_without_a_precheck_familiarity_is_in_the_full_stage_and_never_abstains_
     suite = suite_from(Settings(precheck=False))
     assert {spec.key: spec.stage for spec in suite}["familiarity"] == "full"
     assert suite_from(Settings())[0].stage == "precheck"
-    artifact = fit_artifact(synthetic_rows(), model=MODEL, suite=suite, options=OPTIONS)
+    every_signal = dataclasses.replace(OPTIONS, fusion="logistic")  # no selection: where familiarity goes is the point
+    artifact = fit_artifact(synthetic_rows(), model=MODEL, suite=suite, options=every_signal)
     assert artifact.precheck_threshold is None and "familiarity" not in artifact.free.signals
     assert "familiarity" in artifact.full.signals
 

@@ -38,7 +38,11 @@ def calibrate(
     hedge_level: Annotated[float, typer.Option(help="Wanted accuracy among answered or hedged requests.")] = 0.6,
     confidence_level: Annotated[float, typer.Option(help="Probability that the targets hold (1 - delta).")] = 0.9,
     method: Annotated[str, typer.Option(help="Threshold rule: ltt, crc or balance.")] = "ltt",
-    fusion: Annotated[str, typer.Option(help="logistic, boosted or weighted_mean.")] = "logistic",
+    fusion: Annotated[
+        str,
+        typer.Option(help="auto (fusion and signals chosen by cross-validation, cheapest near the best), "
+                     "logistic, boosted or weighted_mean."),
+    ] = "auto",
     calibrator: Annotated[
         str,
         typer.Option(help="auto (Platt or temperature, by cross-validated log-loss), isotonic, platt, temperature "

@@ -27,7 +27,7 @@ class FitOptions:
     """How ``gate calibrate`` fits: the split seed, the models, and the target of the thresholds."""
 
     seed: int = 0
-    fusion: str = "logistic"
+    fusion: str = "auto"
     calibrator: str = "auto"
     target: Target = field(default_factory=Target)
     n_resamples: int = 1000
@@ -47,7 +47,8 @@ def fit_artifact(
     _check_enough(y, split)
     keys = [spec.key for spec in suite]
     free_keys = [spec.key for spec in suite if spec.stage != "full"]
-    kwargs = {"fusion": options.fusion, "calibrator": options.calibrator, "target": options.target}
+    costs = {key: cost["calls"] for key, cost in signal_costs(rows, keys).items()}
+    kwargs = {"fusion": options.fusion, "calibrator": options.calibrator, "target": options.target, "costs": costs}
     full, full_info = fit_stage(matrix(rows, keys), y, split, signals=keys, **kwargs)
     stages: dict[str, FittedStage] = {"full": full}
     infos = {"full": full_info}
