@@ -185,12 +185,14 @@ class ReliabilityDisplay:
         counts[np.searchsorted(edges[1:-1], self.mean_confidence, side="right")] = self.count
         return counts
 
-    def plot_counts(self, *, ax: Axes, **kwargs: Any) -> Self:
+    def plot_counts(self, *, ax: Axes, annotate: bool = False, **kwargs: Any) -> Self:
         """Draw the number of rows per bin as a step histogram on ``ax`` (for a panel under the diagram).
 
         Parameters
         ----------
         ax : matplotlib.axes.Axes
+        annotate : bool, default=False
+            Write each non-empty bin's count above it.
         **kwargs
             Passed to :meth:`matplotlib.axes.Axes.stairs`.
 
@@ -199,7 +201,14 @@ class ReliabilityDisplay:
         ReliabilityDisplay
             self.
         """
-        ax.stairs(self._counts_of_all_bins(), np.asarray(self.edges), label=self.name, **kwargs)
+        counts, edges = self._counts_of_all_bins(), np.asarray(self.edges)
+        ax.stairs(counts, edges, label=self.name, **kwargs)
+        if annotate:
+            centres = (edges[:-1] + edges[1:]) / 2
+            for x, n in zip(centres, counts, strict=True):
+                if n:
+                    ax.annotate(f"{n:.0f}", (x, n), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=8)
+            ax.set_ylim(0, max(counts.max(initial=0.0), 1.0) * 1.25)  # room for the numbers
         ax.set(xlim=(0, 1), xlabel="confidence", ylabel="rows in bin")
         return self
 

@@ -28,11 +28,14 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["ReportData", "decision_mix", "report_metrics", "wilson_interval", "write_report"]
+__all__ = ["ReportData", "decision_mix", "report_figures", "report_metrics", "wilson_interval", "write_report"]
 
 _N_BINS = 10
 _CONFIDENCE_LEVEL = 0.95
 _FUSED_STYLE = {"color": "black", "linewidth": 2.4, "zorder": 5}
+_PANEL_COLUMNS = 4  # small multiples: panels per row
+_PANEL_INCHES = 2.6  # small multiples: width and height of one panel
+_PANEL_TICKS = (0.0, 0.5, 1.0)
 
 # One curve of a figure: name, correctness and confidence on the rows it scored, line style.
 _Series = tuple[str, np.ndarray, np.ndarray, dict[str, Any]]
@@ -162,9 +165,14 @@ def _jsonable(value: Any) -> Any:
 # ---------------------------------------------------------------- figures
 
 
+def _plot_text(name: str) -> str:
+    """A name as matplotlib shows it verbatim ('$' would start mathtext)."""
+    return name.replace("$", r"\$")
+
+
 def _plot_label(name: str) -> str:
-    """A legend label that matplotlib shows verbatim ('$' starts mathtext, a leading '_' hides it)."""
-    label = name.replace("$", r"\$")
+    """A legend label that matplotlib shows verbatim (a leading '_' would hide it from the legend)."""
+    label = _plot_text(name)
     return "\u200b" + label if label.startswith("_") else label
 
 
@@ -179,24 +187,48 @@ def _series(data: ReportData) -> list[_Series]:
     return series
 
 
-def _png_with_legend(fig: Figure, ax: Axes) -> bytes:
-    """PNG of the figure with ``ax``'s legend outside the plot area, so it never hides a curve."""
+def _legend_outside(fig: Figure, ax: Axes) -> Figure:
+    """``ax``'s legend outside the plot area, so it never hides a curve."""
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
-    return figure_to_png_bytes(fig)
+    return fig
 
 
-def _reliability_png(series: Sequence[_Series]) -> bytes:
+def _reliability_figure(fused: _Series) -> Figure:
+    """The fused probability alone: its reliability diagram, and its rows per bin underneath."""
+    name, y, c, style = fused
     fig, (ax, ax_counts) = agg_figure(figsize=(9.0, 7.4), nrows=2, height_ratios=(3, 1.1))
-    for name, y, c, style in series:
-        display = ReliabilityDisplay.from_predictions(y, c, n_bins=_N_BINS, name=_plot_label(name))
-        display.plot(ax=ax, **style)
-        display.plot_counts(ax=ax_counts, **style)
-    ax.set_title("Reliability diagram (marker area grows with the rows in the bin)", fontsize=11)
-    ax_counts.set_title("Rows per confidence bin", fontsize=10)
-    return _png_with_legend(fig, ax)
+    display = ReliabilityDisplay.from_predictions(y, c, n_bins=_N_BINS, name=_plot_label(name))
+    display.plot(ax=ax, **style)
+    display.plot_counts(ax=ax_counts, annotate=True, fill=True, facecolor="0.85", edgecolor="black", linewidth=1.2)
+    ax.set_title("Reliability of the fused probability (marker area grows with the rows in the bin)", fontsize=11)
+    ax_counts.set_title(f"Rows per confidence bin ({_N_BINS} equal-width bins)", fontsize=10)
+    return _legend_outside(fig, ax)
 
 
-def _risk_coverage_png(series: Sequence[_Series], thresholds: Mapping[str, float]) -> bytes:
+def _signal_reliability_figure(series: Sequence[_Series]) -> Figure:
+    """Small multiples: one reliability panel per signal, on shared axes and the same bins as the fused one."""
+    ncols = min(_PANEL_COLUMNS, len(series))
+    nrows = -(-len(series) // ncols)
+    size = (max(_PANEL_INCHES * ncols, 5.2) + 0.4, _PANEL_INCHES * nrows + 0.6)  # wide enough for the title
+    fig, grid = agg_figure(figsize=size, nrows=nrows, ncols=ncols, sharex=True, sharey=True, squeeze=False)
+    cells = list(grid.flat)
+    lowest = range(max(0, len(series) - ncols), len(series))  # the lowest panel of each column
+    for index, (ax, (name, y, c, style)) in enumerate(zip(cells, series, strict=False)):
+        ReliabilityDisplay.from_predictions(y, c, n_bins=_N_BINS, name=_plot_label(name)).plot(ax=ax, **style)
+        ax.set(xticks=_PANEL_TICKS, yticks=_PANEL_TICKS, box_aspect=1)
+        ax.set_xlabel("mean confidence in bin" if index in lowest else "", fontsize=9)
+        ax.set_ylabel("fraction correct in bin" if index % ncols == 0 else "", fontsize=9)
+        ax.xaxis.set_tick_params(labelbottom=index in lowest)  # a panel above an empty cell keeps its ticks
+        ax.set_title(_plot_text(name), fontsize=9)
+        ax.text(0.04, 0.96, f"n = {y.size}", transform=ax.transAxes, va="top", fontsize=8, color="0.3")
+    for ax in cells[len(series) :]:
+        fig.delaxes(ax)
+    fig.get_layout_engine().set(wspace=0.05, hspace=0.05)  # keeps neighbouring tick labels apart
+    fig.suptitle("Reliability of each signal, on the rows it scored", fontsize=11)
+    return fig
+
+
+def _risk_coverage_figure(series: Sequence[_Series], thresholds: Mapping[str, float]) -> Figure:
     fig, ax = agg_figure(figsize=(9.6, 5.4))
     marks = {
         f"answer (p \u2265 {thresholds['hedge']:.2f})": thresholds["hedge"],
@@ -208,25 +240,39 @@ def _risk_coverage_png(series: Sequence[_Series], thresholds: Mapping[str, float
             ax=ax, **style
         )
     ax.set_title("Risk-coverage: error rate among the most confident answers", fontsize=11)
-    return _png_with_legend(fig, ax)
+    return _legend_outside(fig, ax)
 
 
-def _roc_png(series: Sequence[_Series]) -> bytes:
+def _roc_figure(series: Sequence[_Series]) -> Figure:
     fig, ax = agg_figure(figsize=(9.0, 6.2))
     for name, y, c, style in series:
         if 0 < y.sum() < y.size:  # ROC is undefined with one class; the table says n/a
             RocDisplay.from_predictions(y, c, name=_plot_label(name)).plot(ax=ax, **style)
     ax.set_title("ROC: confidence as a detector of correct answers", fontsize=11)
-    return _png_with_legend(fig, ax)
+    return _legend_outside(fig, ax)
 
 
-def _figures(data: ReportData) -> dict[str, bytes]:
-    series = _series(data)
-    return {
-        "reliability": _reliability_png(series),
-        "risk_coverage": _risk_coverage_png(series, data.thresholds),
-        "roc": _roc_png(series),
-    }
+def report_figures(data: ReportData) -> dict[str, Figure]:
+    """The report's figures, by the name of their PNG.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``"reliability"`` (the fused probability alone, with its rows per bin), ``"reliability_signals"``
+        (one small panel per signal with a value on some row; absent when none has), ``"risk_coverage"``
+        and ``"roc"`` (the fused probability and every signal on one axes).
+    """
+    fused, *signals = _series(data)
+    figures = {"reliability": _reliability_figure(fused)}
+    if signals:
+        figures["reliability_signals"] = _signal_reliability_figure(signals)
+    figures["risk_coverage"] = _risk_coverage_figure([fused, *signals], data.thresholds)
+    figures["roc"] = _roc_figure([fused, *signals])
+    return figures
 
 
 # ---------------------------------------------------------------- output
@@ -248,13 +294,12 @@ def write_report(data: ReportData, out_dir: Path, *, n_resamples: int = 1000, se
     Returns
     -------
     dict of str to Path
-        ``"html"``, ``"markdown"``, ``"json"`` and one entry per figure (``"reliability"``,
-        ``"risk_coverage"``, ``"roc"``).
+        ``"html"``, ``"markdown"``, ``"json"`` and one entry per figure of :func:`report_figures`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = report_metrics(data, n_resamples=n_resamples, seed=seed)
-    images = _figures(data)
+    images = {name: figure_to_png_bytes(figure) for name, figure in report_figures(data).items()}
     sections = build_sections(data, metrics, n_resamples=n_resamples, n_bins=_N_BINS)
     paths = {"html": out_dir / "report.html", "markdown": out_dir / "report.md", "json": out_dir / "metrics.json"}
     for name, png in images.items():

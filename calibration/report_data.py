@@ -24,7 +24,8 @@ class ReportData:
     ----------
     title : str
     summary : dict of str to str
-        Free-form lines: model, datasets and sizes, split seed, artifact id, fusion, calibrator, target.
+        Free-form lines: model, artifact id, the data it was fitted on and the rows evaluated here (two
+        lines, each naming its datasets and counts), fusion, calibrator, target.
     y_correct : ndarray of bool, shape (n,)
         Whether each held-out answer was correct.
     fused : ndarray of float, shape (n,)
@@ -68,6 +69,10 @@ class ReportData:
         signals = {name: _check_probabilities(f"signal {name!r}", c, len(y)) for name, c in self.signals.items()}
         object.__setattr__(self, "signals", signals)
         _check_thresholds(self.thresholds)
+
+    def scored_signals(self) -> list[str]:
+        """Names of the signals with a value on at least one row, in the order of ``signals``."""
+        return [name for name, c in self.signals.items() if not np.isnan(c).all()]
 
 
 def _check_labels(y_correct: np.ndarray) -> np.ndarray:

@@ -122,7 +122,7 @@ def _interval(entry: Mapping[str, float] | None, *, percent: bool = False, sep: 
 
 def _summary_section(data: ReportData, metrics: Mapping[str, Any]) -> Section:
     rows = [[key, value] for key, value in data.summary.items()]
-    rows.append(["held-out rows", _number(metrics["n_rows"])])
+    rows.append(["rows in this report", _number(metrics["n_rows"])])
     rows.append(["accuracy without the gate", _value(metrics[FUSED]["accuracy"], percent=True)])
     return Section("Summary", [Table(["item", "value"], rows)])
 
@@ -151,18 +151,28 @@ def _signals_section(data: ReportData, metrics: Mapping[str, Any], n_resamples: 
 
 
 def _figure_sections(data: ReportData) -> list[Section]:
-    signals = ", ".join(data.signals) or "none"
+    if data.scored_signals():
+        per_signal: Block = Image(
+            "reliability_signals",
+            "Reliability diagram of each signal, one small panel per signal",
+            "One panel per signal that has values, titled with its name and the rows it scored (its curve uses "
+            "those rows only); the same bins and axes as the fused diagram. Marker area grows with the rows in "
+            "the bin; dotted: perfect calibration.",
+        )
+    else:
+        per_signal = Paragraph("No signal has a value on any row of this report.")
     return [
         Section(
             "Reliability",
             [
                 Image(
                     "reliability",
-                    "Reliability diagram of the fused probability and each signal",
-                    f"Fused (black) and each signal ({signals}); dotted: perfect calibration.",
+                    "Reliability diagram of the fused probability, with its rows per bin",
+                    "The fused probability the decisions use; dotted: perfect calibration. Below: rows per bin.",
                 )
             ],
         ),
+        Section("Reliability of each signal", [per_signal], level=3),
         Section(
             "Risk-coverage",
             [
@@ -210,7 +220,7 @@ def _decision_section(data: ReportData, mix: Mapping[str, Any]) -> Section:
         ]
         for key, label in labels
     ]
-    caption = f"Intervals: {mix['interval']}, on the held-out rows."
+    caption = f"Intervals: {mix['interval']}, on the rows in this report."
     notes = [Paragraph(note) for note in data.threshold_notes]
     table = Table(["quantity", "rate", "95% interval", "count"], rows, caption)
     return Section("Decision mix at the chosen thresholds", [Paragraph(rule), *notes, table])

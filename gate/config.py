@@ -31,6 +31,8 @@ DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
 GateMode = Literal["off", "observe", "enforce"]
 ExtraBuffers = Literal["auto", "on", "off"]
 """May llama.cpp use extra buffer types (CPU repack, AMX)? ``gate.backends.embedded.cpu`` decides ``auto``."""
+SampleDecoding = Literal["batched", "serial"]
+"""How the embedded model decodes n samples: together, or one after the other (``embedded.engine.LlamaEngine``)."""
 
 
 class Settings(BaseSettings):

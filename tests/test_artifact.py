@@ -16,7 +16,7 @@ from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
 from gate.factory import SHIPPED_ARTIFACT, SHIPPED_NO_PRECHECK_ARTIFACT, load_calibration, suite_from
-from gate.offline.calibrate import FitOptions, fit_artifact, report_data
+from gate.offline.calibrate import EVALUATED_ON, FITTED_ON, FitOptions, fit_artifact, report_data
 from gate.offline.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.pipeline import Gate
 from gate.suite import DEFAULT_SUITE, SignalSpec
@@ -74,6 +74,22 @@ def test_fitted_artifact_separates_and_round_trips(artifact_and_rows, tmp_path: 
     assert set(artifact.free.signals) <= {"familiarity", "logprob_mean", "logprob_min"}
     assert artifact.data["fit"]["free"]["fusion"].endswith(f"[{'+'.join(artifact.free.signals)}]")
     assert artifact.data["splits"]["test"] == len(report_data(artifact, rows).y_correct)
+
+
+def test_the_summary_names_the_fitting_data_and_the_rows_evaluated_apart(artifact_and_rows) -> None:
+    artifact, rows = artifact_and_rows
+    held_out = report_data(artifact, rows)
+    fitted, n_test = held_out.summary[FITTED_ON], artifact.data["splits"]["test"]
+    assert fitted.startswith(f"synthetic {len(rows)} ({len(rows)} rows); split fit ") and "(seed 0)" in fitted
+    assert held_out.summary[EVALUATED_ON] == f"the artifact's held-out test split: synthetic {n_test} ({n_test} rows)"
+    new = [dataclasses.replace(row, dataset="trivia" if i % 3 == 0 else "popqa") for i, row in enumerate(rows[:30])]
+    evaluated = report_data(artifact, new, held_out_only=False)  # gate evaluate: new data, every row
+    assert evaluated.summary[FITTED_ON] == fitted  # still the artifact's own data, not the data evaluated
+    assert (
+        evaluated.summary[EVALUATED_ON]
+        == "all rows given, the artifact applied as fitted: trivia 10, popqa 20 (30 rows)"
+    )
+    assert "datasets" not in evaluated.summary
 
 
 def test_the_cascade_costs_less_than_the_full_pipeline(artifact_and_rows) -> None:

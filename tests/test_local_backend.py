@@ -126,3 +126,144 @@ async def test_litellm_streams_the_local_model_token_by_token_with_logprobs(loca
         for entry in chunk.choices[0].logprobs.content
     ]
     assert streamed == pytest.approx(direct.logprobs)
+
+
+PAINTER = render_chat([{"role": "user", "content": "Name a famous painter."}])
+
+
+async def test_batched_samples_are_reproducible_and_match_their_text(local_llm: LocalLLM):
+    kwargs = {"n": 5, "temperature": 1.0, "seed": 11, "max_tokens": 12, "logprobs": 2, "stop": ["\n"]}
+    samples = await local_llm.generate(PAINTER, **kwargs)
+    await local_llm.generate([{"role": "user", "content": "Who painted the Mona Lisa?"}], n=3, temperature=1.0)
+    again = await local_llm.generate(PAINTER, **kwargs)
+    assert len(samples) == 5 and len({g.text for g in samples}) > 1
+    assert [(g.text, g.tokens, g.finish_reason) for g in again] == [
+        (g.text, g.tokens, g.finish_reason) for g in samples
+    ]
+    for index, gen in enumerate(samples):
+        assert "".join(t.token for t in gen.tokens) == gen.text and len(gen.tokens) == gen.usage.completion_tokens
+        assert all(t.logprob <= 0 and t.top[0][1] >= t.logprob for t in gen.tokens)
+        # Batched decoding rounds differently from a lone sequence (measured up to 0.2 on a sampled token).
+        forced = await local_llm.continuation_logprobs(PAINTER, gen.text)
+        assert forced == pytest.approx(gen.logprobs, abs=0.3)
+        first = index == 0
+        assert (gen.usage.calls, gen.usage.prompt_tokens > 0, gen.usage.seconds > 0) == (int(first), first, first)
+
+
+async def test_greedy_is_unchanged_by_batched_samples_of_the_same_prompt(local_llm: LocalLLM):
+    [before] = await local_llm.generate(HAMLET, max_tokens=12, logprobs=5)
+    forced_before = await local_llm.continuation_logprobs(render_chat(HAMLET), " Charles Dickens")
+    await local_llm.generate(HAMLET, n=5, temperature=1.0, seed=3, max_tokens=16)
+    [after] = await local_llm.generate(HAMLET, max_tokens=12, logprobs=5)
+    assert (after.text, after.tokens) == (before.text, before.tokens)
+    await local_llm.generate(HAMLET, n=7, temperature=1.5, seed=4, max_tokens=16)
+    assert await local_llm.continuation_logprobs(render_chat(HAMLET), " Charles Dickens") == forced_before
+
+
+async def test_batched_samples_finish_at_a_stop_string_or_the_length_limit(local_llm: LocalLLM):
+    prompt = "Colours of the rainbow: red, orange,"
+    samples = await local_llm.generate(prompt, n=8, temperature=1.0, seed=5, max_tokens=3, stop=[","], logprobs=0)
+    assert {g.finish_reason for g in samples} == {"stop", "length"}
+    for gen in samples:
+        assert "," not in gen.text and "".join(t.token for t in gen.tokens) == gen.text
+        if gen.finish_reason == "length":
+            assert gen.usage.completion_tokens == 3
+        else:
+            assert gen.usage.completion_tokens <= 3
+    one_token = await local_llm.generate(prompt, n=4, temperature=1.0, seed=5, max_tokens=1)
+    assert [g.finish_reason for g in one_token] == ["length"] * 4
+    assert [g.usage.completion_tokens for g in one_token] == [1] * 4
+
+
+@pytest.fixture(scope="module")
+def llama_model():
+    """The model in this process (the engine's own tests): one thread, a small context."""
+    from gate.backends.embedded.cpu import build_features, cpu_flags, load_llama, system_info, use_extra_buffers
+    from gate.backends.embedded.local import model_file
+
+    extra = use_extra_buffers("auto", cpu=cpu_flags(), build=build_features(system_info()))
+    return load_llama(str(model_file()), n_ctx=512, n_threads=1, extra_buffers=extra)
+
+
+def _sample(engine, prompt: str, seed: int = 2):
+    return engine.generate(prompt, n=5, temperature=1.0, max_tokens=10, top_logprobs=1, stop=["\n"], seed=seed)
+
+
+def test_batched_samples_leave_only_the_prompt_in_the_kv_cache(llama_model):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    engine = LlamaEngine(llama_model)
+    samples = _sample(engine, PAINTER)
+    assert sum(g.usage.completion_tokens for g in samples) > 5
+    memory = llama_cpp.llama_get_memory(llama_model._ctx.ctx)
+    n_prompt = engine.count_tokens(PAINTER)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == n_prompt - 1
+    assert [llama_cpp.llama_memory_seq_pos_max(memory, seq) for seq in range(1, 5)] == [-1] * 4
+
+
+def test_serial_samples_match_forced_continuation_exactly(llama_model):
+    from gate.backends.embedded.engine import LlamaEngine
+
+    engine = LlamaEngine(llama_model, sample_decoding="serial")
+    for gen in _sample(engine, PAINTER):
+        assert engine.continuation_logprobs(PAINTER, gen.text) == gen.logprobs
+
+
+def _decode_failing_on_third_call(llama_cpp):
+    real, calls = llama_cpp.llama_decode, []
+
+    def decode(ctx, batch):
+        calls.append(batch.n_tokens)
+        return 1 if len(calls) == 3 else real(ctx, batch)  # llama.cpp's "no KV slot" after two steps
+
+    return decode
+
+
+@pytest.mark.parametrize("failure", ["no batch API", "decode fails midway"])
+def test_batched_sampling_that_fails_warns_once_and_samples_serially(llama_model, monkeypatch, caplog, failure):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    serial_engine = LlamaEngine(llama_model, sample_decoding="serial")
+    serial = _sample(serial_engine, PAINTER)
+    [greedy] = serial_engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=8, top_logprobs=3, stop=[], seed=None)
+    engine = LlamaEngine(llama_model)
+    if failure == "no batch API":
+        monkeypatch.delattr(llama_cpp, "llama_batch_init")
+    else:
+        monkeypatch.setattr(llama_cpp, "llama_decode", _decode_failing_on_third_call(llama_cpp))
+    with caplog.at_level("WARNING", logger="gate.backends.embedded.engine"):
+        first = _sample(engine, PAINTER)
+        second = _sample(engine, PAINTER)
+    assert [r.getMessage() for r in caplog.records] == [
+        "batched sampling failed; decoding samples one at a time from now on"
+    ]
+    assert [g.logprobs for g in first] == [g.logprobs for g in second] == [g.logprobs for g in serial]
+    assert [g.text for g in first] == [g.text for g in serial]
+    [after] = engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=8, top_logprobs=3, stop=[], seed=None)
+    assert (after.text, after.tokens) == (greedy.text, greedy.tokens)
+
+
+def test_more_samples_than_sequences_and_too_little_room(llama_model, caplog):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    engine = LlamaEngine(llama_model)
+    eleven = {"n": 11, "temperature": 1.0, "max_tokens": 6, "top_logprobs": 0, "stop": ["\n"], "seed": 9}
+    many = engine.generate(PAINTER, **eleven)  # a group of the context's 8 sequences, then one of 3
+    again = engine.generate(PAINTER, **eleven)
+    assert len(many) == 11 and [(g.text, g.tokens) for g in many] == [(g.text, g.tokens) for g in again]
+    assert [g.usage.calls for g in many] == [1] + [0] * 10
+    memory = llama_cpp.llama_get_memory(llama_model._ctx.ctx)
+    assert [llama_cpp.llama_memory_seq_pos_max(memory, seq) for seq in range(1, 8)] == [-1] * 7
+    # 2 samples of up to 300 tokens do not fit next to the prompt in 512 cells: one after the other, no warning
+    serial = LlamaEngine(llama_model, sample_decoding="serial")
+    long = {"n": 2, "temperature": 1.0, "max_tokens": 300, "top_logprobs": 0, "stop": ["\n"], "seed": 1}
+    with caplog.at_level("WARNING", logger="gate.backends.embedded.engine"):
+        unbatched = engine.generate(PAINTER, **long)
+    assert [g.tokens for g in unbatched] == [g.tokens for g in serial.generate(PAINTER, **long)]
+    assert not caplog.records and engine._batching

@@ -43,8 +43,9 @@ def _synthetic(n: int = 300, seed: int = 0) -> ReportData:
         title="Calibration report: synthetic held-out sample",
         summary={
             "model": "gemma3-270m (synthetic)",
-            "datasets": f"synthetic ({n} test rows)",
-            "split seed": "0",
+            "fitted on (the artifact's data)": f"synthetic {5 * n} ({5 * n} rows); split fit {2 * n}, "
+            f"calibrate {n}, threshold {n}, test {n} (seed 0)",
+            "evaluated on (the rows in this report)": f"the artifact's held-out test split: synthetic {n} ({n} rows)",
             "artifact": "test-artifact v1",
             "fusion": "logistic",
             "calibrator": "isotonic",
@@ -86,13 +87,12 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportData, dict[s
 HOSTILE = "<script>alert(1)</script>"
 
 
-@pytest.fixture(scope="module")
-def edge_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def _edge() -> ReportData:
     """Hostile names, a signal whose scored rows are all correct, and a signal that never scored."""
     rng = np.random.default_rng(1)
     y = rng.random(60) < 0.5
     all_correct = np.where(y, 0.8, np.nan)
-    data = ReportData(
+    return ReportData(
         title="Edge <cases> & more",
         summary={"model": '<b>bold</b> & "quoted" | piped'},
         y_correct=y,
@@ -100,7 +100,11 @@ def edge_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         signals={HOSTILE: rng.random(60), "one class": all_correct, "never": np.full(60, np.nan)},
         thresholds={"abstain": 0.4, "hedge": 0.4},
     )
-    return write_report(data, tmp_path_factory.mktemp("edge"), n_resamples=20)
+
+
+@pytest.fixture(scope="module")
+def edge_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_report(_edge(), tmp_path_factory.mktemp("edge"), n_resamples=20)
 
 
 def _strict_json(path: Path) -> dict:
@@ -115,7 +119,7 @@ def _strict_json(path: Path) -> dict:
 
 def test_writes_every_file(report: tuple[ReportData, dict[str, Path]]) -> None:
     _, paths = report
-    assert {"html", "markdown", "json", "reliability", "risk_coverage", "roc"} <= set(paths)
+    assert {"html", "markdown", "json", "reliability", "reliability_signals", "risk_coverage", "roc"} <= set(paths)
     for path in paths.values():
         assert path.is_file() and path.stat().st_size > 0
     assert {p.name for p in paths.values()} >= {"report.html", "report.md", "metrics.json"}
@@ -141,7 +145,7 @@ def test_html_is_self_contained_with_valid_inline_pngs(report: tuple[ReportData,
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
     assert "<script" not in text.lower() and "<link" not in text.lower()
     sources = IMG_SRC.findall(text)
-    assert len(sources) == text.lower().count("<img") == 3
+    assert len(sources) == text.lower().count("<img") == 4
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         png = base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True)
@@ -156,6 +160,15 @@ def test_markdown_has_the_tables_and_relative_images(report: tuple[ReportData, d
         assert not name.startswith(("/", "http")) and (paths["markdown"].parent / name).is_file()
     assert "| fused | 300 |" in text and "| with cascade | 4.2 | 410 | 1.5 |" in text
     assert "Calibrator comparison" in text and "baseline" in text
+
+
+def test_summary_names_the_fitting_data_and_the_rows_evaluated_apart(
+    report: tuple[ReportData, dict[str, Path]],
+) -> None:
+    html_text = report[1]["html"].read_text(encoding="utf-8")
+    assert "<td>fitted on (the artifact&#x27;s data)</td><td>synthetic 1500 (1500 rows); split fit 600," in html_text
+    assert "<td>evaluated on (the rows in this report)</td><td>the artifact&#x27;s held-out test split: " in html_text
+    assert "<td>rows in this report</td><td>300</td>" in html_text and "held-out rows" not in html_text
 
 
 def test_user_text_is_escaped_everywhere(edge_report: dict[str, Path]) -> None:
@@ -246,6 +259,56 @@ def test_displays_share_an_axes_and_mark_thresholds() -> None:
     assert RocDisplay.from_predictions(y, c).roc_auc == pytest.approx(15 / 24)
     with pytest.raises(ValueError, match="correct and incorrect"):
         RocDisplay.from_predictions(np.ones(3, dtype=bool), np.array([0.1, 0.5, 0.9]))
+
+
+def test_the_fused_reliability_figure_shows_the_fused_probability_alone() -> None:
+    from calibration.report import report_figures
+
+    figures = report_figures(_synthetic(n=120))
+    ax, ax_counts = figures["reliability"].axes
+    assert [line.get_label() for line in ax.get_lines()] == ["perfectly calibrated", "fused"]
+    assert len(ax_counts.patches) == 1  # one step histogram of the rows per bin, with each count written on it
+    assert sum(int(text.get_text()) for text in ax_counts.texts) == 120
+
+
+def test_each_signal_gets_its_own_panel_on_shared_axes() -> None:
+    from calibration.report import report_figures
+
+    data = _synthetic(n=120)
+    figures = report_figures(data)
+    panels = figures["reliability_signals"].axes
+    assert len(panels) == len(data.scored_signals()) == 3  # spare grid cells are removed
+    assert [ax.get_title() for ax in panels] == list(data.signals)
+    for ax, (name, c) in zip(panels, data.signals.items(), strict=True):
+        assert ax.get_shared_x_axes().joined(ax, panels[0]) and ax.get_shared_y_axes().joined(ax, panels[0])
+        assert [line.get_label() for line in ax.get_lines()] == ["perfectly calibrated", name]
+        assert len(ax.get_lines()[1].get_xdata()) <= 10  # the same 10 bins as the fused diagram
+        assert ax.texts[0].get_text() == f"n = {np.count_nonzero(~np.isnan(c))}"
+    edge = report_figures(_edge())["reliability_signals"].axes  # a signal with no value gets no panel
+    assert [ax.get_title() for ax in edge] == [HOSTILE, "one class"]
+
+
+def test_without_any_scored_signal_there_is_no_panel_figure_and_the_report_says_so(tmp_path: Path) -> None:
+    y = np.array([True, False, True, False])
+    data = ReportData(
+        title="t",
+        summary={},
+        y_correct=y,
+        fused=np.array([0.9, 0.2, 0.7, 0.4]),
+        signals={"never": np.full(4, np.nan)},
+        thresholds={"abstain": 0.3, "hedge": 0.6},
+    )
+    paths = write_report(data, tmp_path, n_resamples=10)
+    assert "reliability_signals" not in paths and not (tmp_path / "reliability_signals.png").exists()
+    assert "No signal has a value on any row of this report." in paths["markdown"].read_text(encoding="utf-8")
+
+
+def test_figures_are_deterministic() -> None:
+    from calibration.plots import figure_to_png_bytes
+    from calibration.report import report_figures
+
+    first, second = (report_figures(_synthetic(n=80))["reliability_signals"] for _ in range(2))
+    assert figure_to_png_bytes(first) == figure_to_png_bytes(second)
 
 
 # ---------------------------------------------------------------- real browser

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,10 @@ from gate.offline.signal_cache import CachedRow
 from gate.suite import SignalSpec
 
 MIN_ROWS_PER_CLASS = 2  # per split: the least that lets each part be fitted at all; far more make it useful
+FITTED_ON = "fitted on (the artifact's data)"
+"""Summary line of a report: the datasets the artifact was fitted on, their counts and its split."""
+EVALUATED_ON = "evaluated on (the rows in this report)"
+"""Summary line of a report: which rows it evaluates (held-out split or new data), per dataset."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def report_data(
     _, decision, stage = cascade_outcomes(artifact, rows)  # once: the cascade table and its costs share it
     return ReportData(
         title=title or f"Calibration report: {artifact.model}",
-        summary=_summary(artifact, len(rows)),
+        summary=_summary(artifact, rows, held_out=held_out_only),
         y_correct=y,
         fused=full.probabilities(matrix(rows, full.signals)),
         signals={key: matrix(rows, [key])[:, 0] for key in keys},
@@ -150,9 +154,7 @@ def _cascade_table(decision: np.ndarray, stage: np.ndarray, y: np.ndarray) -> li
     ]
 
 
-def _request_costs(
-    artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray
-) -> dict[str, dict[str, float]]:
+def _request_costs(artifact: Artifact, rows: Sequence[CachedRow], stage: np.ndarray) -> dict[str, dict[str, float]]:
     """Mean cost per request with every signal, and with the cascade (precheck and early exits)."""
     full, cascaded = cascade_cost_rows(artifact, rows, stage)
     return {"full pipeline": _mean_cost(full), "with cascade": _mean_cost(cascaded)}
@@ -179,9 +181,8 @@ def cascade_cost_rows(
 def cost_totals(per_row: Sequence[Sequence[Cost]]) -> np.ndarray:
     """(calls, tokens, seconds) of each row's costs summed, as an (n, 3) array."""
     totals = [total_cost(costs) for costs in per_row]
-    return np.array(
-        [[t.calls, t.prompt_tokens + t.completion_tokens, t.seconds] for t in totals], dtype=float
-    ).reshape(len(totals), 3)
+    rows = [[t.calls, t.prompt_tokens + t.completion_tokens, t.seconds] for t in totals]
+    return np.array(rows, dtype=float).reshape(len(totals), 3)
 
 
 def _mean_cost(per_row: list[list[Cost]]) -> dict[str, float]:
@@ -223,15 +224,15 @@ def _threshold_notes(stages: dict[str, FittedStage]) -> list[str]:
     return notes
 
 
-def _summary(artifact: Artifact, n_test: int) -> dict[str, str]:
+def _summary(artifact: Artifact, rows: Sequence[CachedRow], *, held_out: bool) -> dict[str, str]:
+    """The report's opening lines; the data the artifact was fitted on and the rows evaluated here, apart."""
     data = artifact.data
+    which = "the artifact's held-out test split" if held_out else "all rows given, the artifact applied as fitted"
     return {
         "model": artifact.model,
         "artifact": artifact.id,
-        "datasets": ", ".join(f"{name} ({n})" for name, n in data.get("datasets", {}).items()),
-        "splits": ", ".join(f"{name} {n}" for name, n in data.get("splits", {}).items())
-        + f" (seed {data.get('split_seed')})",
-        "rows in this report": str(n_test),
+        FITTED_ON: _fitting_data(data),
+        EVALUATED_ON: f"{which}: {_dataset_counts(Counter(row.dataset for row in rows))}",
         "target": ", ".join(f"{k}={v}" for k, v in artifact.target.items()),
         "precheck threshold (familiarity)": "off (no cut met the rule)"
         if artifact.precheck_threshold is None
@@ -240,6 +241,22 @@ def _summary(artifact: Artifact, n_test: int) -> dict[str, str]:
             f"{name}: {info.get('fusion')} + {info.get('calibrator')}" for name, info in data.get("fit", {}).items()
         ),
     }
+
+
+def _dataset_counts(counts: Mapping[str, int]) -> str:
+    """'trivia 60, popqa 40 (100 rows)': rows per dataset, in the order given, and their total."""
+    total = sum(counts.values())
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) + f" ({total} row{'s' * (total != 1)})"
+
+
+def _fitting_data(data: Mapping[str, Any]) -> str:
+    """The artifact's recorded datasets and how it split them; old artifacts may lack either."""
+    datasets = data.get("datasets")
+    text = _dataset_counts(datasets) if datasets else "not recorded in the artifact"
+    if splits := data.get("splits"):
+        parts = ", ".join(f"{name} {n}" for name, n in splits.items())
+        text += f"; split {parts} (seed {data.get('split_seed')})"
+    return text
 
 
 def _data_summary(rows: Sequence[CachedRow], split: np.ndarray, seed: int) -> dict[str, Any]:

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")
 AMX_CPU_FLAGS = frozenset({"amx_tile", "amx_int8", "amx_bf16"})
+PARALLEL_SEQUENCES = 8
+"""Sequences the context holds at once: how many samples of one request are decoded as one batch."""
 
 
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
@@ -61,12 +63,20 @@ def system_info() -> str:
 
 
 def load_llama(path: str, *, n_ctx: int, n_threads: int, extra_buffers: bool) -> Any:
-    """Load a ``llama_cpp.Llama`` for our engine, with or without extra buffer types."""
+    """Load a ``llama_cpp.Llama`` for our engine, with or without extra buffer types.
+
+    The context holds ``PARALLEL_SEQUENCES`` sequences in one unified KV cache, so the samples of a request
+    can share the prompt's cells and be decoded as one batch (``LlamaEngine``); the context keeps all
+    ``n_ctx`` cells for one sequence (unified: the cells are shared, not split per sequence).
+    """
     from llama_cpp import Llama
 
     # n_threads_batch defaults to every core; ggml's threads spin while waiting, so prompt evaluation on
     # all cores next to other work (a second model process, the proxy) slowed each call several-fold.
-    with _model_param_defaults(use_extra_bufts=extra_buffers):
+    with (
+        _model_param_defaults(use_extra_bufts=extra_buffers),
+        _context_param_defaults(n_seq_max=PARALLEL_SEQUENCES, kv_unified=True),
+    ):
         model = Llama(
             model_path=path,
             n_ctx=n_ctx,
@@ -80,25 +90,36 @@ def load_llama(path: str, *, n_ctx: int, n_threads: int, extra_buffers: bool) ->
     return model
 
 
-@contextlib.contextmanager
-def _model_param_defaults(**overrides: Any) -> Iterator[None]:
-    """Make ``llama_model_default_params()`` return ``overrides`` while a ``Llama`` is constructed.
+def _model_param_defaults(**overrides: Any) -> contextlib.AbstractContextManager[None]:
+    """Make ``llama_model_default_params()`` return ``overrides`` while a ``Llama`` is constructed."""
+    return _param_defaults("llama_model_default_params", overrides)
 
-    ``Llama.__init__`` takes no ``use_extra_bufts`` argument: it builds the model parameters from these
-    defaults and loads the weights in the same call, so the defaults are the only place to set it.
+
+def _context_param_defaults(**overrides: Any) -> contextlib.AbstractContextManager[None]:
+    """Make ``llama_context_default_params()`` return ``overrides`` while a ``Llama`` is constructed."""
+    return _param_defaults("llama_context_default_params", overrides)
+
+
+@contextlib.contextmanager
+def _param_defaults(name: str, overrides: Mapping[str, Any]) -> Iterator[None]:
+    """Make the llama.cpp binding ``name`` (a ``*_default_params`` function) return ``overrides``, then restore it.
+
+    ``Llama.__init__`` takes no ``use_extra_bufts`` or ``n_seq_max`` argument: it builds the model and
+    context parameters from these defaults and loads the weights in the same call, so the defaults are the
+    only place to set them.
     """
     import llama_cpp.llama_cpp as bindings
 
-    original = bindings.llama_model_default_params
+    original = getattr(bindings, name)
 
     def with_overrides() -> Any:
         params = original()
-        for name, value in overrides.items():
-            setattr(params, name, value)
+        for field, value in overrides.items():
+            setattr(params, field, value)
         return params
 
-    bindings.llama_model_default_params = with_overrides
+    setattr(bindings, name, with_overrides)
     try:
         yield
     finally:
-        bindings.llama_model_default_params = original
+        setattr(bindings, name, original)

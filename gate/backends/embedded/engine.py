@@ -3,19 +3,27 @@
 llama-cpp-python computes log-probs only with ``logits_all=True``, which with Gemma's 262k-token
 vocabulary makes a short answer ~34x slower. Here every step evaluates one token, reads that
 position's logits, and does the log-softmax and sampling in numpy (about a millisecond a step).
+Several samples at temperature > 0 are decoded together: every sample is a sequence sharing the prompt's KV
+cells, and each step decodes one token per running sample in one batch (``LlamaEngine._sample_batched``).
 Not thread-safe: the async wrapper in ``gate.backends.embedded.local`` confines each engine to one worker thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from estimators.base import Cost, Generation, TokenLogprob
+from gate.config import SampleDecoding
+
+logger = logging.getLogger(__name__)
 
 PROMPT_BLOCK = 16
 """Prompt tokens evaluated per batch; the unit of prompt reuse across requests."""
@@ -52,14 +60,26 @@ def draw_token(logprobs: np.ndarray, temperature: float, rng: np.random.Generato
 
 class LlamaEngine:
     """Generates from one loaded ``llama_cpp.Llama``; ``n`` samples share one evaluation of the prompt,
-    and prompts that share a prefix share its evaluation in whole blocks."""
+    and prompts that share a prefix share its evaluation in whole blocks.
 
-    def __init__(self, model: Any, *, sampling: SamplingParams = SamplingParams()) -> None:
+    ``sample_decoding`` says how ``n > 1`` samples at temperature > 0 are decoded: ``batched`` (default),
+    every running sample in one ``llama_decode`` a step (``_sample_batched``); ``serial``, one after the other.
+    The two draw different samples from the same seed, each reproducible. Batched log-probs carry llama.cpp's
+    rounding for a batch: a sample's tokens sit in other KV cells than a lone sequence's (the attention sums
+    in another order), and from 4 rows repacked weights go through a GEMM kernel, so they differ from
+    ``continuation_logprobs`` of the same text by rounding (up to 0.2 on a sampled token, measured with Gemma
+    3 270M Q4_K_M: the size of the prompt-batching effect ``_evaluate_prompt`` avoids); serial samples match it.
+    """
+
+    def __init__(
+        self, model: Any, *, sampling: SamplingParams = SamplingParams(), sample_decoding: SampleDecoding = "batched"
+    ) -> None:
         self._model = model
         self._sampling = sampling
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
         self._block_valid = 0  # leading tokens whose KV cache came from whole-block prompt evaluation
+        self._batching = sample_decoding == "batched"  # also set to False (with one warning) if batching fails
 
     @property
     def context_size(self) -> int:
@@ -81,35 +101,54 @@ class LlamaEngine:
         stop: Sequence[str],
         seed: int | None,
     ) -> list[Generation]:
-        """Return ``n`` completions of ``prompt``; the prompt is evaluated once for all of them."""
+        """Return ``n`` completions of ``prompt``; the prompt is evaluated once for all of them.
+
+        At temperature > 0 the ``n`` samples are decoded together (``_sample_batched``, unless
+        ``sample_decoding="serial"``); the first generation's ``usage`` then carries the whole call's wall time and
+        the others 0 s, as their decoding is shared. Otherwise (greedy, one sample) they are decoded one after
+        the other and each generation's ``seconds`` is its own (the first also pays for the prompt).
+        """
         started = time.perf_counter()
         prompt_tokens = self._model.tokenize(prompt.encode("utf-8"), add_bos=True)
         room = self.context_size - len(prompt_tokens)
         if room <= 0:
             raise ValueError(f"prompt is {len(prompt_tokens)} tokens; the model's context holds {self.context_size}")
         prompt_logits = self._evaluate_prompt(prompt_tokens)
+        limit = min(max_tokens, room)
+        if n > 1 and temperature > 0 and self._batching:
+            samples = self._try_batched(
+                prompt_logits,
+                len(prompt_tokens),
+                n=n,
+                temperature=temperature,
+                max_tokens=limit,
+                top_logprobs=top_logprobs,
+                stop=stop,
+                seed=seed,
+            )
+            if samples is not None:
+                seconds = time.perf_counter() - started
+                return [
+                    _generation(sample, index, len(prompt_tokens), seconds if index == 0 else 0.0, top_logprobs)
+                    for index, sample in enumerate(samples)
+                ]
+            if not self._batching:  # it failed and cleared the cache: evaluate the prompt again
+                prompt_logits = self._evaluate_prompt(prompt_tokens)
         rng = np.random.default_rng(seed)
         outputs = []
         for index in range(n):
             self._model.n_tokens = len(prompt_tokens)
             sample_started = started if index == 0 else time.perf_counter()  # the first pays for the prompt
-            text, tokens, reason = self._continue(
+            sample = self._continue(
                 prompt_logits,
                 temperature=temperature,
-                max_tokens=min(max_tokens, room),
+                max_tokens=limit,
                 top_logprobs=top_logprobs,
                 stop=stop,
                 rng=rng,
             )
             seconds = time.perf_counter() - sample_started
-            usage = Cost(
-                calls=1 if index == 0 else 0,
-                prompt_tokens=len(prompt_tokens) if index == 0 else 0,
-                completion_tokens=len(tokens),
-                seconds=seconds,
-            )
-            kept = tuple(tokens) if top_logprobs is not None else None
-            outputs.append(Generation(text=text, tokens=kept, finish_reason=reason, usage=usage))
+            outputs.append(_generation(sample, index, len(prompt_tokens), seconds, top_logprobs))
         return outputs
 
     def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
@@ -137,22 +176,164 @@ class LlamaEngine:
         top_logprobs: int | None,
         stop: Sequence[str],
         rng: np.random.Generator,
-    ) -> tuple[str, list[TokenLogprob], str]:
-        ids: list[int] = []
-        tokens: list[TokenLogprob] = []
+    ) -> _Sample:
+        sample = _Sample()
         for _ in range(max_tokens):
-            logprobs = log_softmax(logits)
-            token = draw_token(logprobs, temperature, rng, self._sampling)
-            if _is_end_of_generation(self._vocab, token):
-                return self._detokenize(ids), tokens, "stop"
-            ids.append(token)
-            tokens.append(self._token_logprob(token, logprobs, top_logprobs or 0))
-            text = self._detokenize(ids)
-            cut = _first_stop(text, stop)
-            if cut is not None:
-                return text[:cut], _tokens_within(tokens, cut), "stop"
-            logits = self._step(token)
-        return self._detokenize(ids), tokens, "length"
+            if self._advance(sample, logits, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
+                return sample
+            logits = self._step(sample.ids[-1])
+        return sample.finish("length")
+
+    def _advance(
+        self,
+        sample: _Sample,
+        logits: np.ndarray,
+        *,
+        temperature: float,
+        top_logprobs: int | None,
+        stop: Sequence[str],
+        rng: np.random.Generator,
+    ) -> bool:
+        """Draw ``sample``'s next token from ``logits``; ``True`` when that ended it (end of generation, a stop)."""
+        logprobs = log_softmax(logits)
+        token = draw_token(logprobs, temperature, rng, self._sampling)
+        if _is_end_of_generation(self._vocab, token):
+            sample.finish("stop", self._detokenize(sample.ids))
+            return True
+        sample.ids.append(token)
+        sample.tokens.append(self._token_logprob(token, logprobs, top_logprobs or 0))
+        text = self._detokenize(sample.ids)
+        cut = _first_stop(text, stop)
+        if cut is not None:
+            sample.finish("stop", text[:cut])
+            sample.tokens = _tokens_within(sample.tokens, cut)
+            return True
+        sample.text = text
+        return False
+
+    def _try_batched(
+        self,
+        prompt_logits: np.ndarray,
+        n_prompt: int,
+        *,
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        top_logprobs: int | None,
+        stop: Sequence[str],
+        seed: int | None,
+    ) -> list[_Sample] | None:
+        """``n`` samples decoded in batches, or ``None`` where that cannot be done here.
+
+        The batches hold as many sequences as the context has room for: ``n_seq_max`` (set when the model
+        was loaded) and free cells for every sample's ``max_tokens``. A failure (an old llama.cpp without
+        these calls, a failed decode) is logged once and turns batching off for this engine; the cache is
+        then cleared, and the caller's serial path evaluates the prompt again (which gives the same logits).
+        """
+        try:
+            ctx = self._model._ctx.ctx
+            parallel = int(_llama().llama_n_seq_max(ctx))
+            if parallel < 2:
+                raise RuntimeError(f"the model's context holds {parallel} sequence(s)")
+            group = min(n, parallel, (self.context_size - n_prompt) // max_tokens)
+            if group < 2:
+                return None  # not enough free cells for two samples of this length: one at a time
+            rng = np.random.default_rng(seed)
+            samples: list[_Sample] = []
+            while len(samples) < n:
+                size = min(group, n - len(samples))
+                samples += self._sample_batched(
+                    prompt_logits,
+                    n_prompt,
+                    size=size,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    top_logprobs=top_logprobs,
+                    stop=stop,
+                    rng=rng,
+                )
+            return samples
+        except Exception:
+            self._batching = False
+            logger.warning("batched sampling failed; decoding samples one at a time from now on", exc_info=True)
+            with contextlib.suppress(Exception):  # it forgets the cache before it calls llama.cpp
+                self._forget_cache()
+            return None
+
+    def _sample_batched(
+        self,
+        prompt_logits: np.ndarray,
+        n_prompt: int,
+        *,
+        size: int,
+        temperature: float,
+        max_tokens: int,
+        top_logprobs: int | None,
+        stop: Sequence[str],
+        rng: np.random.Generator,
+    ) -> list[_Sample]:
+        """``size`` samples as sequences 0..size-1 sharing the prompt's KV cells, decoded together.
+
+        Sequence 0 holds the evaluated prompt; its cells are shared with sequences 1..size-1 (a unified
+        cache copies no data). Step ``t`` decodes token ``t`` of every running sample at position
+        ``n_prompt + t`` in one batch; each sample draws from its own logits, in sequence order, from the one
+        ``rng``; a finished sample leaves the batch. Afterwards every generated cell is removed, so the cache
+        holds exactly the prompt again, as after ``_evaluate_prompt``: later requests do not depend on this one.
+        """
+        llama = _llama()
+        memory = llama.llama_get_memory(self._model._ctx.ctx)
+        samples = [_Sample() for _ in range(size)]
+        logits = [prompt_logits] * size
+        batch = llama.llama_batch_init(size, 0, 1)
+        try:
+            for seq in range(1, size):
+                llama.llama_memory_seq_cp(memory, 0, seq, -1, -1)
+            for step in range(max_tokens):
+                running = []
+                for seq, sample in enumerate(samples):
+                    if sample.reason is not None:
+                        continue
+                    ended = self._advance(
+                        sample, logits[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
+                    )
+                    if not ended and step + 1 == max_tokens:
+                        sample.finish("length")  # its last token needs no evaluation
+                    elif not ended:
+                        running.append(seq)
+                if not running:
+                    break
+                self._decode_rows(batch, [(seq, samples[seq].ids[-1]) for seq in running], position=n_prompt + step)
+                for row, seq in enumerate(running):
+                    logits[seq] = self._logits_at(row)
+        finally:
+            llama.llama_batch_free(batch)
+            for seq in range(1, size):
+                llama.llama_memory_seq_rm(memory, seq, -1, -1)
+            self._model.n_tokens = n_prompt
+            if not llama.llama_memory_seq_rm(memory, 0, n_prompt, -1):
+                self._forget_cache()
+        return samples
+
+    def _decode_rows(self, batch: Any, rows: list[tuple[int, int]], *, position: int) -> None:
+        """Decode one ``(sequence, token)`` per row, all at ``position``, with logits for every row."""
+        for row, (seq, token) in enumerate(rows):
+            batch.token[row] = token
+            batch.pos[row] = position
+            batch.n_seq_id[row] = 1
+            batch.seq_id[row][0] = seq
+            batch.logits[row] = 1
+        batch.n_tokens = len(rows)
+        status = _llama().llama_decode(self._model._ctx.ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} for a batch of {len(rows)} samples")
+
+    def _forget_cache(self) -> None:
+        """Clear the KV cache; the next prompt is evaluated from its first token."""
+        self._block_valid = 0
+        self._model.n_tokens = 0
+        memory = _llama().llama_get_memory(self._model._ctx.ctx)
+        if memory is not None:
+            _llama().llama_memory_clear(memory, True)
 
     def _evaluate_prompt(self, tokens: list[int]) -> np.ndarray:
         """Evaluate ``tokens`` in fixed blocks, reusing cached blocks; return the last position's logits.
@@ -183,6 +364,13 @@ class LlamaEngine:
         raw = self._model._ctx.get_logits()  # the last evaluated position, when logits_all=False
         return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).astype(np.float64)
 
+    def _logits_at(self, row: int) -> np.ndarray:
+        """The logits of row ``row`` of the last decoded batch."""
+        raw = _llama().llama_get_logits_ith(self._model._ctx.ctx, row)
+        if not ctypes.cast(raw, ctypes.c_void_p).value:
+            raise RuntimeError(f"llama.cpp has no logits for batch row {row}")
+        return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).astype(np.float64)
+
     def _token_logprob(self, token: int, logprobs: np.ndarray, top: int) -> TokenLogprob:
         alternatives: tuple[tuple[str, float], ...] = ()
         if top > 0:
@@ -196,6 +384,40 @@ class LlamaEngine:
 
     def _detokenize(self, ids: list[int]) -> str:
         return self._model.detokenize(ids).decode("utf-8", errors="ignore")
+
+
+@dataclass
+class _Sample:
+    """One completion as it is decoded: token ids, kept log-probs, text so far, and why it ended."""
+
+    ids: list[int] = field(default_factory=list)
+    tokens: list[TokenLogprob] = field(default_factory=list)
+    text: str = ""
+    reason: str | None = None
+
+    def finish(self, reason: str, text: str | None = None) -> _Sample:
+        self.reason = reason
+        if text is not None:
+            self.text = text
+        return self
+
+
+def _generation(sample: _Sample, index: int, n_prompt: int, seconds: float, top_logprobs: int | None) -> Generation:
+    """The ``index``-th generation of a call: the first books the call and its prompt tokens."""
+    usage = Cost(
+        calls=1 if index == 0 else 0,
+        prompt_tokens=n_prompt if index == 0 else 0,
+        completion_tokens=len(sample.tokens),
+        seconds=seconds,
+    )
+    kept = tuple(sample.tokens) if top_logprobs is not None else None
+    return Generation(text=sample.text, tokens=kept, finish_reason=sample.reason, usage=usage)
+
+
+def _llama() -> Any:
+    import llama_cpp
+
+    return llama_cpp
 
 
 def _vocab_handle(model: Any) -> Any:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gate.config import ExtraBuffers
+from gate.config import ExtraBuffers, SampleDecoding
 from gate.errors import LocalModelCrashError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class WorkerSpec:
     n_ctx: int
     n_threads: int
     extra_buffers: ExtraBuffers = "auto"
+    sample_decoding: SampleDecoding = "batched"
 
     def command(self) -> list[str]:
         """The child's command line (the same interpreter as ours)."""
@@ -54,6 +55,8 @@ class WorkerSpec:
             str(self.n_threads),
             "--extra-buffers",
             self.extra_buffers,
+            "--sample-decoding",
+            self.sample_decoding,
         ]
 
 

@@ -30,7 +30,7 @@ from gate.backends.embedded.cpu import (
     use_extra_buffers,
 )
 from gate.backends.embedded.engine import LlamaEngine, SamplingParams
-from gate.config import ExtraBuffers
+from gate.config import ExtraBuffers, SampleDecoding
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     info = system_info()
     extra = use_extra_buffers(args.extra_buffers, cpu=cpu_flags(), build=build_features(info))
     model = load_llama(args.model, n_ctx=args.n_ctx, n_threads=args.n_threads, extra_buffers=extra)
-    engine = LlamaEngine(model, sampling=SamplingParams())
+    engine = LlamaEngine(model, sampling=SamplingParams(), sample_decoding=args.sample_decoding)
     engine.generate(SELF_TEST_PROMPT, n=1, temperature=0.0, max_tokens=1, top_logprobs=None, stop=(), seed=None)
     _send(protocol, {"ready": {"pid": os.getpid(), "extra_buffers": extra, "system_info": info}})
     for line in sys.stdin:
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-ctx", type=int, required=True)
     parser.add_argument("--n-threads", type=int, required=True)
     parser.add_argument("--extra-buffers", choices=get_args(ExtraBuffers), default="auto")
+    parser.add_argument("--sample-decoding", choices=get_args(SampleDecoding), default="batched")
     return parser
 
 
