@@ -18,11 +18,13 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 
 from gate.backends.embedded.local import LocalLLM
 from gate.config import DEFAULT_MODEL
 from gate.offline.collect import collect, sample_items
+from gate.offline.signal_cache import read_cache
 from gate.pipeline import Gate
 from gate.suite import CANDIDATE_SUITE, select
 from gate.uncalibrated import Uncalibrated
@@ -55,10 +57,25 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     index, count = (int(part) for part in args.shard.split("/"))
     datasets = [_scaled(entry, args.per_set_fraction) for entry in DATASETS]
-    items = sample_items(datasets, limit=None, seed=args.seed)[index::count]
+    items = interleaved(sample_items(datasets, limit=None, seed=args.seed))[index::count]
     suite = select(CANDIDATE_SUITE, list(TIERS[args.tier]))
     cache = args.out / f"{args.tier}-{index}of{count}.signals.jsonl"
+    # a question another shard (of this or an earlier sharding) already graded is not graded again
+    elsewhere = {row.id for path in args.out.glob(f"{args.tier}-*.signals.jsonl") if path != cache
+                 for row in read_cache(path)[1]}
+    items = [(dataset, item) for dataset, item in items if item.id not in elsewhere]
     asyncio.run(_run(items, suite, cache))
+
+
+def interleaved(items: list) -> list:
+    """The same items with the sets mixed in proportion, so a run stopped early still covers every set."""
+    sizes = Counter(dataset for dataset, _ in items)
+    position: Counter[str] = Counter()
+    keyed = []
+    for dataset, item in items:
+        keyed.append(((position[dataset] + 0.5) / sizes[dataset], dataset, item))
+        position[dataset] += 1
+    return [(dataset, item) for _, dataset, item in sorted(keyed, key=lambda entry: entry[0])]
 
 
 def _scaled(entry: str, fraction: float) -> str:

@@ -24,7 +24,7 @@ from calibration.artifact import FittedStage
 from calibration.calibrators import ORDER_PRESERVING, best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
 from calibration.fusion_selection import Candidate, choose_fusion
-from calibration.thresholds import choose_thresholds, decisions
+from calibration.thresholds import DecisionThresholds, ThresholdResult, choose_thresholds, decisions
 
 SPLITS = ("fit", "calibrate", "threshold", "test")
 CROSS_FIT_FOLDS = 5
@@ -156,6 +156,40 @@ def precheck_threshold(familiarity: np.ndarray, y_correct: np.ndarray, *, max_lo
         if lost <= max_lost and y[below].mean() <= y.mean() / 2:
             best = float(cut)
     return best
+
+
+def early_exit_thresholds(
+    free: FittedStage, p_free: np.ndarray, full_decisions: np.ndarray, *, max_lost: float = 0.05
+) -> DecisionThresholds:
+    """The free stage's thresholds as a cascade's early exits, from rows neither stage was fitted on.
+
+    Above its own answer threshold (Learn-then-Test, unchanged) the free stage answers without the full
+    stage: that threshold certifies the error rate among what it answers. Below the returned abstain
+    threshold it abstains without the full stage; that cut is the highest at which the early abstentions
+    would have withheld at most ``max_lost`` of the rows the full stage delivers (answers or hedges). In
+    between, the full stage runs: the next signal is paid for only where it can change the decision.
+    Choosing the cut by the free stage's own hedge target instead abstained on nearly every request the
+    full stage would have answered (1 of 180 answered on held-out questions, issue "earn every call").
+    """
+    p = np.asarray(p_free, dtype=float)
+    delivered = np.asarray(full_decisions) != "abstain"
+    answer_at = free.thresholds.hedge
+    cut = 0.0
+    if delivered.any():
+        for candidate in np.unique(p):
+            if (delivered & (p < candidate)).sum() <= max_lost * delivered.sum():
+                cut = float(candidate)
+    cut = min(cut, answer_at)
+    lost = int((delivered & (p < cut)).sum())
+    message = (
+        f"early exit: the free stage abstains without the full stage when p < {cut:.4g}; on the threshold split "
+        f"that withholds {lost} of the {int(delivered.sum())} rows the full stage answers or hedges (at most "
+        f"{max_lost:.0%} allowed) and saves the full stage on {float((p < cut).mean()):.1%} of requests"
+    )
+    result = ThresholdResult(cut, "early_exit", max_lost, None, True, lost / max(1, int(delivered.sum())),
+                             float((p < cut).mean()), int(p.size), message)
+    return DecisionThresholds(abstain=cut, hedge=answer_at, answer_result=free.thresholds.answer_result,
+                              hedge_result=result)
 
 
 def cascade_outcome(

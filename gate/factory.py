@@ -10,7 +10,7 @@ from gate.backends.factory import create_llm
 from gate.concept_cache import MemoryConceptCache, SqliteConceptCache, default_cache_path
 from gate.config import DEFAULT_MODEL, Settings
 from gate.pipeline import Budget, Calibration, Gate
-from gate.suite import DEFAULT_SUITE, SignalSpec, select, without_precheck
+from gate.suite import CANDIDATE_SUITE, DEFAULT_SUITE, SignalSpec, select, without_precheck
 from gate.uncalibrated import Uncalibrated
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,9 @@ SHIPPED_NO_PRECHECK_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.no
 
 
 def suite_from(settings: Settings) -> tuple[SignalSpec, ...]:
-    """The default suite, or the part of it ``settings.signals`` names; ``precheck: false`` moves
-    familiarity from before generation into the full stage."""
-    suite = select(DEFAULT_SUITE, settings.signals)
+    """The default suite, or the signals ``settings.signals`` names (any available one, see
+    ``gate.suite.CANDIDATE_SUITE``); ``precheck: false`` moves familiarity from before generation into the full stage."""
+    suite = DEFAULT_SUITE if settings.signals is None else select(CANDIDATE_SUITE, settings.signals)
     return suite if settings.precheck else without_precheck(suite)
 
 

@@ -12,9 +12,18 @@ from typing import Any
 import numpy as np
 
 from calibration.artifact import Artifact, FittedStage
-from calibration.fitting import Target, cascade_mix, cascade_outcome, fit_stage, precheck_threshold, split_rows
+from calibration.fitting import (
+    Target,
+    cascade_mix,
+    cascade_outcome,
+    early_exit_thresholds,
+    fit_stage,
+    precheck_threshold,
+    split_rows,
+)
 from calibration.fusion import LogisticFusion, coefficients_table
 from calibration.report import ReportData, report_metrics
+from calibration.thresholds import decisions
 from estimators.base import Cost, total_cost
 from gate.offline.signal_cache import CachedRow
 from gate.suite import SignalSpec
@@ -57,7 +66,12 @@ def fit_artifact(
     stages: dict[str, FittedStage] = {"full": full}
     infos = {"full": full_info}
     if free_keys and len(free_keys) < len(keys):
-        stages["free"], infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
+        free, infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
+        held = split == "threshold"
+        p_free = free.probabilities(matrix(rows, free.signals)[held])
+        full_decisions = decisions(full.probabilities(matrix(rows, full.signals)[held]), full.thresholds)
+        exits = early_exit_thresholds(free, p_free, full_decisions)
+        stages["free"] = dataclasses.replace(free, thresholds=exits)
     threshold = None  # without a precheck stage, familiarity is one more full-stage signal
     if any(spec.stage == "precheck" for spec in suite):
         familiarity = matrix(rows, ["familiarity"])[:, 0]
