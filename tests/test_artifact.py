@@ -12,11 +12,12 @@ import pytest
 from calibration.artifact import ArtifactError, artifact_from_dict, load_artifact
 from calibration.fitting import SPLITS, Target, cross_fitted_scores, fit_stage, precheck_threshold, split_rows
 from calibration.fusion import make_fusion
+from calibration.thresholds import decisions
 from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
 from gate.factory import SHIPPED_ARTIFACT, SHIPPED_NO_PRECHECK_ARTIFACT, load_calibration, suite_from
-from gate.offline.calibrate import EVALUATED_ON, FITTED_ON, FitOptions, fit_artifact, report_data
+from gate.offline.calibrate import EVALUATED_ON, FITTED_ON, FitOptions, fit_artifact, matrix, report_data, retarget
 from gate.offline.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.pipeline import Gate
 from gate.suite import DEFAULT_SUITE, SignalSpec
@@ -273,3 +274,44 @@ def test_dataset_entries_take_their_own_count_and_extend_the_same_draw(tmp_path:
     assert len(small) == 3 and len(large) == 10
     assert [item.id for _, item in small] == [item.id for _, item in large[:3]]
     assert {name for name, _ in small} == {"qa"}
+
+
+def test_early_exits_keep_what_the_full_stage_delivers(artifact_and_rows) -> None:
+    artifact, rows = artifact_and_rows
+    free, full = artifact.free, artifact.full
+    split = split_rows([row.id for row in rows], seed=0)
+    held = [row for row, part in zip(rows, split, strict=True) if part == "threshold"]
+    p_free = free.probabilities(matrix(held, free.signals))
+    delivered = decisions(full.probabilities(matrix(held, full.signals)), full.thresholds) != "abstain"
+    early_abstain = p_free < free.abstain
+    # the early abstentions withhold at most 5% of what the full stage would answer or hedge
+    assert (early_abstain & delivered).sum() <= 0.05 * delivered.sum()
+    assert free.thresholds.hedge_result.method == "early_exit"
+    assert "early exit" in free.thresholds.hedge_result.message
+    # the early answer threshold is the free stage's own Learn-then-Test threshold, which certifies it
+    assert free.thresholds.answer_result.method.startswith("ltt")
+
+
+def test_early_exit_cut_on_hand_made_rows() -> None:
+    from calibration.fitting import early_exit_thresholds
+
+    stage = fit_artifact(synthetic_rows(), model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS).free
+    p = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] * 2)
+    full = np.array(["abstain"] * 4 + ["hedge"] * 6 + ["abstain"] * 2 + ["answer"] * 8)
+    exits = early_exit_thresholds(stage, p, full, max_lost=0.0)
+    # 14 delivered rows; none may be lost: the lowest delivered p is 0.1 (row 12), so the cut is 0.1
+    assert exits.abstain == pytest.approx(0.1)
+    assert exits.hedge == stage.thresholds.hedge
+    nothing_delivered = early_exit_thresholds(stage, p, np.array(["abstain"] * 20))
+    assert nothing_delivered.abstain == 0.0  # no evidence: never exit early on abstention
+
+
+def test_retarget_rechooses_thresholds_and_keeps_the_fit(artifact_and_rows) -> None:
+    artifact, rows = artifact_and_rows
+    strict = retarget(artifact, rows, Target(answer_level=0.9, hedge_level=0.4))
+    loose = retarget(artifact, rows, Target(answer_level=0.5, hedge_level=0.4))
+    assert strict.full.fusion is artifact.full.fusion and strict.precheck_threshold == artifact.precheck_threshold
+    assert strict.full.hedge >= loose.full.hedge  # a stricter target answers from a higher probability
+    assert strict.target["answer_level"] == 0.9 and strict.id != artifact.id
+    same = retarget(artifact, rows, Target(**artifact.target))
+    assert same.full.thresholds == artifact.full.thresholds

@@ -23,7 +23,7 @@ from calibration.fitting import (
 )
 from calibration.fusion import LogisticFusion, coefficients_table
 from calibration.report import ReportData, report_metrics
-from calibration.thresholds import decisions
+from calibration.thresholds import choose_thresholds, decisions
 from estimators.base import Cost, total_cost
 from gate.offline.signal_cache import CachedRow
 from gate.suite import SignalSpec
@@ -90,6 +90,32 @@ def fit_artifact(
     held_out = report_data(artifact, rows)
     metrics = report_metrics(held_out, n_resamples=options.n_resamples, seed=options.seed)
     return dataclasses.replace(artifact, metrics={key: metrics[key] for key in _ARTIFACT_METRICS})
+
+
+def retarget(artifact: Artifact, rows: Sequence[CachedRow], target: Target) -> Artifact:
+    """The same fitted stages with thresholds (and early exits) chosen for another ``target``.
+
+    Only the artifact's threshold split of ``rows`` (the rows it was fitted on) is read, as in
+    :func:`fit_artifact`; fusion, calibrator and precheck cut are kept. One fit serves several risk targets.
+    """
+    split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
+    held = [row for row, part in zip(rows, split, strict=True) if part == "threshold"]
+    y = np.array([row.correct for row in held])
+    levels = {"answer_level": target.answer_level, "hedge_level": target.hedge_level,
+              "confidence_level": target.confidence_level, "method": target.method}
+    full = artifact.full
+    p_full = full.probabilities(matrix(held, full.signals))
+    full = dataclasses.replace(full, thresholds=choose_thresholds(p_full, y, **levels))
+    stages = {"full": full}
+    if artifact.free is not None:
+        free = artifact.free
+        p_free = free.probabilities(matrix(held, free.signals))
+        free = dataclasses.replace(free, thresholds=choose_thresholds(p_free, y, **levels))
+        exits = early_exit_thresholds(free, p_free, decisions(p_full, full.thresholds))
+        stages = {"full": full, "free": dataclasses.replace(free, thresholds=exits)}
+    return dataclasses.replace(
+        artifact, stages=stages, target=target.to_dict(), notes=_threshold_notes(stages), metrics={}
+    )
 
 
 _ARTIFACT_METRICS = ("n_rows", "fused", "signals", "decision_mix", "request_costs", "extra_tables")
