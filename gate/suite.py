@@ -62,7 +62,7 @@ class SignalSpec:
 
 
 CANDIDATE_SUITE: tuple[SignalSpec, ...] = (
-    SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 2, "method": "surprise"}),
+    SignalSpec("familiarity", "familiarity", "precheck", {"max_concepts": 1, "method": "surprise"}),
     SignalSpec("logprob_mean", "logprob", "free", {"aggregate": "mean"}),
     SignalSpec("logprob_min", "logprob", "free", {"aggregate": "min"}),
     SignalSpec("consistency", "consistency", "full", {"n_samples": 5, "temperature": 1.0, "adaptive": False}),
@@ -72,7 +72,8 @@ CANDIDATE_SUITE: tuple[SignalSpec, ...] = (
 )
 """Every signal family the gate can compute, each selectable by key (``signals:`` in the settings).
 
-Familiarity is the one-pass ``surprise`` method (one forced pass per concept, cached across requests);
+Familiarity is the one-pass ``surprise`` method on the rarest concept (one forced pass, cached across
+requests; a second concept added nothing on the development rows, ``benchmarks/results/cost.md``);
 consistency draws its five samples in one call. PACE scores only when references (given or retrieved) exist.
 """
 
