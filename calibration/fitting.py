@@ -24,6 +24,7 @@ from calibration.artifact import FittedStage
 from calibration.calibrators import ORDER_PRESERVING, best_of, compare_calibrators, make_calibrator
 from calibration.fusion import make_fusion
 from calibration.fusion_selection import Candidate, choose_fusion
+from calibration.metrics import auroc
 from calibration.thresholds import DecisionThresholds, ThresholdResult, choose_thresholds, decisions
 
 SPLITS = ("fit", "calibrate", "threshold", "test")
@@ -159,37 +160,76 @@ def precheck_threshold(familiarity: np.ndarray, y_correct: np.ndarray, *, max_lo
 
 
 def early_exit_thresholds(
-    free: FittedStage, p_free: np.ndarray, full_decisions: np.ndarray, *, max_lost: float = 0.05
+    free: FittedStage,
+    p_free: np.ndarray,
+    p_full: np.ndarray,
+    y_correct: np.ndarray,
+    *,
+    full_decisions: np.ndarray,
+    max_lost: float = 0.05,
+    keep_auroc: float = 0.97,
 ) -> DecisionThresholds:
     """The free stage's thresholds as a cascade's early exits, from rows neither stage was fitted on.
 
     Above its own answer threshold (Learn-then-Test, unchanged) the free stage answers without the full
     stage: that threshold certifies the error rate among what it answers. Below the returned abstain
-    threshold it abstains without the full stage; that cut is the highest at which the early abstentions
-    would have withheld at most ``max_lost`` of the rows the full stage delivers (answers or hedges). In
-    between, the full stage runs: the next signal is paid for only where it can change the decision.
-    Choosing the cut by the free stage's own hedge target instead abstained on nearly every request the
-    full stage would have answered (1 of 180 answered on held-out questions, issue "earn every call").
+    threshold it abstains without the full stage. That cut is the highest at which, on these rows, (1) the
+    early abstentions withhold at most ``max_lost`` of the rows the full stage delivers (answers or
+    hedges), and (2) the cascade's probability (the free stage's below the cut, the full stage's above)
+    keeps ``keep_auroc`` of the full stage's AUROC. In between, the full stage runs: the next signal is paid
+    for only where it can change the decision or the ranking. Choosing the cut by the free stage's own hedge
+    target instead abstained on nearly every request the full stage would have answered (1 of 180
+    answered on held-out questions, issue "earn every call").
     """
-    p = np.asarray(p_free, dtype=float)
+    p, q = np.asarray(p_free, dtype=float), np.asarray(p_full, dtype=float)
+    y = np.asarray(y_correct, dtype=bool)
     delivered = np.asarray(full_decisions) != "abstain"
     answer_at = free.thresholds.hedge
+    full_auroc = _auroc_or_nan(y, q)
     cut = 0.0
-    if delivered.any():
-        for candidate in np.unique(p):
-            if (delivered & (p < candidate)).sum() <= max_lost * delivered.sum():
-                cut = float(candidate)
-    cut = min(cut, answer_at)
+    for candidate in np.unique(p):
+        if candidate > answer_at:
+            break
+        below = p < candidate
+        if (delivered & below).sum() > max_lost * delivered.sum():
+            break
+        cascade = _auroc_or_nan(y, np.where(below, p, q))
+        if not np.isnan(full_auroc) and cascade < keep_auroc * full_auroc:
+            break
+        cut = float(candidate)
     lost = int((delivered & (p < cut)).sum())
+    kept = _auroc_or_nan(y, np.where(p < cut, p, q)) / full_auroc if full_auroc else float("nan")
     message = (
         f"early exit: the free stage abstains without the full stage when p < {cut:.4g}; on the threshold split "
         f"that withholds {lost} of the {int(delivered.sum())} rows the full stage answers or hedges (at most "
-        f"{max_lost:.0%} allowed) and saves the full stage on {float((p < cut).mean()):.1%} of requests"
+        f"{max_lost:.0%} allowed), keeps {kept:.1%} of its AUROC (at least {keep_auroc:.0%}) and saves the full "
+        f"stage on {float((p < cut).mean()):.1%} of requests"
     )
-    result = ThresholdResult(cut, "early_exit", max_lost, None, True, lost / max(1, int(delivered.sum())),
-                             float((p < cut).mean()), int(p.size), message)
-    return DecisionThresholds(abstain=cut, hedge=answer_at, answer_result=free.thresholds.answer_result,
-                              hedge_result=result)
+    result = ThresholdResult(
+        cut, "early_exit", max_lost, None, True, lost / max(1, int(delivered.sum())), float((p < cut).mean()),
+        int(p.size), message,
+    )
+    return DecisionThresholds(
+        abstain=cut, hedge=answer_at, answer_result=free.thresholds.answer_result, hedge_result=result
+    )
+
+
+def _auroc_or_nan(y: np.ndarray, scores: np.ndarray) -> float:
+    return float(auroc(y, scores)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def precheck_pays(
+    familiarity: np.ndarray, threshold: float | None, *, precheck_calls: float, saved_calls: float
+) -> bool:
+    """Whether abstaining below ``threshold`` saves at least the calls the precheck costs on every request.
+
+    ``saved_calls`` is what a request costs after the precheck (the answer and the signals computed on it).
+    """
+    if threshold is None:
+        return False
+    f = np.asarray(familiarity, dtype=float)
+    abstains = float(np.mean(np.nan_to_num(f, nan=1.0) < threshold))
+    return abstains * saved_calls >= precheck_calls
 
 
 def cascade_outcome(

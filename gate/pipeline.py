@@ -140,7 +140,8 @@ class Gate:
         """
         messages = _as_messages(prompt)
         question = messages[-1]["content"]
-        run = _Run(self, question, set(signals) if signals is not None else None, budget or Budget(), known)
+        wanted = set(signals) if signals is not None else None
+        run = _Run(self, question, wanted, budget or Budget(), known, every_signal=not cascade)
         await run.precheck()
         if precheck and (abstention := run.precheck_abstention()) is not None:
             return abstention
@@ -183,11 +184,16 @@ class _Run:
         wanted: set[str] | None,
         budget: Budget,
         known: Mapping[str, Signal] | None = None,
+        *,
+        every_signal: bool = False,
     ) -> None:
         self.gate, self.question, self.budget = gate, question, budget
         self.calibration = gate.calibration
         self.skipped: dict[str, str] = {}
         self.specs = list(select(gate.suite, None if wanted is None else sorted(wanted)))
+        unread = set() if every_signal else _unread(self.calibration, self.specs)
+        self.skipped.update(dict.fromkeys(unread, "not read by the calibration artifact (it added nothing when fit)"))
+        self.specs = [spec for spec in self.specs if spec.key not in unread]
         keys = {spec.key for spec in self.specs}
         self.signals: dict[str, Signal] = {key: signal for key, signal in (known or {}).items() if key in keys}
         self.deadline = None if budget.max_seconds is None else time.monotonic() + budget.max_seconds
@@ -320,6 +326,21 @@ class _Run:
             seconds = time.perf_counter() - started
             signal = signal.model_copy(update={"cost": signal.cost.model_copy(update={"seconds": seconds})})
         return signal
+
+
+def _unread(calibration: Calibration, specs: Sequence[SignalSpec]) -> set[str]:
+    """Signals the calibration never looks at: computing them would spend calls for nothing.
+
+    A stage scorer that names no signals reads them all (the uncalibrated mean); familiarity is read when
+    the artifact has a precheck cut or a stage fuses it.
+    """
+    stages = [stage for stage in (calibration.free, calibration.full) if stage is not None]
+    if any(not stage.signals for stage in stages):
+        return set()
+    read = {key for stage in stages for key in stage.signals}
+    if calibration.precheck_threshold is not None:
+        read.add("familiarity")
+    return {spec.key for spec in specs if spec.key not in read}
 
 
 def _over_budget(spent: Cost, budget: Budget, *, calls_needed: int) -> str | None:

@@ -246,3 +246,32 @@ async def test_without_a_precheck_stage_familiarity_runs_only_when_the_free_stag
     unsure = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-1.0)])
     opened = await Gate(unsure, NO_PRECHECK_CAL, suite=NO_PRECHECK_SUITE).assess(QUESTION)
     assert opened.stage == "full" and {"familiarity", "consistency"} <= set(opened.signals)
+
+
+async def test_signals_the_artifact_does_not_read_are_not_computed() -> None:
+
+    @dataclass(frozen=True)
+    class Stage:
+        signals: tuple[str, ...]
+        abstain: float = 0.2
+        hedge: float = 0.9
+
+        def probability(self, values: Mapping[str, float | None]) -> float:
+            return 0.5
+
+    @dataclass(frozen=True)
+    class ReadsTokenProbabilityOnly:
+        id: str = "test"
+        precheck_threshold: float | None = None
+        free: Stage | None = None
+        full: Stage = Stage(signals=("logprob_min",))
+
+    llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.05)])
+    gate = Gate(llm, ReadsTokenProbabilityOnly())
+    result = await gate.assess("Who wrote Hamlet?")
+    assert set(result.signals) == {"logprob_min"}
+    assert result.gate_cost.calls == 0 and len(llm.calls) == 1  # the answer only: no precheck, no samples
+    assert set(result.skipped) == {"familiarity", "logprob_mean", "consistency"}
+    assert all("not read by the calibration" in why for why in result.skipped.values())
+    everything = await gate.assess("Who wrote Hamlet?", cascade=False)  # what calibration collects
+    assert {"familiarity", "consistency"} <= set(everything.signals)

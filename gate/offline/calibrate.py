@@ -18,6 +18,7 @@ from calibration.fitting import (
     cascade_outcome,
     early_exit_thresholds,
     fit_stage,
+    precheck_pays,
     precheck_threshold,
     split_rows,
 )
@@ -69,13 +70,20 @@ def fit_artifact(
         free, infos["free"] = fit_stage(matrix(rows, free_keys), y, split, signals=free_keys, **kwargs)
         held = split == "threshold"
         p_free = free.probabilities(matrix(rows, free.signals)[held])
-        full_decisions = decisions(full.probabilities(matrix(rows, full.signals)[held]), full.thresholds)
-        exits = early_exit_thresholds(free, p_free, full_decisions)
+        p_full = full.probabilities(matrix(rows, full.signals)[held])
+        decided = decisions(p_full, full.thresholds)
+        exits = early_exit_thresholds(free, p_free, p_full, y[held], full_decisions=decided)
         stages["free"] = dataclasses.replace(free, thresholds=exits)
     threshold = None  # without a precheck stage, familiarity is one more full-stage signal
     if any(spec.stage == "precheck" for spec in suite):
         familiarity = matrix(rows, ["familiarity"])[:, 0]
-        threshold = precheck_threshold(familiarity[split == "threshold"], y[split == "threshold"])
+        held = split == "threshold"
+        threshold = precheck_threshold(familiarity[held], y[held])
+        # a precheck that does not save the calls it costs is turned off ("earn every call")
+        precheck_calls = costs.get("familiarity", 0.0)
+        after = 1.0 + sum(cost for key, cost in costs.items() if key != "familiarity" and key in stages["full"].signals)
+        if not precheck_pays(familiarity[held], threshold, precheck_calls=precheck_calls, saved_calls=after):
+            threshold = None
     artifact = Artifact(
         model=model,
         suite=[spec.to_dict() for spec in suite],
@@ -111,7 +119,7 @@ def retarget(artifact: Artifact, rows: Sequence[CachedRow], target: Target) -> A
         free = artifact.free
         p_free = free.probabilities(matrix(held, free.signals))
         free = dataclasses.replace(free, thresholds=choose_thresholds(p_free, y, **levels))
-        exits = early_exit_thresholds(free, p_free, decisions(p_full, full.thresholds))
+        exits = early_exit_thresholds(free, p_free, p_full, y, full_decisions=decisions(p_full, full.thresholds))
         stages = {"full": full, "free": dataclasses.replace(free, thresholds=exits)}
     return dataclasses.replace(
         artifact, stages=stages, target=target.to_dict(), notes=_threshold_notes(stages), metrics={}
