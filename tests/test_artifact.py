@@ -298,12 +298,16 @@ def test_early_exit_cut_on_hand_made_rows() -> None:
     stage = fit_artifact(synthetic_rows(), model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS).free
     p = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] * 2)
     full = np.array(["abstain"] * 4 + ["hedge"] * 6 + ["abstain"] * 2 + ["answer"] * 8)
-    exits = early_exit_thresholds(stage, p, full, max_lost=0.0)
+    y = p > 0.45
+    exits = early_exit_thresholds(stage, p, p, y, full_decisions=full, max_lost=0.0)
     # 14 delivered rows; none may be lost: the lowest delivered p is 0.1 (row 12), so the cut is 0.1
-    assert exits.abstain == pytest.approx(0.1)
+    assert exits.abstain == pytest.approx(min(0.1, stage.thresholds.hedge))
     assert exits.hedge == stage.thresholds.hedge
-    nothing_delivered = early_exit_thresholds(stage, p, np.array(["abstain"] * 20))
-    assert nothing_delivered.abstain == 0.0  # no evidence: never exit early on abstention
+    # the same decisions, but the full stage ranks the low rows differently: exiting early would lose AUROC
+    reranked = np.where(p < 0.35, 1 - p, p) * 0.4
+    y_low = (p < 0.35) & (np.arange(20) % 2 == 0)
+    strict = early_exit_thresholds(stage, p, reranked, y_low, full_decisions=full, max_lost=1.0, keep_auroc=0.99)
+    assert strict.abstain <= 0.05  # only below every row: the full stage's ranking is kept
 
 
 def test_retarget_rechooses_thresholds_and_keeps_the_fit(artifact_and_rows) -> None:
