@@ -47,3 +47,18 @@ def bootstrap_interval(
 ) -> tuple[float, float]:
     """A 95% percentile bootstrap interval of ``statistic`` over the rows of ``data``; NaN resamples are dropped."""
     return percentile_interval(lambda rows: statistic(data[rows]), len(data), n_resamples=n_resamples, seed=seed)
+
+
+def describe_target(answer_level: float, hedge_level: float, confidence_level: float, method: str = "ltt") -> str:
+    """A threshold target in words: the error rates it allows (1 - the wanted accuracy) and how it is held.
+
+    ``answer_level`` and ``hedge_level`` are wanted *accuracies* (``gate calibrate --answer-level``), so a
+    level of 0.55 allows an error rate of 0.45 among the answered requests.
+    """
+    levels = f"error among answered <= {1 - answer_level:.2f}, among answered or hedged <= {1 - hedge_level:.2f}"
+    how = {
+        "ltt": f"each with probability >= {confidence_level:.0%} (Learn-then-Test)",
+        "crc": "in expectation (conformal risk control)",
+        "balance": "no guarantee (balance objective)",
+    }
+    return f"{levels}, {how.get(method, method)}"
