@@ -23,7 +23,8 @@ SHIPPED_NO_PRECHECK_ARTIFACT = Path(__file__).parent / "data" / "gemma-3-270m.no
 
 def suite_from(settings: Settings) -> tuple[SignalSpec, ...]:
     """The default suite, or the signals ``settings.signals`` names (any available one, see
-    ``gate.suite.CANDIDATE_SUITE``); ``precheck: false`` moves familiarity from before generation into the full stage."""
+    ``gate.suite.CANDIDATE_SUITE``); ``precheck: false`` moves familiarity from before generation into the
+    full stage."""
     suite = DEFAULT_SUITE if settings.signals is None else select(CANDIDATE_SUITE, settings.signals)
     return suite if settings.precheck else without_precheck(suite)
 
