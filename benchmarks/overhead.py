@@ -121,6 +121,7 @@ def gate_server(port: int, stub: str, transport: str, workers: int = 1) -> tuple
         "GATE_MAX_RETRIES": "0",
         "GATE_LOG_LEVEL": "warning",
         "GATE_API_KEYS": json.dumps([GATE_KEY]),  # clients authenticate, as in production
+        "GATE_ALLOWED_MODES": '["off", "observe", "enforce"]',  # the rows compare the modes per request
     }
     return [str(BIN / "gate"), "serve", "--port", str(port), "--workers", str(workers)], env
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -31,6 +31,8 @@ DEFAULT_EMBEDDER = "local/all-MiniLM-L6-v2"
 GateMode = Literal["off", "observe", "enforce"]
 ExtraBuffers = Literal["auto", "on", "off"]
 """May llama.cpp use extra buffer types (CPU repack, AMX)? ``gate.backends.embedded.cpu`` decides ``auto``."""
+SECRET_FIELDS = frozenset({"api_key", "api_keys", "privileged_api_keys"})
+"""Settings whose values are never shown (``display``, validation messages)."""
 SampleDecoding = Literal["batched", "serial"]
 """How the embedded model decodes n samples: together, or one after the other (``embedded.engine.LlamaEngine``)."""
 
@@ -89,12 +91,26 @@ class Settings(BaseSettings):
     # The proxy (`gate serve`): request defaults and the bounds a request cannot pass (see gate/policy.py).
     mode: GateMode = Field(default="enforce", description="default per-request mode: off, observe or enforce")
     allowed_modes: list[GateMode] = Field(
-        default_factory=lambda: ["off", "observe", "enforce"], min_length=1, description="modes a request may pick"
+        default_factory=lambda: ["enforce"],
+        min_length=1,
+        description="modes a request may pick besides `mode` (privileged keys: any); off and observe skip enforcement",
     )
     api_keys: list[SecretStr] = Field(
-        default_factory=list, description="client API keys (Bearer), e.g. GATE_API_KEYS='[\"k1\"]'; empty: no auth"
+        default_factory=list,
+        description="client API keys (Bearer), e.g. GATE_API_KEYS='[\"k1\"]'; no keys at all (here or in "
+        "privileged_api_keys): no auth",
     )
-    include_original: bool = Field(default=True, description="keep the model's own answer in gate.original")
+    privileged_api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="client keys that may pick any mode and always get gate.original (operators, evaluation)",
+    )
+    public_paths: list[str] = Field(
+        default_factory=lambda: ["/healthz", "/readyz"],
+        description="paths served without a key when keys are configured (e.g. add /metrics for a scraper)",
+    )
+    include_original: bool = Field(
+        default=False, description="ship the model's own answer in gate.original to every client (privileged: always)"
+    )
     hedge_message: str = Field(default="Note: I am not confident in this answer.", min_length=1)
     hedge_position: Literal["prefix", "suffix"] = Field(default="suffix", description="where the hedge note goes")
     abstain_message: str = Field(
@@ -107,6 +123,19 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=1, ge=1, le=3600, description="retry-after sent with a 429")
     request_timeout_s: float = Field(default=120.0, gt=0, le=3600, description="whole request, gate included")
     max_answer_tokens: int = Field(default=1024, ge=1, le=32768, description="largest max_tokens a request may ask")
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="request line and headers (uvicorn's h11 limit, checked between reads of up to 64 KiB); "
+        "larger: uvicorn's own plain-text 400 and the connection closed",
+    )
+    max_upstream_bytes: int = Field(
+        default=10_000_000,
+        ge=1024,
+        le=1_000_000_000,
+        description="largest upstream response body read (direct transport); larger: 502 upstream response too large",
+    )
 
     # The proxy's audit log (gate/audit/log.py) and /metrics (gate/server/metrics.py).
     audit_path: Path | None = Field(default=None, description="JSONL audit log, one line per request; None: no log")
@@ -115,12 +144,19 @@ class Settings(BaseSettings):
     )
     audit_max_bytes: int = Field(default=50_000_000, ge=1024, description="rotate the audit log beyond this size")
     audit_backups: int = Field(default=5, ge=0, le=1000, description="rotated audit files kept: path.1, path.2 ...")
-    metrics_auth: bool = Field(default=False, description="require an API key for /metrics too (default: open)")
     metrics_dir: Path | None = Field(
         default=None,
         description="where the workers of gate serve --workers keep their /metrics values, emptied at start "
         "(prometheus_client's PROMETHEUS_MULTIPROC_DIR; a temporary directory unless set)",
     )
+
+    @field_validator("public_paths")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        wrong = [path for path in paths if not path.startswith("/")]
+        if wrong:
+            raise ValueError(f"paths start with '/' (exact paths, no patterns), got {wrong}")
+        return paths
 
     @classmethod
     def settings_customise_sources(
@@ -191,6 +227,6 @@ def _describe(exc: ValidationError) -> str:
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(file)"
         env = f"GATE_{field.upper()}"
-        shown = "***" if field == "api_key" else repr(error.get("input"))
+        shown = "***" if field.split(".")[0] in SECRET_FIELDS else repr(error.get("input"))
         lines.append(f"  {field} ({env}): {error['msg']}; got {shown}")
     return "\n".join(lines)

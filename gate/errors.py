@@ -36,6 +36,14 @@ class MalformedResponseError(UpstreamError):
         super().__init__(f"the upstream answered a malformed completion: {reason}", status=502, retryable=False)
 
 
+class UpstreamTooLargeError(UpstreamError):
+    """The upstream's response body is larger than ``max_upstream_bytes``; the rest of it was not read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the response is larger than this server's limit of {limit} bytes", status=502)
+
+
 class UnknownModelError(UpstreamError, ValueError):
     """The model name is not one the provider layer knows or the upstream serves."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ class StubState:
     fail_status: int = 500
     requests: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)  # request targets: absolute URIs when it serves as a proxy
+    declare_length: bool = True  # False: no content-length, the body ends when the connection closes
+    gzip: bool = False  # send the body gzip-compressed (content-encoding: gzip)
+    broken_writes: int = 0  # answers the client stopped reading before their end
 
 
 def _chat_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +108,17 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
+            if state.gzip:
+                payload = gzip.compress(payload, compresslevel=1)
+                self.send_header("content-encoding", "gzip")
+            if state.declare_length:
+                self.send_header("content-length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.wfile.write(payload)
+            except OSError:  # the client closed the connection mid-answer
+                state.broken_writes += 1
+                self.close_connection = True
 
     return Handler
 

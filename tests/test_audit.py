@@ -92,7 +92,7 @@ async def test_every_gated_request_gets_one_line_with_its_decision_signals_laten
 
 async def test_pass_through_requests_get_a_line_without_a_decision_and_refused_ones_get_none(tmp_path):
     log = tmp_path / "audit.jsonl"
-    async with serving(audit_path=log, api_keys=["k-1"]) as client:
+    async with serving(audit_path=log, api_keys=["k-1"], allowed_modes=["off", "enforce"]) as client:
         headers = {"authorization": "Bearer k-1"}
         passed = await client.post(
             "/v1/chat/completions", json={**_chat(ANSWER_Q), "gate": {"mode": "off"}}, headers=headers
@@ -152,17 +152,18 @@ async def test_a_lone_surrogate_in_the_question_is_audited_not_a_500(tmp_path, m
 
 async def test_no_api_key_reaches_the_audit_file_even_when_auth_is_on(tmp_path):
     log = tmp_path / "audit.jsonl"
-    client_key, upstream_key = "sk-client-secret-1", "sk-upstream-secret-2"
-    async with serving(audit_path=log, audit_question="text", api_keys=[client_key], api_key=upstream_key) as client:
+    client_key, upstream_key, operator_key = "sk-client-secret-1", "sk-upstream-secret-2", "sk-operator-secret-3"
+    keys = {"api_keys": [client_key], "privileged_api_keys": [operator_key], "api_key": upstream_key}
+    async with serving(audit_path=log, audit_question="text", **keys) as client:
         headers = {"authorization": f"Bearer {client_key}"}
-        leaky = f"My keys are {client_key} and {upstream_key}. Who wrote Hamlet?"
+        leaky = f"My keys are {client_key} and {upstream_key}, {operator_key}. Who wrote Hamlet?"
         ok = await client.post("/v1/chat/completions", json=_chat(leaky), headers=headers)
         wrong = await client.post("/v1/chat/completions", json=_chat(ANSWER_Q), headers={"authorization": "Bearer x"})
     assert ok.status_code == 200 and wrong.status_code == 401
     text = log.read_text()
-    assert client_key not in text and upstream_key not in text and "Bearer" not in text
+    assert client_key not in text and upstream_key not in text and operator_key not in text and "Bearer" not in text
     [line] = lines_of(log)
-    assert line["question"] == "My keys are *** and ***. Who wrote Hamlet?"
+    assert line["question"] == "My keys are *** and ***, ***. Who wrote Hamlet?"
 
 
 def test_an_audit_path_that_cannot_be_written_stops_the_server_at_start(tmp_path):

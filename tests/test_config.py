@@ -9,6 +9,7 @@ from gate.errors import ConfigError
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     names = ("GATE_CONFIG", "GATE_MODEL", "GATE_TIMEOUT_S", "GATE_API_KEY", "GATE_NATIVE_N", "GATE_API_BASE")
+    names += ("GATE_API_KEYS", "GATE_PRIVILEGED_API_KEYS", "GATE_ALLOWED_MODES", "GATE_INCLUDE_ORIGINAL", "GATE_MODE")
     for name in names + tuple(UPSTREAM_ENV_ALIASES):
         monkeypatch.delenv(name, raising=False)
 
@@ -92,3 +93,23 @@ def test_a_password_in_api_base_is_masked_in_display(monkeypatch):
     assert shown["api_base"] == "https://user:***@llm.internal:8443/v1" and "hunter2" not in str(shown)
     monkeypatch.setenv("GATE_API_BASE", "http://llm.internal/v1")
     assert load_settings().display()["api_base"] == "http://llm.internal/v1"
+
+
+def test_the_proxy_defaults_are_the_safe_ones():
+    """Issue 17, item 7: a client cannot switch enforcement off or read a withheld answer unless configured."""
+    settings = load_settings()
+    assert settings.allowed_modes == ["enforce"] and settings.mode == "enforce"
+    assert settings.include_original is False and settings.privileged_api_keys == []
+    assert settings.public_paths == ["/healthz", "/readyz"]
+    assert settings.max_upstream_bytes == 10_000_000 and settings.max_header_bytes == 16_384
+
+
+def test_client_keys_are_masked_in_display_and_errors(monkeypatch):
+    monkeypatch.setenv("GATE_API_KEYS", '["sk-client-secret"]')
+    monkeypatch.setenv("GATE_PRIVILEGED_API_KEYS", '["sk-operator-secret"]')
+    shown = str(load_settings().display())
+    assert "sk-client-secret" not in shown and "sk-operator-secret" not in shown
+    monkeypatch.setenv("GATE_PRIVILEGED_API_KEYS", '[["sk-nested-secret"]]')  # not a list of strings
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "privileged_api_keys.0" in str(info.value) and "sk-nested-secret" not in str(info.value)

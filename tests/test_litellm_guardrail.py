@@ -191,7 +191,7 @@ async def test_pre_call_leaves_other_calls_and_non_questions_alone() -> None:
 
 async def test_post_call_answers_with_the_gate_object_and_headers_and_reuses_the_precheck() -> None:
     llm = ScriptedLLM(rules=FAMILIAR)
-    hook = guardrail(llm)
+    hook = guardrail(llm, include_original=True)
     data = await hook.async_pre_call_hook(None, None, request(), "completion")
     calls = familiarity_calls(llm)
     out = await hook.async_post_call_success_hook(data, None, response("William Shakespeare", ANSWER))
@@ -213,7 +213,8 @@ async def test_post_call_hedges_with_the_configured_note() -> None:
 
 
 async def test_post_call_abstains_and_keeps_the_original_in_the_gate_object() -> None:
-    out = await through_proxy(guardrail(ScriptedLLM(rules=FAMILIAR)), request(), response("Marlowe", ABSTAIN))
+    hook = guardrail(ScriptedLLM(rules=FAMILIAR), include_original=True)
+    out = await through_proxy(hook, request(), response("Marlowe", ABSTAIN))
     assert out.gate["decision"] == "abstain" and out.gate["original"] == "Marlowe"
     assert out.choices[0].message.content.startswith("I can't answer this reliably")
     assert out.choices[0].finish_reason == "stop"
@@ -274,7 +275,7 @@ async def collect(hook: ConfidenceGuardrail, data: dict[str, Any], chunks: list[
 
 async def test_streaming_is_buffered_and_assessed_exactly_once() -> None:
     llm = ScriptedLLM(rules=FAMILIAR)
-    hook = guardrail(llm)
+    hook = guardrail(llm, include_original=True)
     gate = await hook.gate()
     assessed: list[str] = []
     original_assess = gate.assess
@@ -351,7 +352,7 @@ guardrails:
     litellm_params:
       guardrail: gate.litellm_guardrail.ConfidenceGuardrail
       mode: [pre_call, post_call]
-      gate_config: {{artifact: {open}, max_tokens: 24}}
+      gate_config: {{artifact: {open}, max_tokens: 24, include_original: true}}
   - guardrail_name: llm-gate-strict
     litellm_params:
       guardrail: gate.litellm_guardrail.ConfidenceGuardrail

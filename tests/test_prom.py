@@ -19,6 +19,7 @@ from gate.errors import ConfigError, UpstreamError
 from gate.server.metrics import LATENCY_BUCKETS, MULTIPROC_ENV, ProxyMetrics
 from tests.test_server import (
     ABSTAIN_Q,
+    ALL_MODES,
     ANSWER_Q,
     HEDGE_Q,
     MODEL,
@@ -164,7 +165,7 @@ async def scrape(client: Any) -> Samples:
 
 
 async def test_counters_and_histograms_move_with_requests():
-    async with serving(api_keys=["k"]) as client:
+    async with serving(api_keys=["k"], public_paths=["/metrics"], **ALL_MODES) as client:
         before = await scrape(client)
         auth = {"authorization": "Bearer k"}
         for question in (ANSWER_Q, HEDGE_Q, ABSTAIN_Q):
@@ -172,7 +173,7 @@ async def test_counters_and_histograms_move_with_requests():
         await client.post("/v1/chat/completions", json={**_chat(ANSWER_Q), "gate": {"mode": "off"}}, headers=auth)
         await client.post("/v1/chat/completions", json={"model": MODEL}, headers=auth)
         await ask(client, ANSWER_Q)  # no key: 401
-        await client.get("/nowhere")
+        await client.get("/nowhere", headers=auth)
         after = await scrape(client)
     chat = "/v1/chat/completions"
     assert value(before, "gate_requests_total", route=chat, mode="enforce", status="200") == 0
@@ -200,20 +201,24 @@ def _chat(question: str) -> dict[str, Any]:
     return {"model": MODEL, "messages": [{"role": "user", "content": question}]}
 
 
-async def test_metrics_are_open_by_default_and_behind_the_keys_when_configured():
+async def test_metrics_are_open_without_keys_behind_them_when_configured_unless_listed_public():
+    async with serving() as client:
+        local = await client.get("/metrics")
     async with serving(api_keys=["k"]) as client:
-        open_ = await client.get("/metrics")
-    async with serving(api_keys=["k"], metrics_auth=True) as client:
         closed = await client.get("/metrics")
         allowed = await client.get("/metrics", headers={"authorization": "Bearer k"})
-    assert open_.status_code == 200 and closed.status_code == 401 and allowed.status_code == 200
+    async with serving(api_keys=["k"], public_paths=["/healthz", "/metrics"]) as client:
+        listed = await client.get("/metrics")
+        ready = await client.get("/readyz")  # no longer listed: behind the keys like the rest
+    assert local.status_code == 200 and closed.status_code == 401 and allowed.status_code == 200
+    assert listed.status_code == 200 and ready.status_code == 401
 
 
 async def test_errors_are_counted_by_type_upstream_overload_and_internal():
     async with serving(failing(UpstreamError("boom", status=504))) as client:
         await ask(client, ANSWER_Q)
         upstream = await scrape(client)
-    async with serving(make_gate(BrokenLLM())) as client:
+    async with serving(make_gate(BrokenLLM()), **ALL_MODES) as client:
         await ask(client, ANSWER_Q, gate={"mode": "off"})
         internal = await scrape(client)
     assert value(upstream, "gate_errors_total", type="upstream_timeout") == 1
@@ -224,7 +229,7 @@ async def test_errors_are_counted_by_type_upstream_overload_and_internal():
 
 async def test_the_in_flight_gauge_and_429s():
     gate, release = blocking()
-    async with serving(gate, max_concurrency=1) as client:
+    async with serving(gate, max_concurrency=1, **ALL_MODES) as client:
         first = asyncio.create_task(ask(client, ANSWER_Q, gate={"mode": "off"}))
         while client.app.state.server.slots.in_use == 0:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)

@@ -67,6 +67,10 @@ class CountingGate(Gate):
         return await super().assess(prompt, **kwargs)
 
 
+ALL_MODES: dict[str, Any] = {"allowed_modes": ["off", "observe", "enforce"]}
+"""Settings that let a client pick any mode (the default allows only ``enforce``)."""
+
+
 def make_gate(llm: Any = None, calibration: Any = None) -> CountingGate:
     return CountingGate(llm or ScriptedLLM(rules=RULES), calibration or FakeCalibration(), suite=SUITE)
 
@@ -112,7 +116,7 @@ def assert_error(response: httpx.Response, status: int, *, contains: str, param:
 
 
 async def test_answer_keeps_the_content_and_reports_the_gate():
-    async with serving() as client:
+    async with serving(include_original=True) as client:
         response = await ask(client, ANSWER_Q)
     assert response.status_code == 200
     body = response.json()
@@ -135,7 +139,7 @@ async def test_answer_keeps_the_content_and_reports_the_gate():
 
 
 async def test_hedge_adds_the_uncertainty_statement_after_or_before_the_answer():
-    async with serving() as client:
+    async with serving(include_original=True) as client:
         suffixed = await ask(client, HEDGE_Q)
     async with serving(hedge_message="(unsure)", hedge_position="prefix") as client:
         prefixed = await ask(client, HEDGE_Q)
@@ -146,7 +150,7 @@ async def test_hedge_adds_the_uncertainty_statement_after_or_before_the_answer()
 
 
 async def test_abstain_replaces_the_content_with_the_first_reason_and_keeps_the_original():
-    async with serving() as client:
+    async with serving(include_original=True) as client:
         response = await ask(client, ABSTAIN_Q)
     gate = response.json()["gate"]
     assert gate["decision"] == "abstain" and gate["original"] == "Poseidonia"
@@ -165,7 +169,7 @@ async def test_the_original_answer_can_be_left_out_and_the_abstain_message_confi
 async def test_a_precheck_abstention_names_the_unfamiliar_concept_and_has_no_original():
     llm = ScriptedLLM(rules=[Rule("Hamlet", "no idea")], default="something else")
     gate = make_gate(llm, FakeCalibration(precheck_threshold=0.5))
-    async with serving(gate) as client:
+    async with serving(gate, include_original=True) as client:
         response = await ask(client, ANSWER_Q)
     body = response.json()
     assert body["gate"]["stage"] == "precheck" and body["gate"]["original"] is None
@@ -180,7 +184,7 @@ async def test_a_precheck_abstention_names_the_unfamiliar_concept_and_has_no_ori
 async def test_observe_scores_but_never_changes_the_content_and_never_abstains_before_answering():
     llm = ScriptedLLM(rules=RULES)
     gate = make_gate(llm, FakeCalibration(precheck_threshold=0.99))  # the precheck would abstain on anything
-    async with serving(gate) as client:
+    async with serving(gate, **ALL_MODES) as client:
         response = await ask(client, ABSTAIN_Q, gate={"mode": "observe"})
     assert content(response) == "Poseidonia"
     assert response.json()["gate"]["decision"] == "abstain" and response.json()["gate"]["mode"] == "observe"
@@ -188,15 +192,20 @@ async def test_observe_scores_but_never_changes_the_content_and_never_abstains_b
 
 
 async def test_the_server_default_mode_applies_when_the_request_names_none():
-    async with serving(mode="observe") as client:
+    async with serving(mode="observe") as client:  # the server's own mode needs no allowed_modes entry
         response = await ask(client, HEDGE_Q)
+        asked = await ask(client, HEDGE_Q, gate={"mode": "observe"})
+        enforced = await ask(client, HEDGE_Q, gate={"mode": "enforce"})
+        off = await ask(client, HEDGE_Q, gate={"mode": "off"})
     assert content(response) == "Unknown poet" and response.headers["x-gate-mode"] == "observe"
+    assert content(asked) == "Unknown poet" and enforced.headers["x-gate-decision"] == "hedge"
+    assert_error(off, 403, contains="allowed_modes setting permits ['enforce', 'observe']", param="gate.mode")
 
 
 async def test_off_passes_through_without_signals_and_may_return_several_choices():
     llm = ScriptedLLM(rules=[Rule("Hamlet", ["Shakespeare", "W. Shakespeare"])])
     gate = make_gate(llm)
-    async with serving(gate) as client:
+    async with serving(gate, **ALL_MODES) as client:
         response = await ask(client, ANSWER_Q, gate={"mode": "off"}, n=2)
     body = response.json()
     assert [c["message"]["content"] for c in body["choices"]] == ["Shakespeare", "W. Shakespeare"]
@@ -228,7 +237,6 @@ async def test_a_request_narrows_the_signals_and_lowers_the_budget():
         ({"budget": {"max_seconds": -1}}, {}, "greater than 0", "gate.budget.max_seconds"),
         ({"cascade": False}, {}, "may turn the cost cascade on, not off", "gate.cascade"),
         ({"mode": "loud"}, {}, "'off', 'observe' or 'enforce'", "gate.mode"),
-        ({"mode": "off"}, {"allowed_modes": ["enforce"]}, "mode 'off' is not allowed here", "gate.mode"),
         ({"max_risk": 0.2}, {}, "max_risk is not supported", "gate.max_risk"),
         ({"skip": True}, {}, "unsupported parameter 'gate.skip'; valid gate options", "gate.skip"),
         ("enforce", {}, "valid dictionary", "gate"),
@@ -273,7 +281,6 @@ def test_an_empty_api_key_is_a_configuration_error():
     [
         ({"abstain_message": "Sorry: {why}"}, "valid placeholders"),
         ({"abstain_message": "Sorry {"}, "not a valid template"),
-        ({"mode": "off", "allowed_modes": ["enforce"]}, "not among allowed_modes"),
     ],
 )
 def test_bad_proxy_settings_are_refused_at_start(settings, message):
@@ -499,14 +506,14 @@ def blocking() -> tuple[CountingGate, asyncio.Event]:
 
 async def test_a_hanging_upstream_is_cut_by_the_request_timeout():
     gate, _ = blocking()
-    async with serving(gate, request_timeout_s=0.2) as client:
+    async with serving(gate, request_timeout_s=0.2, **ALL_MODES) as client:
         response = await ask(client, ANSWER_Q, gate={"mode": "off"})
     assert_error(response, 504, contains="longer than this server's limit of 0.2 s")
 
 
 async def test_requests_over_the_concurrency_limit_get_429_at_once():
     gate, release = blocking()
-    async with serving(gate, max_concurrency=1, retry_after_s=3) as client:
+    async with serving(gate, max_concurrency=1, retry_after_s=3, **ALL_MODES) as client:
         first = asyncio.create_task(ask(client, ANSWER_Q, gate={"mode": "off"}))
         while client.app.state.server.slots.in_use == 0:  # type: ignore[attr-defined]
             await asyncio.sleep(0.01)
@@ -549,7 +556,7 @@ async def test_streaming_sends_the_final_content_as_chunks_with_the_gate_last_an
 
 async def test_streaming_with_usage_and_text_completions():
     gate = make_gate()
-    async with serving(gate) as client:
+    async with serving(gate, include_original=True) as client:
         with_usage = await ask(client, ANSWER_Q, stream=True, stream_options={"include_usage": True})
         text = await client.post("/v1/completions", json={"model": MODEL, "prompt": ABSTAIN_Q, "stream": True})
     last = sse_chunks(with_usage)[-1]
@@ -630,7 +637,7 @@ class BrokenLLM(ScriptedLLM):
 
 
 async def test_an_unexpected_error_is_a_500_in_the_error_shape_without_a_traceback():
-    async with serving(make_gate(BrokenLLM())) as client:
+    async with serving(make_gate(BrokenLLM()), **ALL_MODES) as client:
         response = await ask(client, ANSWER_Q, gate={"mode": "off"})
     assert_error(response, 500, contains="internal error in the gate")
     assert "a bug" not in response.text

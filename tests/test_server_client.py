@@ -28,11 +28,14 @@ KEY = "sk-gate-test"
 
 
 @contextmanager
-def running(app: Any, *, ready_within_s: float = 5.0) -> Iterator[tuple[str, uvicorn.Server]]:
-    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its /v1 base URL and the server."""
+def running(app: Any, *, ready_within_s: float = 5.0, **options: Any) -> Iterator[tuple[str, uvicorn.Server]]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield its /v1 base URL and the server.
+
+    ``options`` go to ``uvicorn.Config`` (``gate serve`` passes ``gate.server.app.uvicorn_options``).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + ready_within_s
@@ -58,7 +61,8 @@ def wait_until_ready(url: str, *, within_s: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    app = create_app(Settings(model=MODEL, api_keys=[KEY]), gate=make_gate(ScriptedLLM(rules=RULES)))
+    # a privileged key: any mode and gate.original (ordinary keys: tests/test_server_security.py)
+    app = create_app(Settings(model=MODEL, privileged_api_keys=[KEY]), gate=make_gate(ScriptedLLM(rules=RULES)))
     with running(app) as (url, _):
         yield url
 
@@ -153,7 +157,8 @@ def test_shutdown_lets_in_flight_requests_finish():
 
 @pytest.mark.integration
 def test_the_embedded_model_answers_through_the_openai_client():
-    settings = load_settings()  # the default: the embedded Gemma, the shipped artifact when there is one
+    # the default: the embedded Gemma, the shipped artifact when there is one; the answer shown in gate.original
+    settings = load_settings(include_original=True)
     with running(create_app(settings), ready_within_s=120) as (url, _):
         wait_until_ready(url)
         client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
@@ -175,7 +180,7 @@ def test_the_embedded_model_answers_through_the_openai_client():
 
 @pytest.mark.integration
 def test_a_crash_of_the_embedded_model_is_a_502_for_its_request_and_the_next_one_is_answered():
-    settings = load_settings()
+    settings = load_settings(include_original=True)
     app = create_app(settings)
     with running(app, ready_within_s=120) as (url, _):
         wait_until_ready(url)

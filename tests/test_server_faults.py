@@ -29,7 +29,7 @@ from gate.backends.litellm_client import check_model_name, import_litellm, provi
 from gate.config import Settings
 from gate.server.app import create_app
 from tests.stub_upstream import StubState, _chat_body
-from tests.test_server import ANSWER_Q, MODEL, make_gate
+from tests.test_server import ALL_MODES, ANSWER_Q, MODEL, make_gate
 
 SECRET = "sk-fault-test-SECRET-0123456789"
 UPSTREAM_MODEL = "openai/stub"
@@ -202,6 +202,17 @@ async def test_refused_connection_is_a_502_naming_the_unreachable_upstream(trans
     assert elapsed < 5.0
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_an_unreachable_upstream_is_named_without_its_address(transport, host):
+    """Client-facing messages say "the upstream", never its host, IP or port (the server log keeps them)."""
+    port = closed_port()
+    async with proxy(f"http://{host}:{port}/v1") as client:
+        response = await ask(client)
+    error = assert_upstream_error(response, 502, contains=f"cannot reach {UPSTREAM_MODEL}", code="upstream_error")
+    for address in (host, "127.0.0.1", "::1", str(port)):
+        assert address not in error["message"], error["message"]
+
+
 async def test_hanging_upstream_is_a_504_within_the_upstream_timeout(transport):
     with faulty_upstream(lambda request: None) as (url, upstream):
         async with proxy(url, timeout_s=1.0) as client:
@@ -346,7 +357,8 @@ async def test_a_failing_estimator_degrades_the_assessment_not_the_answer(transp
         return status(500)(request) if int(request.get("n") or 1) > 1 else ok(request)
 
     with faulty_upstream(fails_when_sampling) as (url, upstream):
-        async with proxy(url, signals=["logprob_min", "consistency"], cascade=False) as client:
+        options = {"signals": ["logprob_min", "consistency"], "cascade": False, "include_original": True}
+        async with proxy(url, **options) as client:
             response = await ask(client)
             per_request = await ask(client, gate={"estimators": ["logprob_min", "consistency"]})
     for served in (response, per_request):
@@ -474,7 +486,8 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 @pytest.fixture(scope="module")
 def app_client() -> Iterator[TestClient]:
-    app = create_app(Settings(model=MODEL, max_body_bytes=MAX_BODY, max_answer_tokens=512), gate=make_gate())
+    settings = Settings(model=MODEL, max_body_bytes=MAX_BODY, max_answer_tokens=512, **ALL_MODES)
+    app = create_app(settings, gate=make_gate())
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

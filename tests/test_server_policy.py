@@ -43,6 +43,19 @@ def test_render_builds_the_view_already_scrubbed_of_the_upstream_key():
     assert rendered.gate["original"] == "echo ***" and rendered.gate["reasons"] == ["***"]
 
 
+def test_render_replaces_the_upstream_address_in_errors_but_not_in_the_answer():
+    base = "http://user:pa55word@gpu-7.internal.example:8443/v1"
+    failed = Signal(name="consistency", error="Cannot connect to host gpu-7.internal.example:8443 [('10.1.2.3', 8443)]")
+    rendered = policy(api_base=base, include_original=True).render(
+        "enforce",
+        assessment(answer="ask gpu-7.internal.example:8443", signals={"consistency": failed}, reasons=[f"GET {base}"]),
+    )
+    error = rendered.gate["errors"]["consistency"]
+    assert "gpu-7" not in error and "10.1.2.3" not in error and error.startswith("Cannot connect to host the upstream")
+    assert rendered.gate["reasons"] == ["GET the upstream"] and "pa55word" not in repr(rendered.gate)
+    assert rendered.gate["original"] == "ask gpu-7.internal.example:8443"  # the answer is the model's, unchanged
+
+
 def test_render_of_a_pass_through_uses_the_generations_as_they_are():
     generations = [
         Generation(text=" one ", finish_reason="length", usage=Cost(calls=1, prompt_tokens=5, completion_tokens=2)),
@@ -91,8 +104,23 @@ def test_the_several_choices_refusal_is_one_text_for_the_proxy_and_the_guardrail
 
 def test_the_scrubber_changes_nothing_without_a_key_and_never_shows_it():
     view = {"errors": {"a": "x"}, "reasons": ["y"]}
-    assert Scrubber().view(view) is view
-    assert SECRET not in repr(Scrubber(SECRET)) and SECRET not in repr(policy(api_key=SecretStr(SECRET)))
+    assert Scrubber().view(view) == view
+    assert SECRET not in repr(Scrubber((SECRET,))) and SECRET not in repr(policy(api_key=SecretStr(SECRET)))
+    assert Scrubber().text("POST http://10.0.0.5:8000/v1/chat failed") == "POST the upstream failed"
+
+
+@pytest.mark.parametrize(
+    ("text", "scrubbed"),
+    [
+        ("Cannot connect to host [::1]:8000 ssl:default", "Cannot connect to host the upstream ssl:default"),
+        ("GET http://user:pw@[::1]:9/v1/chat).", "GET the upstream)."),
+        ("Connect call failed ('10.0.0.5', 8000)", "Connect call failed the upstream"),
+        ("host 10.0.0.1:80.", "host the upstream."),
+        ("probability 0.67 is between [0.30:0.70]; version 1.2.3.4.5", None),  # not addresses: unchanged
+    ],
+)
+def test_the_scrubber_replaces_any_url_or_ip_address(text: str, scrubbed: str | None):
+    assert Scrubber().text(text) == (scrubbed or text)
 
 
 async def test_the_app_holds_one_typed_state_and_the_gate_once_loaded():

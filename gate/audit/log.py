@@ -172,7 +172,7 @@ class AuditLog:
         """The audit log ``settings`` ask for (``None`` without ``audit_path``); every configured key is masked."""
         if settings.audit_path is None:
             return None
-        secrets = [key.get_secret_value() for key in settings.api_keys]
+        secrets = [key.get_secret_value() for key in (*settings.api_keys, *settings.privileged_api_keys)]
         if settings.api_key is not None:
             secrets.append(settings.api_key.get_secret_value())
         return cls(

@@ -26,19 +26,20 @@ def create_llm(settings: Settings) -> LLM:
             n_threads=settings.local_n_threads,
             extra_buffers=settings.local_extra_buffers,
         )
-    client: type[LiteLLMClient] = LiteLLMClient
+    common = {
+        "api_key": settings.api_key.get_secret_value() if settings.api_key else None,
+        "timeout_s": settings.timeout_s,
+        "max_retries": settings.max_retries,
+        "native_n": settings.native_n,
+    }
     if uses_direct_transport(settings):
-        client = OpenAICompatibleClient
-    else:
-        check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
-    return client(
-        settings.model,
-        api_base=settings.api_base,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        timeout_s=settings.timeout_s,
-        max_retries=settings.max_retries,
-        native_n=settings.native_n,
-    )
+        assert settings.api_base is not None  # uses_direct_transport checked it
+        return OpenAICompatibleClient(
+            settings.model, api_base=settings.api_base, max_response_bytes=settings.max_upstream_bytes, **common
+        )
+    check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
+    # max_upstream_bytes is not applied here: litellm's transports read a whole response before returning it
+    return LiteLLMClient(settings.model, api_base=settings.api_base, **common)
 
 
 def uses_direct_transport(settings: Settings) -> bool:

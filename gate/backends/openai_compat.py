@@ -7,6 +7,8 @@ llama.cpp's server, Ollama, another proxy) that work buys nothing, so the gate p
 over a pooled ``aiohttp`` session (httpx's connection pool cost about 3 ms per request under load in the
 same profile; aiohttp is already installed as litellm's own transport). Retries, error classification
 and response parsing are ``LiteLLMClient``'s, so both clients behave the same; only the transport differs.
+A response body is read up to ``max_response_bytes`` (the ``max_upstream_bytes`` setting) and no further:
+beyond it the connection is dropped and the call fails with ``UpstreamTooLargeError``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import aiohttp
 
 from estimators.base import Prompt
 from gate.backends.litellm_client import LiteLLMClient
-from gate.errors import UpstreamError
+from gate.errors import UpstreamError, UpstreamTooLargeError
 
 OPENAI_PREFIX = "openai/"
+DEFAULT_MAX_RESPONSE_BYTES = 10_000_000
 
 
 class UpstreamStatusError(Exception):
@@ -38,8 +41,11 @@ class UpstreamStatusError(Exception):
 class OpenAICompatibleClient(LiteLLMClient):
     """``LiteLLMClient``'s behaviour over a direct HTTP transport to an OpenAI-compatible ``api_base``."""
 
-    def __init__(self, model: str, *, api_base: str, **kwargs: Any) -> None:
+    def __init__(
+        self, model: str, *, api_base: str, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, **kwargs: Any
+    ) -> None:
         super().__init__(model, api_base=api_base, **kwargs)
+        self.max_response_bytes = max_response_bytes
         self._http: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Read once: aiohttp's trust_env re-reads the environment and ~/.netrc in a worker thread on every
@@ -68,7 +74,7 @@ class OpenAICompatibleClient(LiteLLMClient):
                 body.update(logprobs=True, top_logprobs=logprobs)
         try:
             async with self._session().post(route, json=body, proxy=self._proxy) as response:
-                status, raw = response.status, await response.read()
+                status, raw = response.status, await self._read(response)
         except aiohttp.ClientError as exc:  # refused, reset, closed mid-answer; timeouts are TimeoutError
             reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             raise UpstreamError(f"cannot reach {self.model_name}: {reason}", status=502, retryable=True) from exc
@@ -78,6 +84,26 @@ class OpenAICompatibleClient(LiteLLMClient):
             return json.loads(raw)
         except ValueError:
             raise UpstreamError(f"{self.model_name} answered with a body that is not JSON", status=502) from None
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, or ``UpstreamTooLargeError`` as soon as it is known to be over the limit (declared or read).
+
+        The limit counts decoded bytes: a compressed body is counted as it is decompressed (no zip bomb).
+        """
+        limit = self.max_response_bytes
+        declared, encoded = response.content_length, response.headers.get("content-encoding", "identity")
+        if declared is not None and declared > limit:
+            response.close()  # the connection is dropped, not drained
+            raise UpstreamTooLargeError(limit)
+        if declared is not None and encoded == "identity":
+            return await response.read()  # the parser reads no more than the declared length
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):  # decoded chunks
+            body += chunk
+            if len(body) > limit:
+                response.close()
+                raise UpstreamTooLargeError(limit)
+        return bytes(body)
 
     def _session(self) -> aiohttp.ClientSession:
         """One pooled session per event loop (a session's connections belong to the loop that opened them)."""

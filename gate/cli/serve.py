@@ -46,14 +46,14 @@ def serve(
 
     from gate.config import load_settings
     from gate.factory import create_gate
-    from gate.server.app import create_app
+    from gate.server.app import create_app, uvicorn_options
 
     settings = load_settings(config_file=config, model=model)
     # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
     # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
     gate = create_gate(settings)
     configure_logging(settings.log_level)
-    if not settings.api_keys and host not in {"127.0.0.1", "localhost", "::1"}:
+    if not (settings.api_keys or settings.privileged_api_keys) and host not in {"127.0.0.1", "localhost", "::1"}:
         logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)
     plural = f" x {workers} workers" if workers > 1 else ""
     typer.echo(
@@ -64,13 +64,19 @@ def serve(
     if workers == 1:
         # one process: its app's own registry; metrics_dir is where the workers of --workers keep theirs
         app = create_app(settings.model_copy(update={"metrics_dir": None}), gate=gate)
-        uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+        uvicorn.run(app, host=host, port=port, log_level=settings.log_level, **uvicorn_options(settings))
         return
     del gate  # each worker builds its own
     _hand_to_workers(settings, config=config, model=model, workers=workers)
     with _metrics_dir(settings):
         uvicorn.run(
-            f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, log_level=settings.log_level
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=settings.log_level,
+            **uvicorn_options(settings),
         )
 
 

@@ -5,10 +5,12 @@ completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-reque
 extra body field ``gate`` (see :mod:`gate.server.policy`). A completion request runs one way through
 :mod:`gate.server.handler` (plan, generate or assess, render, record). What the routes share is one
 :class:`gate.server.state.ServerState`. Errors use OpenAI's shape and are mapped from exceptions in one
-place (:mod:`gate.server.errors`); the guards (API keys, in-flight limit, body size) are in
-:mod:`gate.server.guards`. Every request that reaches the gate is counted in ``GET /metrics``
-(:mod:`gate.server.metrics`; open like ``/healthz`` unless ``metrics_auth`` is set) and, with
-``audit_path`` set, appended to the audit log (:mod:`gate.audit.log`).
+place (:mod:`gate.server.errors`); the guards (request id, API keys, in-flight limit, body size) are in
+:mod:`gate.server.guards`. With API keys configured every path needs one except ``public_paths``
+(``/healthz`` and ``/readyz`` by default: ``/metrics`` and the OpenAPI pages ``/docs``, ``/redoc``,
+``/openapi.json`` need a key unless listed there). Every request that reaches the gate is counted in
+``GET /metrics`` (:mod:`gate.server.metrics`) and, with ``audit_path`` set, appended to the audit log
+(:mod:`gate.audit.log`). ``docs/security.md`` says what a client may change and what is stored where.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import SecretStr
 from starlette.middleware import Middleware
 
 from gate.backends.factory import close_llm
@@ -29,7 +32,7 @@ from gate.errors import ConfigError, UpstreamError
 from gate.factory import create_gate
 from gate.pipeline import Gate
 from gate.server.errors import exception_handlers
-from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit
+from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
 from gate.server.state import ServerState, server_state
@@ -42,10 +45,15 @@ API_PREFIX = "/v1/"
 def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one)."""
     state = ServerState.from_settings(settings)
-    guarded = (API_PREFIX, "/metrics") if settings.metrics_auth else API_PREFIX
     middleware = [
-        Middleware(MetricsMiddleware, metrics=state.metrics),  # outermost: counts the 401s, 413s and 429s too
-        Middleware(ApiKeyAuth, keys=_api_keys(settings), prefix=guarded),
+        Middleware(RequestId),  # outermost: every response carries x-request-id (the 500 handler sets its own)
+        Middleware(MetricsMiddleware, metrics=state.metrics),  # counts the 401s, 413s and 429s too
+        Middleware(
+            ApiKeyAuth,
+            keys=_keys(settings.api_keys, "api_keys"),
+            privileged=_keys(settings.privileged_api_keys, "privileged_api_keys"),
+            public=frozenset(settings.public_paths),
+        ),
         Middleware(
             ConcurrencyLimit,
             slots=state.slots,
@@ -68,11 +76,20 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     return app
 
 
-def _api_keys(settings: Settings) -> tuple[bytes, ...]:
-    keys = tuple(key.get_secret_value().encode() for key in settings.api_keys)
+def _keys(secrets: list[SecretStr], name: str) -> tuple[bytes, ...]:
+    keys = tuple(key.get_secret_value().encode() for key in secrets)
     if any(not key.strip() for key in keys):
-        raise ConfigError("api_keys holds an empty key; remove it (an empty list turns authentication off)")
+        raise ConfigError(f"{name} holds an empty key; remove it (no keys at all turns authentication off)")
     return keys
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn must serve the app: h11 (httptools ignores this header limit) at ``max_header_bytes``.
+
+    A request line and headers over the limit, or malformed ones, are answered by uvicorn itself with a plain
+    400 before the app sees the request (no JSON body, no ``x-request-id``), and the connection is closed.
+    """
+    return {"http": "h11", "h11_max_incomplete_event_size": settings.max_header_bytes}
 
 
 # --- lifespan -----------------------------------------------------------------------------------------

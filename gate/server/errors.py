@@ -2,7 +2,10 @@
 
 Bad requests are 400 (validation) or 413 (body size), upstream failures 502/504 (429 and 400 passed on as
 they are), anything unexpected a 500 whose details stay in the server log. Messages never carry the
-upstream API key: the policy's :class:`gate.server.wire.Scrubber` masks it in anything that quotes the upstream.
+upstream API key or its address: the policy's :class:`gate.server.wire.Scrubber` masks the key and writes
+"the upstream" for the address in anything that quotes the upstream (the server log keeps the address).
+Every response here carries ``x-request-id`` (set by :class:`gate.server.guards.RequestId`; the 500 is
+sent outside it, so its handler adds the header itself).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from gate.errors import UnknownModelError, UpstreamError
-from gate.server.state import server_state
+from gate.errors import UnknownModelError, UpstreamError, UpstreamTooLargeError
+from gate.server.state import REQUEST_ID_KEY, server_state
 from gate.server.wire import BadRequestError, PayloadTooLargeError, WireError, error_body, validation_message
 
 logger = logging.getLogger(__name__)
@@ -58,12 +61,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _upstream_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UpstreamError)
     server = server_state(request)
-    logger.warning("upstream failure (%s): %s", exc.status, exc)
+    scrubber = server.policy.scrubber
+    logger.warning("upstream failure (%s): %s", exc.status, scrubber.secret_free(str(exc)))
     status, type_, code = UPSTREAM_STATUSES.get(exc.status or 502, (502, "server_error", "upstream_error"))
-    message = f"the upstream model failed: {server.policy.scrubber.text(str(exc))}"
-    if isinstance(exc, UnknownModelError):
+    message = f"the upstream model failed: {scrubber.text(str(exc))}"
+    if isinstance(exc, UpstreamTooLargeError):
+        status, type_, code = 502, "server_error", "upstream_response_too_large"
+        message = f"upstream response too large: {scrubber.text(str(exc))}"
+    elif isinstance(exc, UnknownModelError):
         status, type_, code = 502, "server_error", "upstream_misconfigured"
-        message = f"the gate's upstream model is misconfigured: {server.policy.scrubber.text(str(exc))}"
+        message = f"the gate's upstream model is misconfigured: {scrubber.text(str(exc))}"
     elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
         message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
     headers = {"retry-after": str(server.settings.retry_after_s)} if status == 429 else None
@@ -75,7 +82,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     body = error_body(
         "internal error in the gate; the server log has the details", type_="server_error", code="internal_error"
     )
-    return JSONResponse(body, status_code=500)
+    request_id = request.scope.get("state", {}).get(REQUEST_ID_KEY)
+    return JSONResponse(body, status_code=500, headers={"x-request-id": request_id} if request_id else None)
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[Any, Any, Response]]]:

@@ -1,11 +1,15 @@
-"""The proxy's guards, as ASGI middleware: API keys, the in-flight limit, the body size limit.
+"""The proxy's guards, as ASGI middleware: the request id, API keys, the in-flight limit, the body size limit.
 
-Each answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before a request reaches a route.
+Each guard answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before a request reaches a
+route; every response, errors included, carries ``x-request-id``. What a guard learns for the routes (the
+request's id, whether its key is privileged) goes into ``scope["state"]``, read back by
+:func:`gate.server.state.request_id` and :func:`gate.server.state.is_privileged`.
 """
 
 from __future__ import annotations
 
 import hmac
+import uuid
 
 from prometheus_client import Gauge
 from starlette.datastructures import Headers
@@ -13,35 +17,78 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.server.errors import wire_error_response
-from gate.server.state import Slots
+from gate.server.state import PRIVILEGED_KEY, REQUEST_ID_KEY, Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestId:
+    """Give every HTTP request an id, in ``scope["state"]`` and in its response's ``x-request-id`` header.
+
+    The completion routes use it as the completion's id; the 500 handler, which answers outside the user
+    middleware (Starlette's ``ServerErrorMiddleware``), sets the header itself from the same state.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        value = uuid.uuid4().hex
+        scope.setdefault("state", {})[REQUEST_ID_KEY] = value
+        header = (REQUEST_ID_HEADER, value.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if all(name.lower() != REQUEST_ID_HEADER for name, _ in headers):
+                    message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 class ApiKeyAuth:
-    """Bearer API keys on paths under ``prefix`` (one or several; constant-time comparison; never logged or echoed)."""
+    """Bearer API keys on every path but the ``public`` ones (constant-time comparison; never logged or echoed).
 
-    def __init__(self, app: ASGIApp, *, keys: tuple[bytes, ...], prefix: str | tuple[str, ...]) -> None:
-        self.app, self.keys, self.prefix = app, keys, prefix
+    ``keys`` are the ordinary keys, ``privileged`` the keys whose holders may weaken the gate (marked in
+    ``scope["state"]`` for the policy). With no key of either kind there is no authentication and nobody is
+    privileged: every client gets the operator's defaults.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, keys: tuple[bytes, ...], privileged: tuple[bytes, ...], public: frozenset[str]
+    ) -> None:
+        self.app, self.keys, self.privileged, self.public = app, keys, privileged, public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or not scope["path"].startswith(self.prefix):
+        if scope["type"] != "http" or not (self.keys or self.privileged):
             await self.app(scope, receive, send)
             return
         scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            error = UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
-        elif not self._known(token.strip().encode()):
-            error = UnauthorizedError("invalid API key")
-        else:
+        known, privileged = self._match(token.strip().encode()) if scheme.lower() == "bearer" else (False, False)
+        if privileged:
+            scope.setdefault("state", {})[PRIVILEGED_KEY] = True
+        if known or scope["path"] in self.public:
             await self.app(scope, receive, send)
             return
+        if scheme.lower() != "bearer" or not token.strip():
+            error = UnauthorizedError("missing API key: send the header 'Authorization: Bearer <key>'")
+        else:
+            error = UnauthorizedError("invalid API key")
         await wire_error_response(error)(scope, receive, send)
 
-    def _known(self, token: bytes) -> bool:
-        matched = False
-        for key in self.keys:  # every key is compared, so the time taken does not depend on which one matched
-            matched |= hmac.compare_digest(token, key)
-        return matched
+    def _match(self, token: bytes) -> tuple[bool, bool]:
+        """(a known key, a privileged key); every key is compared, so the time does not say which one matched."""
+        ordinary = privileged = False
+        for key in self.keys:
+            ordinary |= hmac.compare_digest(token, key)
+        for key in self.privileged:
+            privileged |= hmac.compare_digest(token, key)
+        return ordinary or privileged, privileged
 
 
 class ConcurrencyLimit:

@@ -23,7 +23,7 @@ from gate.audit.log import Outcome
 from gate.pipeline import Gate
 from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
-from gate.server.state import ServerState, server_state
+from gate.server.state import ServerState, is_privileged, request_id, server_state
 from gate.server.wire import (
     BadRequestError,
     ChatRequest,
@@ -55,9 +55,9 @@ async def _complete(
     started = time.perf_counter()
     server = server_state(request)
     gate = server.ready_gate()
-    plan = server.policy.plan(body, signals=[spec.key for spec in gate.suite])
+    plan = server.policy.plan(body, signals=[spec.key for spec in gate.suite], privileged=is_privileged(request))
     setattr(request.state, MODE_KEY, plan.mode)  # the metrics middleware's mode label
-    envelope = Envelope(chat=chat, model=server.settings.model)
+    envelope = Envelope(chat=chat, model=server.settings.model, id=request_id(request))
     seen: dict[str, Any] = {
         "request_id": envelope.id,
         "route": "chat" if chat else "completions",
@@ -67,7 +67,7 @@ async def _complete(
     }
     try:
         result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
-        reply = server.policy.render(plan.mode, result)
+        reply = server.policy.render(plan.mode, result, original=plan.original)
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(server, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise

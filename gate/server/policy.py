@@ -3,7 +3,7 @@
 A request may carry an extra body field ``gate`` (all keys optional; unknown keys or values are a 400)::
 
     "gate": {
-        "mode": "off" | "observe" | "enforce",  # default: the server's `mode`; only its `allowed_modes`
+        "mode": "off" | "observe" | "enforce",  # default: the server's `mode`; others: `allowed_modes` (else 403)
         "estimators": ["logprob_mean", ...],      # a subset of the server's signals (narrow, never widen)
         "cascade": true,                          # may turn the cost cascade on, never off
         "budget": {"max_calls": 4, "max_tokens": 2000, "max_seconds": 5.0}  # at most the server's limits
@@ -11,8 +11,11 @@ A request may carry an extra body field ``gate`` (all keys optional; unknown key
 
 ``off`` passes the request to the model without any signal; ``observe`` scores and reports but never
 changes the content; ``enforce`` hedges or abstains. A request can only make the gate do less than the
-operator allows. ``max_risk`` is refused: the calibration artifact's thresholds hold for the one risk
-target they were fitted for, and moving them per request would claim a guarantee nobody checked.
+operator allows. By default (``allowed_modes: [enforce]``, ``include_original: false``) a client can neither
+switch enforcement off nor read a withheld answer; a key in ``privileged_api_keys`` may pick any mode and
+always gets the model's own answer in ``gate.original``. ``max_risk`` is refused: the calibration
+artifact's thresholds hold for the one risk target they were fitted for, and moving them per request would
+claim a guarantee nobody checked.
 
 ``Policy`` plans and renders, and nothing else: it calls no model and does no I/O. The request handler
 (:mod:`gate.server.handler`) plans with it, generates or assesses, then renders the reply with it.
@@ -35,6 +38,7 @@ from gate.server.wire import (
     BadRequestError,
     ChatRequest,
     CompletionRequest,
+    ForbiddenError,
     GateOptions,
     Reply,
     RequestBudget,
@@ -56,6 +60,7 @@ class Plan:
     signals: tuple[str, ...] | None
     cascade: bool
     budget: Budget
+    original: bool = False  # the model's own answer goes back in gate.original
 
     @property
     def precheck(self) -> bool:
@@ -96,15 +101,13 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        """The policy of ``settings``; a default mode outside the allowed ones or a bad template is refused."""
-        if settings.mode not in settings.allowed_modes:
-            raise ConfigError(f"mode {settings.mode!r} is not among allowed_modes {settings.allowed_modes}")
+        """The policy of ``settings`` (a bad template is refused); a request may always ask for the default mode."""
         _check_template(settings.abstain_message)
         return cls(
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             mode=settings.mode,
-            allowed_modes=frozenset(settings.allowed_modes),
+            allowed_modes=frozenset(settings.allowed_modes) | {settings.mode},
             cascade=settings.cascade,
             budget=budget_from(settings),
             hedge_message=settings.hedge_message,
@@ -114,14 +117,24 @@ class Policy:
             scrubber=Scrubber.from_settings(settings),
         )
 
-    def plan(self, request: ChatRequest | CompletionRequest, *, signals: Sequence[str]) -> Plan:
-        """Check a request against the bounds; ``signals`` are the keys the gate computes."""
+    def plan(
+        self, request: ChatRequest | CompletionRequest, *, signals: Sequence[str], privileged: bool = False
+    ) -> Plan:
+        """Check a request against the bounds; ``signals`` are the keys the gate computes.
+
+        ``privileged``: the client's key is in ``privileged_api_keys``: any mode, and the original answer.
+        """
         self._check_served(request)
         options = request.gate or GateOptions()
         mode = options.mode or self.mode
-        if mode not in self.allowed_modes:
+        if mode not in self.allowed_modes and not privileged:
             allowed = sorted(self.allowed_modes)
-            raise BadRequestError(f"gate mode {mode!r} is not allowed here; allowed: {allowed}", param="gate.mode")
+            raise ForbiddenError(
+                f"gate mode {mode!r} is not allowed for this client: the server's allowed_modes setting permits "
+                f"{allowed} (keys in privileged_api_keys may pick any mode)",
+                param="gate.mode",
+                code="mode_not_allowed",
+            )
         if (refusal := several_choices_refusal(request.n, mode)) is not None:
             raise BadRequestError(refusal, param="n")
         if options.cascade is False and self.cascade:
@@ -135,16 +148,21 @@ class Policy:
             signals=_narrowed(options.estimators, signals),
             cascade=self.cascade or bool(options.cascade),
             budget=_lowered(options.budget, self.budget),
+            original=self.include_original or privileged,
         )
 
-    def render(self, mode: GateMode, result: Answered) -> Reply:
-        """What the client gets: from an assessment, or from the generations mode ``off`` passes through."""
+    def render(self, mode: GateMode, result: Answered, *, original: bool | None = None) -> Reply:
+        """What the client gets: from an assessment, or from the generations mode ``off`` passes through.
+
+        ``original``: whether ``gate.original`` holds the model's own answer (default: ``include_original``).
+        """
         if not isinstance(result, Assessment):
             reasons = [g.finish_reason or "stop" for g in result]
             texts = [g.text.strip() for g in result]  # as the pipeline strips a gated answer
             return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode})
         reason = "stop" if withholds(mode, result) else result.finish_reason or "stop"
-        view, headers = self._view(result, mode), _headers(result, mode)
+        shown = self.include_original if original is None else original
+        view, headers = self._view(result, mode, original=shown), _headers(result, mode)
         return Reply([self._content(result, mode)], [reason], result.answer_cost, view, headers)
 
     def _check_served(self, request: ChatRequest | CompletionRequest) -> None:
@@ -174,12 +192,13 @@ class Policy:
         reasons = assessment.reasons or [NO_REASON]
         return self.abstain_message.format(reason=reasons[0], reasons="; ".join(reasons))
 
-    def _view(self, assessment: Assessment, mode: GateMode) -> dict[str, Any]:
-        """The ``gate`` object (summary, mode, the model's own answer), the upstream key masked: errors quote it."""
-        view = {**assessment.summary(), "mode": mode}
-        if self.include_original:
-            view["original"] = assessment.answer
-        return self.scrubber.view(view)  # type: ignore[no-any-return]
+    def _view(self, assessment: Assessment, mode: GateMode, *, original: bool) -> dict[str, Any]:
+        """The ``gate`` object (summary, mode, perhaps the model's own answer), scrubbed: errors quote the upstream."""
+        view: dict[str, Any] = self.scrubber.view({**assessment.summary(), "mode": mode})
+        if original:
+            answer = assessment.answer
+            view["original"] = None if answer is None else self.scrubber.secret_free(answer)
+        return view
 
 
 def _headers(assessment: Assessment, mode: GateMode) -> dict[str, str]:

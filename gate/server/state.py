@@ -1,12 +1,14 @@
 """What the proxy's routes share, as one typed object: ``ServerState``, built once per app by ``create_app``.
 
 It lives on ``app.state.server`` and is read in one way only, :func:`server_state`; everything below the
-routes receives it (or the parts it needs) as typed arguments.
+routes receives it (or the parts it needs) as typed arguments. What the guards learned about one request
+(its id, a privileged key) is read with :func:`request_id` and :func:`is_privileged`.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -17,6 +19,10 @@ from gate.pipeline import Gate
 from gate.server.metrics import ProxyMetrics
 from gate.server.policy import Policy
 from gate.server.wire import NotReadyError
+
+REQUEST_ID_KEY = "request_id"
+PRIVILEGED_KEY = "gate_privileged"
+"""Where the guards (:mod:`gate.server.guards`) leave what they learned about a request, in ``scope["state"]``."""
 
 
 @dataclass
@@ -64,3 +70,13 @@ def server_state(request: Request) -> ServerState:
     """The state of the app serving ``request``."""
     state: ServerState = request.app.state.server  # set once by create_app
     return state
+
+
+def request_id(request: Request) -> str:
+    """The id the request-id middleware gave ``request`` (a fresh one where it did not run)."""
+    return str(request.scope.get("state", {}).get(REQUEST_ID_KEY) or uuid.uuid4().hex)
+
+
+def is_privileged(request: Request) -> bool:
+    """Whether ``request`` came with a key from ``privileged_api_keys``."""
+    return request.scope.get("state", {}).get(PRIVILEGED_KEY) is True

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -54,6 +55,12 @@ class UnauthorizedError(WireError):
     status, default_code = 401, "invalid_api_key"
 
 
+class ForbiddenError(WireError):
+    """A valid key asked for something this server does not allow it (a gate mode outside ``allowed_modes``)."""
+
+    status, type, default_code = 403, "permission_error", "not_allowed"
+
+
 class PayloadTooLargeError(WireError):
     """The request body is over the configured limit."""
 
@@ -87,25 +94,53 @@ def error_body(message: str, *, type_: str, param: str | None = None, code: str 
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+UPSTREAM = "the upstream"
+"""What client-facing text says instead of the upstream's address."""
+_ADDRESS_SHAPED = re.compile(
+    r"\b(?:https?|wss?)://(?:[^\s'\"<>\[\]()]*@)?(?:\[[0-9A-Fa-f:.]+\])?[^\s'\"<>()\[\]]*"  # any URL
+    r"|\(\s*'[0-9A-Fa-f:.]+'\s*,\s*\d+[^)]*\)"  # a socket address as Python writes it: ('10.0.0.5', 8000)
+    r"|\[[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\](?::\d+)?"  # a bracketed IPv6 address, with its port
+    r"|(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?!\w|\.\d)"  # an IPv4 address, with its port
+)
+
+
 @dataclass(frozen=True)
 class Scrubber:
-    """Masks the upstream API key as ``***`` in what a client gets, should a provider ever echo it."""
+    """Masks what a client must not see in text quoting the upstream: its key and password, and its address.
 
-    secret: str = field(default="", repr=False)
+    Secrets (the upstream API key, the password in ``api_base``) become ``***`` everywhere, the model's own
+    answer included. The upstream's address (``api_base`` as a URL, its host and port, any URL or IP address)
+    becomes "the upstream" in errors and reasons, never in the answer, and the server log keeps it.
+    """
+
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    addresses: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Scrubber:
-        """The scrubber for the upstream key of ``settings`` (one that changes nothing without a key)."""
-        return cls(settings.api_key.get_secret_value() if settings.api_key else "")
+        """The scrubber for the upstream of ``settings`` (one that changes nothing without a key or an api_base)."""
+        secrets = [settings.api_key.get_secret_value()] if settings.api_key else []
+        addresses: list[str] = []
+        if settings.api_base:
+            parts = urlsplit(settings.api_base)
+            if parts.password:
+                secrets.append(parts.password)
+            addresses = _address_forms(settings.api_base)
+        return cls(tuple(secret for secret in secrets if secret), tuple(addresses))
+
+    def secret_free(self, message: str) -> str:
+        """``message`` with the secrets masked (what the server log may hold)."""
+        return mask_known(message, self.secrets)
 
     def text(self, message: str) -> str:
-        """``message`` with the key masked."""
-        return mask_known(message, (self.secret,))
+        """``message`` as a client may read it: secrets masked, the upstream's address replaced."""
+        message = _ADDRESS_SHAPED.sub(UPSTREAM, message)  # first: a whole URL, its user info included
+        for address in self.addresses:
+            message = message.replace(address, UPSTREAM)
+        return self.secret_free(message)
 
     def view(self, value: Any) -> Any:
-        """``value`` with the key masked in every string inside it (signal errors, reasons, the original answer)."""
-        if not self.secret:
-            return value
+        """``value`` with :meth:`text` applied to every string inside it (signal errors, reasons)."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
@@ -113,6 +148,20 @@ class Scrubber:
         if isinstance(value, list | tuple):
             return [self.view(item) for item in value]
         return value
+
+
+def _address_forms(api_base: str) -> list[str]:
+    """``api_base`` as errors quote it: the URL, its origin, the host with and without port, longest first."""
+    parts = urlsplit(api_base.rstrip("/"))
+    host = parts.hostname or ""
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    netloc = parts.netloc.rpartition("@")[2]
+    forms = {api_base, api_base.rstrip("/"), f"{parts.scheme}://{netloc}", netloc}
+    if host and port:
+        forms |= {f"{host}:{port}", f"[{host}]:{port}"}
+    if "." in host or ":" in host:  # a bare name such as "localhost" is a common word; host:port catches it
+        forms.add(host)
+    return sorted((form for form in forms if form and form != "://"), key=len, reverse=True)
 
 
 class _Strict(BaseModel):
