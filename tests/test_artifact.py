@@ -292,16 +292,16 @@ def test_early_exits_keep_what_the_full_stage_delivers(artifact_and_rows) -> Non
     assert free.thresholds.answer_result.method.startswith("ltt")
 
 
-def test_early_exit_cut_on_hand_made_rows() -> None:
+def test_early_exit_cut_on_hand_made_rows(artifact_and_rows) -> None:
     from calibration.fitting import early_exit_thresholds
 
-    stage = fit_artifact(synthetic_rows(), model=MODEL, suite=DEFAULT_SUITE, options=OPTIONS).free
+    stage = artifact_and_rows[0].free
     p = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] * 2)
     full = np.array(["abstain"] * 4 + ["hedge"] * 6 + ["abstain"] * 2 + ["answer"] * 8)
     y = p > 0.45
     exits = early_exit_thresholds(stage, p, p, y, full_decisions=full, max_lost=0.0)
-    # 14 delivered rows; none may be lost: the lowest delivered p is 0.1 (row 12), so the cut is 0.1
-    assert exits.abstain == pytest.approx(min(0.1, stage.thresholds.hedge))
+    # 14 delivered rows; none may be lost: the lowest delivered p is 0.2 (row 12), so the cut is 0.2
+    assert exits.abstain == pytest.approx(min(0.2, stage.thresholds.hedge))
     assert exits.hedge == stage.thresholds.hedge
     # the same decisions, but the full stage ranks the low rows differently: exiting early would lose AUROC
     reranked = np.where(p < 0.35, 1 - p, p) * 0.4
