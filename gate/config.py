@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     )
     precheck: bool = Field(
         default=True,
-        description="familiarity before generating (abstain early); false: it joins the full stage,"
-        " which on the embedded model cuts the cascade's LLM calls from ~8.5 to ~1.6 per request",
+        description="familiarity before generating (abstain early, where the artifact has a cut); false: it joins"
+        " the full stage",
     )
     familiarity_cache: Literal["file", "memory", "off"] = Field(
         default="file",
