@@ -65,7 +65,8 @@ def test_calibrate_report_and_ask_on_the_embedded_model(tmp_path: Path, chromium
                             for i, (q, a) in enumerate(EASY + HARD)))
     artifact = tmp_path / "artifact.json"
     args = ["calibrate", "--dataset", str(data), "--out", str(artifact), "--signals", "logprob_min,p_true",
-            "--answer-level", "0.6", "--hedge-level", "0.4", "--calibrator", "platt"]
+            "--answer-level", "0.6", "--hedge-level", "0.4", "--calibrator", "platt",
+            "--fusion", "logistic"]  # both signals read, so score below computes p_true
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"wrote {artifact}" in result.output and "fused AUROC" in result.output

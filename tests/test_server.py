@@ -36,9 +36,10 @@ RULES = [
 
 @dataclass(frozen=True)
 class ReadsLogprobMin:
-    """A stage model that reads the minimum token probability as P(correct): decisions are exact."""
+    """A stage model whose probability is the minimum token probability: decisions are exact. It declares
+    the free signals and familiarity as read, so the gate computes them (a stage's unread signals are skipped)."""
 
-    signals: tuple[str, ...] = ("logprob_min",)
+    signals: tuple[str, ...] = ("familiarity", "logprob_mean", "logprob_min")
     abstain: float = 0.3
     hedge: float = 0.7
 
