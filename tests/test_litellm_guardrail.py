@@ -438,7 +438,8 @@ def test_the_real_litellm_proxy_gates_answers_with_our_guardrail(proxy: str) -> 
     completion = raw.parse()
     view = completion.model_extra["gate"]
     assert view["decision"] in {"answer", "hedge", "abstain"} and view["mode"] == "enforce"
-    assert view["signals"]["familiarity"] is not None and view["signals"]["logprob_min"] is not None
+    # through LiteLLM the upstream is a black box: the one-pass familiarity (forced log-probs) cannot run
+    assert view["signals"].get("familiarity") is None and view["signals"]["logprob_min"] is not None
     assert completion.choices[0].message.content == _expected_content(view)
     assert completion.choices[0].logprobs is None  # the gate asked for them, the client did not
     assert raw.headers["x-gate-decision"] == view["decision"]
