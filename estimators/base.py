@@ -17,11 +17,15 @@ __all__ = [
     "Signal",
     "SupportsContinuationLogprobs",
     "TokenLogprob",
+    "ToolCall",
     "total_cost",
 ]
 
-Message = Mapping[str, str]
-"""One chat message: ``{"role": "system" | "user" | "assistant", "content": str}``."""
+Message = Mapping[str, Any]
+"""One chat message in the OpenAI shape: ``{"role": "system" | "user" | "assistant" | "tool", "content": ...}``.
+
+Content is usually a string; an assistant turn that called tools carries ``tool_calls`` (its content may be
+``None``) and a ``tool`` turn carries the tool's result and its ``tool_call_id``."""
 
 Prompt = str | Sequence[Message]
 """A raw completion prompt (``str``) or a list of chat messages."""
@@ -64,6 +68,14 @@ class TokenLogprob(_Frozen):
     top: tuple[tuple[str, float], ...] = ()
 
 
+class ToolCall(_Frozen):
+    """One function call the model asked for, in OpenAI's shape (``arguments`` is the model's JSON text)."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
 class Generation(_Frozen):
     """One completion: its text, optional per-token log-probs, why it stopped, and its share of the cost.
 
@@ -75,6 +87,7 @@ class Generation(_Frozen):
     tokens: tuple[TokenLogprob, ...] | None = None
     finish_reason: str | None = None
     usage: Cost = Field(default_factory=Cost)
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @property
     def logprobs(self) -> list[float] | None:

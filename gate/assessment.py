@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.decision import Decision
-from estimators.base import Cost, Signal
+from estimators.base import Cost, Signal, ToolCall
 from gate.suite import StageName
 
-__all__ = ["Assessment", "Decision"]
+__all__ = ["Assessment", "Decision", "RequestKindName", "Verdict"]
+
+Verdict = Decision | Literal["not_assessed"]
+"""What the gate concluded: one of the three decisions, or that it did not assess this request at all
+(a request it cannot judge, such as creative writing or a tool call, passes unchanged, with the reason)."""
+
+RequestKindName = Literal["factual", "grounded", "non_factual", "tool_call"]
+"""What a request asks for; the gate assesses factual and grounded requests only (``gate.request_kind``)."""
 
 
 class Assessment(BaseModel):
@@ -19,7 +26,10 @@ class Assessment(BaseModel):
     ``probability`` is the calibrated probability that ``answer`` is correct (``None`` only when no
     signal could be computed); ``stage`` says where the cost cascade stopped: ``"precheck"`` (abstained
     before generating, ``answer`` is ``None``), ``"free"`` (decided on the signals that cost nothing
-    extra) or ``"full"``. ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work.
+    extra), ``"full"``, or ``"none"`` when the request was not assessed (``decision`` is
+    ``"not_assessed"``, ``kind`` and ``reasons`` say why; the answer passes unchanged). ``tool_calls`` are
+    the tool calls the model answered with (passed through, never assessed).
+    ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -27,11 +37,13 @@ class Assessment(BaseModel):
     question: str
     answer: str | None
     finish_reason: str | None = None
-    decision: Decision
+    decision: Verdict
+    kind: RequestKindName = "factual"
+    tool_calls: tuple[ToolCall, ...] = ()
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     signals: dict[str, Signal] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
-    stage: StageName = "full"
+    stage: StageName | Literal["none"] = "full"
     thresholds: dict[str, float] = Field(default_factory=dict)
     answer_cost: Cost = Field(default_factory=Cost)
     gate_cost: Cost = Field(default_factory=Cost)
@@ -51,6 +63,7 @@ class Assessment(BaseModel):
         """A compact JSON-able view (the proxy's ``gate`` object and the audit log build on it)."""
         return {
             "decision": self.decision,
+            "kind": self.kind,
             "probability": self.probability,
             "stage": self.stage,
             "signals": self.confidences(),

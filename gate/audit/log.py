@@ -5,7 +5,8 @@ Each line holds (``null`` where a value does not apply)::
     {"time": "2026-05-09T07:35:25.123Z",      # UTC, when the request was answered
      "request_id": "...", "route": "chat" | "completions", "model": "...", "mode": "off" | "observe" | "enforce",
      "question_sha256": "...",                 # always; "question": the text too when audit_question = "text"
-     "decision": "answer" | "hedge" | "abstain" | null, "probability": 0.93, "stage": "precheck" | "free" | "full",
+     "decision": "answer" | "hedge" | "abstain" | "not_assessed" | null, "probability": 0.93,
+     "stage": "precheck" | "free" | "full" | "none",
      "signals": {"logprob_min": 0.91, ...}, "signal_errors": {...}, "skipped": {...}, "reasons": [...],
      "calibration": "artifact id",
      "latency_ms": {"total": 812.4, "upstream": 640.1, "gate": 172.3},  # upstream: the answer's generation

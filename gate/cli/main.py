@@ -62,12 +62,18 @@ def ask(
         typer.echo(render_assessment(assessment))
 
 
+def _decision_line(assessment: Assessment, probability: str) -> str:
+    if assessment.decision == "not_assessed":
+        return f"decision:    NOT ASSESSED (request kind {assessment.kind}; the answer passes unchanged)"
+    return f"decision:    {assessment.decision.upper()} (probability correct {probability}; stage {assessment.stage})"
+
+
 def render_assessment(assessment: Assessment) -> str:
     """The assessment as a few readable lines for the terminal."""
     probability = format_probability(assessment.probability)
     lines = [
         f"answer:      {assessment.answer if assessment.answer is not None else '(none: abstained before answering)'}",
-        f"decision:    {assessment.decision.upper()} (probability correct {probability}; stage {assessment.stage})",
+        _decision_line(assessment, probability),
         f"calibration: {assessment.calibration}",
         "signals:",
     ]

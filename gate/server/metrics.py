@@ -4,7 +4,7 @@ counts every response.
 Metrics (per app, on ``ServerState.metrics``; summed over the workers of ``gate serve --workers N``)::
 
     gate_requests_total{route,mode,status}   every HTTP response; mode "none" before a gate mode was chosen
-    gate_decisions_total{decision}           answer / hedge / abstain (off-mode pass-throughs have none)
+    gate_decisions_total{decision}           answer / hedge / abstain / not_assessed (off-mode pass-throughs have none)
     gate_errors_total{type}                  error responses by OpenAI error code (its type when it has none)
     gate_signal_failures_total{signal}       signals that failed, leaving an assessment with fewer signals
     gate_llm_calls_total, gate_llm_tokens_total   LLM work spent by the gate's own signals (not the answer)

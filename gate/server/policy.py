@@ -183,7 +183,7 @@ class Policy:
     def _content(self, assessment: Assessment, mode: GateMode) -> str:
         """The text the client gets: unchanged, hedged, or replaced by the abstain message."""
         answer = assessment.answer
-        if answer is not None and (mode == "observe" or assessment.decision == "answer"):
+        if answer is not None and (mode == "observe" or assessment.decision in ("answer", "not_assessed")):
             return answer
         if answer is not None and assessment.decision == "hedge":
             if self.hedge_position == "prefix":
