@@ -155,6 +155,13 @@ class Estimator(Protocol):
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
-        """Score ``answer`` to ``question``; higher confidence = more likely correct."""
+        """Score ``answer`` to ``question``; higher confidence = more likely correct.
+
+        For a conversation, ``question`` is the last user turn resolved against the turns before it (see
+        ``gate.conversation``) and ``conversation`` the recent messages ending with that turn: an estimator
+        that asks the model the question again asks it there, so that its samples answer what the primary
+        answer answered. ``None`` means the question stands alone.
+        """
         ...

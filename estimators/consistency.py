@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from scipy.stats import beta
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Cost, Generation, Signal, total_cost
+from estimators.base import LLM, Cost, Generation, Message, Signal, total_cost
 from estimators.equivalence import Equivalence, ExactMatch
 
 __all__ = ["Consistency", "cluster_probabilities", "semantic_entropy"]
@@ -124,6 +124,7 @@ class Consistency:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """Score ``answer`` by how often sampled answers agree with it.
 
@@ -137,6 +138,9 @@ class Consistency:
             Already sampled answers; used as they are, without LLM calls.
         references, logprobs : optional
             Not used.
+        conversation : sequence of Message, optional
+            The request's recent messages ending with the question: samples are drawn there, as the primary
+            answer was (default: the question alone).
 
         Returns
         -------
@@ -165,18 +169,24 @@ class Consistency:
             if self.adaptive and self._decisive(pool.agrees):
                 stopped_early = True
                 break
-            if not await self._draw(pool, question, answer, llm):
+            if not await self._draw(pool, question, answer, llm, conversation):
                 break
         if not pool.texts:
             return Signal(name=self.name, cost=total_cost(pool.spent), error="no samples to compare with")
         return await self._summarise(pool, question, stopped_early=stopped_early)
 
-    async def _draw(self, pool: _Pool, question: str, answer: str, llm: LLM) -> bool:
-        """Draw one batch into ``pool``; ``False`` when the endpoint returned nothing."""
+    async def _draw(
+        self, pool: _Pool, question: str, answer: str, llm: LLM, conversation: Sequence[Message] | None
+    ) -> bool:
+        """Draw one batch into ``pool``; ``False`` when the endpoint returned nothing.
+
+        The samples are asked in the request's own conversation when there is one: they must answer what the
+        primary answer answered (a follow-up's pronoun means nothing without the turns before it).
+        """
         want = self.n_samples - len(pool.texts)
         n = min(self.batch_size, want) if self.adaptive else want
         generations = await llm.generate(
-            [{"role": "user", "content": question}],
+            list(conversation) if conversation else [{"role": "user", "content": question}],
             n=n, temperature=self.temperature, max_tokens=self.max_tokens, logprobs=1, seed=self.seed + pool.drawn,
         )
         pool.drawn += n

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeGuard, TypeVar
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Cost, Signal, SupportsContinuationLogprobs, total_cost
+from estimators.base import LLM, Cost, Message, Signal, SupportsContinuationLogprobs, total_cost
 from estimators.concepts import find_concepts
 from estimators.familiarity_prompts import MASK, back_prompt, explain_prompt, mask_concept, surface_forms
 from estimators.familiarity_surprise import surprise_score
@@ -176,6 +176,7 @@ class Familiarity:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """The estimator contract; familiarity runs before any answer exists, so only ``question`` is used."""
         return await self.assess(question, llm=llm)

@@ -9,7 +9,7 @@ from numbers import Real
 from typing import Literal
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Generation, Signal, total_cost
+from estimators.base import LLM, Generation, Message, Signal, total_cost
 from estimators.text import normalize_answer
 
 __all__ = ["TokenProbability"]
@@ -69,6 +69,7 @@ class TokenProbability:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """Score ``answer`` by the probability the model gave its tokens.
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Generation, Signal, TokenLogprob, total_cost
+from estimators.base import LLM, Generation, Message, Signal, TokenLogprob, total_cost
 from estimators.text import normalize_answer
 
 __all__ = ["PTrue", "p_true_prompt", "read_yes_no"]
@@ -118,6 +118,7 @@ class PTrue:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """Score ``answer`` by the probability the model gives to "Yes, it is correct".
 

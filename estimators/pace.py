@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Generation, Signal, total_cost
+from estimators.base import LLM, Generation, Message, Signal, total_cost
 from estimators.pace_combiner import PaceCombiner
 from estimators.score_parse import ParsedScore, parse_score
 from estimators.text import contains_span, normalize_answer
@@ -188,6 +188,7 @@ class Pace:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """Score ``answer`` against ``references`` (used as given) or the searcher's top-``k`` passages.
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from estimators.base import LLM, Generation, Signal, total_cost
+from estimators.base import LLM, Generation, Message, Signal, total_cost
 from estimators.text import contains_span, normalize_answer
 from estimators.verbal_parse import ParsedConfidence, parse_answer_and_confidence, parse_top_k
 
@@ -168,6 +168,7 @@ class Verbalized:
         samples: Sequence[str] | None = None,
         references: Sequence[str] | None = None,
         logprobs: Sequence[float] | None = None,
+        conversation: Sequence[Message] | None = None,
     ) -> Signal:
         """Elicit verbalized confidence and return the aggregated confidence in ``answer``.
 

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         description="keep concept familiarity across requests: in cache_dir/familiarity.sqlite (shared by"
         " processes), in memory only, or not at all; the file holds concept names taken from questions",
     )
+    context_tokens: int = Field(
+        default=512,
+        ge=1,
+        le=32768,
+        description="how much of a conversation the signals read: the last user turn resolved against the most"
+        " recent earlier turns within this many tokens (estimated)",
+    )
     cascade: bool = Field(default=True, description="run the full stage only when the free stage leaves it open")
     max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")

@@ -15,6 +15,7 @@ from typing import Protocol
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
 from gate.assessment import Assessment
+from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
 from gate.suite import DEFAULT_SUITE, SignalSpec, StageName, build_estimators, check_suite, select
@@ -86,6 +87,9 @@ class Gate:
     concept_cache : ConceptCache, optional
         Familiarity scores kept across requests (``gate.concept_cache``); the familiarity precheck then
         costs no call for a concept already scored.
+    context_tokens : int
+        How much of a conversation the signals read: the question is the last user turn with the most recent
+        earlier turns before it, within this many tokens (estimated; ``gate.conversation``).
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -103,8 +107,11 @@ class Gate:
         answer_tokens: int = 64,
         concurrent_signals: bool = True,
         concept_cache: object | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
     ) -> None:
         check_suite(suite)
+        if context_tokens < 1:
+            raise ValueError(f"context_tokens must be at least 1, got {context_tokens}")
         self.llm = llm
         self.calibration = calibration
         self.suite = tuple(suite)
@@ -114,6 +121,7 @@ class Gate:
         self.has_searcher = searcher is not None
         self.answer_tokens = answer_tokens
         self.concurrent_signals = concurrent_signals
+        self.context_tokens = context_tokens
 
     async def assess(
         self,
@@ -138,10 +146,10 @@ class Gate:
         ``temperature`` and ``max_tokens`` apply to the primary answer (a proxy passes the client's).
         ``known`` holds signals already computed for this question (e.g. by :meth:`precheck`), used as they are.
         """
-        messages = _as_messages(prompt)
-        question = messages[-1]["content"]
+        conversation = Conversation.from_prompt(prompt)
+        messages = list(conversation.messages)
         wanted = set(signals) if signals is not None else None
-        run = _Run(self, question, wanted, budget or Budget(), known, every_signal=not cascade)
+        run = _Run(self, self._question(conversation), wanted, budget or Budget(), known, every_signal=not cascade)
         await run.precheck()
         if precheck and (abstention := run.precheck_abstention()) is not None:
             return abstention
@@ -158,7 +166,12 @@ class Gate:
             )
             answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
             answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
-        context = {"samples": samples, "references": references, "logprobs": logprobs}
+        context = {
+            "samples": samples,
+            "references": references if references is not None else (list(conversation.references) or None),
+            "logprobs": logprobs,
+            "conversation": self._signal_messages(conversation),
+        }
         await run.score_stage("free", answer, context)
         if cascade and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
@@ -169,9 +182,18 @@ class Gate:
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
-        run = _Run(self, _as_messages(prompt)[-1]["content"], None, Budget())
+        run = _Run(self, self._question(Conversation.from_prompt(prompt)), None, Budget())
         await run.precheck()
         return Precheck(signals=dict(run.signals), abstain=run.precheck_abstention())
+
+    def _question(self, conversation: Conversation) -> str:
+        """What the signals reason about: the last user turn, resolved against the turns before it."""
+        return conversation.resolved_question(self.context_tokens)
+
+    def _signal_messages(self, conversation: Conversation) -> list[Message] | None:
+        """Where signals that ask the model again ask it: the conversation, unless the question stands alone."""
+        messages = conversation.recent_messages(self.context_tokens)
+        return messages if len(messages) > 1 else None
 
 
 class _Run:
@@ -367,20 +389,6 @@ def _threshold_reason(probability: float, scorer: StageScorer, decision: Decisio
     else:
         text = f"probability correct {shown} is below the abstain threshold {abstain}"
     return [text + where]
-
-
-def _as_messages(prompt: Prompt) -> list[Message]:
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise ValueError("the question is empty")
-        return [{"role": "user", "content": prompt}]
-    messages = list(prompt)
-    users = [m for m in messages if m.get("role") == "user" and str(m.get("content", "")).strip()]
-    if not users:
-        raise ValueError("messages hold no non-empty user message to assess")
-    if messages[-1] is not users[-1]:
-        raise ValueError("the last message must be the user's question")
-    return messages
 
 
 __all__ = ["Budget", "Calibration", "Gate", "Precheck", "StageScorer"]
