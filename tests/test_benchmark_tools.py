@@ -226,3 +226,14 @@ def test_the_best_signal_is_scored_on_the_rows_it_has():
     key, score, seen = calibration_benchmark.best_signal(y, signals)
     assert key == "a" and score == 1.0 and seen.sum() == 4
     assert calibration_benchmark.best_signal(y, {"c": np.full(6, np.nan)}) is None
+
+
+def test_the_two_turn_form_names_the_entity_first_and_refers_back_to_it_with_a_pronoun() -> None:
+    from benchmarks.two_turn import two_turn
+
+    first, reply, follow_up = two_turn("What is Diana Ross's address?")
+    assert first == {"role": "user", "content": "I have a question about Diana Ross."}
+    assert "Diana Ross" in reply["content"]
+    assert follow_up == {"role": "user", "content": "What is its address?"}
+    assert two_turn("Who wrote Hamlet?")[-1]["content"] == "Who wrote it?"
+    assert two_turn("what is the largest lake in africa") is None  # no named entity to refer back to
