@@ -38,7 +38,7 @@ from gate.factory import create_gate
 from gate.integrations.litellm_local import local_handler
 from gate.pipeline import ANSWER_LOGPROBS, Gate
 from gate.server.policy import Policy, several_choices_refusal, withholds
-from gate.server.wire import _PIECES
+from gate.server.replies import _PIECES
 
 # This module is imported by the LiteLLM proxy to subclass its guardrail base: litellm is needed now, and is
 # imported the offline way (a plain first import fetches litellm's cost map from the internet).

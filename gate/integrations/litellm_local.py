@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from estimators.base import Generation, TokenLogprob, total_cost
 from gate.backends.embedded.local import LOCAL_MODEL_NAME, LOCAL_PREFIX, LocalLLM
 from gate.backends.litellm_client import import_litellm
+from gate.server.replies import stream_pieces as pieces_of
 
 PROVIDER = LOCAL_PREFIX.rstrip("/")
 T = TypeVar("T")
@@ -117,18 +118,8 @@ def stream_pieces(generation: Generation) -> list[tuple[str, tuple[TokenLogprob,
     texts join to the answer and their tokens to the answer's tokens.
     """
     if generation.tokens:
-        texts = [token.token for token in generation.tokens]
-        texts[0] = texts[0].lstrip()  # the answer text is stripped of the first token's leading space
-        texts[-1] = texts[-1].rstrip()
-        if "".join(texts) == generation.text:
-            pieces: list[tuple[str, tuple[TokenLogprob, ...]]] = []
-            for text, token in zip(texts, generation.tokens, strict=True):
-                if pieces and (not text or not pieces[-1][0]):
-                    pieces[-1] = (pieces[-1][0] + text, (*pieces[-1][1], token))
-                else:
-                    pieces.append((text, (token,)))
-            return pieces
-    return [(generation.text, generation.tokens)] if generation.text else []
+        return pieces_of(generation.text, generation.tokens)
+    return [(generation.text, None)] if generation.text else []
 
 
 def _params(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
