@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -153,8 +154,8 @@ def _chunks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
     yield chunk({"role": "assistant", "content": ""})
-    for word in (message["content"] or "").split(" "):
-        yield chunk({"content": word + " "})
+    for piece in re.findall(r"\s*\S+", message["content"] or ""):
+        yield chunk({"content": piece})
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call["function"]
         yield chunk(

@@ -135,7 +135,9 @@ class Prediction(_Strict):
 def _check_stop(value: Any) -> Any:
     strings = [value] if isinstance(value, str) else value
     if value is not None and (
-        not isinstance(strings, list) or not 1 <= len(strings) <= 4 or not all(isinstance(s, str) and s for s in strings)
+        not isinstance(strings, list)
+        or not 1 <= len(strings) <= 4
+        or not all(isinstance(s, str) and s for s in strings)
     ):
         raise ValueError("stop must be a non-empty string or a list of 1 to 4 non-empty strings")
     return value
