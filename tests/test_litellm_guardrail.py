@@ -511,3 +511,12 @@ def test_the_real_litellm_proxy_gates_answers_with_our_guardrail(proxy: str) -> 
     chunks = list(client.chat.completions.create(model="gemma-strict", messages=messages, stream=True))
     views = [chunk.model_extra["gate"] for chunk in chunks if chunk.model_extra and "gate" in chunk.model_extra]
     assert len(views) == 1 and views[0]["stage"] == "precheck" and views[0]["decision"] == "abstain"
+
+
+async def test_pre_call_refuses_a_conversation_ending_with_an_assistant_turn() -> None:
+    turns = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "It was"}]
+    with pytest.raises(HTTPException) as raised:
+        await guardrail(ScriptedLLM(rules=FAMILIAR)).async_pre_call_hook(
+            None, None, request(messages=turns), "completion"
+        )
+    assert raised.value.status_code == 400 and "the last message has role 'assistant'" in raised.value.detail["error"]

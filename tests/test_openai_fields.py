@@ -320,3 +320,13 @@ async def test_text_completions_forward_the_shared_sampling_fields():
     assert [call.options for call in llm.calls if call.options] == [
         {"seed": 2, "stop": "\n", "top_p": 0.5, "user": "u"}
     ]
+
+
+@pytest.mark.parametrize("role", ["assistant", "system", "developer"])
+async def test_a_conversation_ending_with_another_turn_than_the_users_is_refused_not_passed_ungated(role):
+    gate = make_gate()
+    async with serving(gate) as client:
+        messages = [{"role": "user", "content": ANSWER_Q}, {"role": role, "content": "Sure, the author is"}]
+        response = await post(client, chat(messages=messages))
+    assert_error(response, 400, contains=f"the last message has role {role!r}; the gate answers", param="messages")
+    assert gate.assessed == []

@@ -41,6 +41,7 @@ from gate.config import DEFAULT_MODEL, Settings, load_settings
 from gate.factory import create_gate
 from gate.integrations.litellm_local import local_handler
 from gate.pipeline import ANSWER_LOGPROBS, TOOL_CALL_REASON, Gate, not_assessed
+from gate.server.messages import last_turn_refusal
 from gate.server.policy import Policy, several_choices_refusal, unassessed, withholds
 from gate.server.replies import _PIECES
 
@@ -98,8 +99,12 @@ class ConfidenceGuardrail(CustomGuardrail):
 
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict | None:
         """Run the familiarity precheck; an unfamiliar question gets the abstain message instead of an answer."""
-        prompt = _chat_prompt(data) if call_type in CHAT_CALL_TYPES else None
-        if prompt is None or self.settings.mode == "off":
+        if call_type not in CHAT_CALL_TYPES or self.settings.mode == "off":
+            return data
+        if self.settings.mode == "enforce" and (refusal := _last_turn_refusal(data)) is not None:
+            raise HTTPException(status_code=400, detail={"error": refusal})
+        prompt = _chat_prompt(data)
+        if prompt is None:
             return data
         if (refusal := several_choices_refusal(int(data.get("n") or 1), self.settings.mode)) is not None:
             raise HTTPException(status_code=400, detail={"error": refusal})
@@ -302,6 +307,14 @@ def _passed_on(data: Mapping[str, Any], *, tool_calls: bool) -> tuple[RequestKin
         return None
     response_format = data.get("response_format")
     return unassessed(messages, response_format if isinstance(response_format, Mapping) else None)
+
+
+def _last_turn_refusal(data: Mapping[str, Any]) -> str | None:
+    """Why the conversation cannot be answered through the gate (it ends with an assistant turn...), or ``None``."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], Mapping):
+        return None
+    return last_turn_refusal(messages)
 
 
 def _question(data: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ see :func:`gate.server.policy.unassessed`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -162,6 +162,21 @@ class ChatMessage(_Strict):
         if isinstance(self.content, list):
             message["content"] = self.text()
         return message
+
+
+def last_turn_refusal(messages: Sequence[Message]) -> str | None:
+    """Why a conversation's last message cannot be answered through the gate, or ``None`` when it can.
+
+    An answer after an assistant, system or developer turn has no user question to be judged against: passed
+    on unassessed, it would let any request skip enforcement by appending such a turn, so it is refused.
+    """
+    role = messages[-1].get("role") if messages else None
+    if role in ("user", "tool"):
+        return None
+    return (
+        f"the last message has role {role!r}; the gate answers a user's turn or a tool result (an answer "
+        "after any other turn could not be assessed, so it would skip the gate): end with the user's message"
+    )
 
 
 def _check_part(index: int, part: Any) -> None:

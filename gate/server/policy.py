@@ -110,11 +110,8 @@ def unassessed(
     )
     if parts:
         return "grounded", f"the request carries {', '.join(parts)} content, which the gate's signals cannot read"
-    role = messages[-1].get("role") if messages else None
-    if role != "user":
-        what = "a tool result" if role == "tool" else f"a {role} message"
-        kind: RequestKindName = "grounded" if role == "tool" else "non_factual"
-        return kind, f"the conversation ends with {what}, not a user's turn; the answer is not assessed"
+    if messages and messages[-1].get("role") == "tool":
+        return "grounded", "the conversation ends with a tool result, not a user's turn; the answer is not assessed"
     return None
 
 

@@ -33,7 +33,7 @@ from gate.server.fields import (
     Tool,
     check_tool_choice,
 )
-from gate.server.messages import ChatMessage
+from gate.server.messages import ChatMessage, last_turn_refusal
 
 ToolChoice = str | dict[str, Any]
 """``tool_choice``: a mode or an object, checked by :func:`gate.server.fields.check_tool_choice`."""
@@ -272,8 +272,10 @@ class ChatRequest(_CompletionParams):
         users = [message for message in messages if message.role == "user"]
         if not users:
             raise ValueError("the conversation holds no user message; the gate answers a user's turn")
-        last = users[-1]
-        if last is messages[-1] and last.text_only() and not last.text().strip():
+        last = messages[-1]
+        if (refusal := last_turn_refusal([{"role": last.role}])) is not None:
+            raise ValueError(refusal)
+        if last.role == "user" and last.text_only() and not last.text().strip():
             raise ValueError("the last message must be a non-empty user message (its text is blank)")
         return messages
 
