@@ -19,7 +19,7 @@ claim a guarantee nobody checked.
 
 Some requests are passed on without an assessment (verdict ``not_assessed``, with the reason):
 :func:`unassessed` says which before anything is generated (JSON output, image/audio/file input, a
-conversation that does not end with a user's turn), and the pipeline says so of an answer that calls tools.
+conversation that ends with a tool result), and the pipeline says so of an answer that calls tools.
 With tools offered the gate never abstains before the model answers: a model that can look things up is not
 bounded by what it knows. ``docs/openai_fields.md`` lists what happens to every OpenAI field.
 
@@ -94,7 +94,7 @@ def unassessed(
     """Why a chat request's answer is passed on without an assessment, as ``(kind, reason)``; ``None`` if it is not.
 
     ``messages`` as the client sent them (content parts included); the gate's signals read text answers to
-    a user's question, so JSON output, input they cannot see, and a turn that is not the user's are passed on.
+    a user's question, so JSON output, input they cannot see, and the answer to a tool result are passed on.
     """
     format_type = response_format.get("type") if response_format else None
     if format_type in ("json_object", "json_schema"):
@@ -180,16 +180,16 @@ class Policy:
                 "server allows)",
                 param="gate.cascade",
             )
-        chat = isinstance(request, ChatRequest)
+        chat = request if isinstance(request, ChatRequest) else None
         return Plan(
             mode=mode,
             signals=_narrowed(options.estimators, signals),
             cascade=self.cascade or bool(options.cascade),
             budget=_lowered(options.budget, self.budget),
             original=self.include_original or privileged,
-            unassessed=_unassessed_request(request) if chat else None,
+            unassessed=_unassessed_request(chat) if chat else None,
             tools=request.offers_tools(),
-            logprobs=(request.top_logprobs or 0) if chat and request.logprobs else None,
+            logprobs=(chat.top_logprobs or 0) if chat and chat.logprobs else None,
         )
 
     def render(
