@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from estimators.base import Generation, TokenLogprob, total_cost
 from gate.backends.embedded.local import LOCAL_MODEL_NAME, LOCAL_PREFIX, LocalLLM
 from gate.backends.litellm_client import import_litellm
+from gate.backends.options import FORWARDED_FIELDS
 from gate.server.replies import stream_pieces as pieces_of
 
 PROVIDER = LOCAL_PREFIX.rstrip("/")
@@ -86,6 +87,10 @@ def _handler_class(litellm: Any) -> type:
             if model != LOCAL_MODEL_NAME:
                 asked, known = LOCAL_PREFIX + model, LOCAL_PREFIX + LOCAL_MODEL_NAME
                 raise CustomLLMError(status_code=404, message=f"unknown local model {asked!r}: use {known!r}")
+            # litellm hands every OpenAI field over; one the model cannot honour (tools...) is refused, not dropped
+            fields = {name: value for name, value in params.items() if name in FORWARDED_FIELDS and value is not None}
+            if (refused := self.local.unsupported(messages, fields)) is not None:
+                raise CustomLLMError(status_code=400, message=f"{refused[0]}: {refused[1]}")
             return await self.local.generate(
                 messages,
                 n=int(params.get("n") or 1),
