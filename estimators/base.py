@@ -109,8 +109,15 @@ class LLM(Protocol):
         logprobs: int | None = None,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Generation]:
-        """Return ``n`` generations; ``logprobs=k`` asks for token log-probs with ``k`` alternatives."""
+        """Return ``n`` generations; ``logprobs=k`` asks for token log-probs with ``k`` alternatives.
+
+        ``options`` are a client's own request fields under their OpenAI names (``tools``, ``tool_choice``,
+        ``response_format``, ``top_p``, ``stop``...), forwarded to the endpoint as they are. Only a caller's
+        primary answer carries them; estimators never pass any (their prompts are the gate's, not the
+        client's). A backend refuses an option it cannot honour with ``ValueError`` naming it.
+        """
         ...
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from estimators.base import Cost, Generation, Message, Prompt, TokenLogprob
+from estimators.base import Cost, Generation, Message, Prompt, TokenLogprob, ToolCall
 
 __all__ = ["Call", "Rule", "ScriptedLLM", "prompt_text", "user_message"]
 
@@ -17,17 +18,22 @@ def prompt_text(prompt: Prompt) -> str:
     """Flatten a prompt to text so rules can match on it."""
     if isinstance(prompt, str):
         return prompt
-    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+    return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in prompt)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Answer prompts containing ``contains`` with ``reply``; ``logprob`` is given to every token."""
+    """Answer prompts containing ``contains`` with ``reply``; ``logprob`` is given to every token.
+
+    ``tool_calls``: when the call offers tools (``options["tools"]``), the model calls these instead, with
+    ``reply`` as the text beside them (often empty) and finish reason ``tool_calls``.
+    """
 
     contains: str
     reply: Reply
     logprob: float = -0.1
     top: Sequence[tuple[str, float]] = ()
+    tool_calls: Sequence[ToolCall] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Call:
     logprobs: int | None
     stop: tuple[str, ...]
     seed: int | None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -67,11 +74,15 @@ class ScriptedLLM:
         logprobs: int | None = None,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Generation]:
-        """Return ``n`` scripted generations."""
+        """Return ``n`` scripted generations (``options`` are recorded; ``tools`` among them enable tool calls)."""
         text = prompt_text(prompt)
-        self.calls.append(Call(text, n, temperature, max_tokens, logprobs, tuple(stop or ()), seed))
+        options = dict(options or {})
+        self.calls.append(Call(text, n, temperature, max_tokens, logprobs, tuple(stop or ()), seed, options))
         rule_index, rule = self._match(text)
+        calls = tuple(rule.tool_calls) if options.get("tools") else ()
+        wants_logprobs = logprobs is not None or bool(options.get("logprobs"))
         out = []
         for i in range(n):
             reply = self._next_reply(rule_index, rule, text)
@@ -80,8 +91,9 @@ class ScriptedLLM:
                 prompt_tokens=len(text.split()) if i == 0 else 0,
                 completion_tokens=len(reply.split()),
             )
-            tokens = self._tokens(reply, rule) if logprobs is not None and self.with_logprobs else None
-            out.append(Generation(text=reply, tokens=tokens, finish_reason="stop", usage=usage))
+            tokens = self._tokens(reply, rule) if wants_logprobs and self.with_logprobs else None
+            finish = "tool_calls" if calls else "stop"
+            out.append(Generation(text=reply, tokens=tokens, finish_reason=finish, usage=usage, tool_calls=calls))
         return out
 
     def _match(self, text: str) -> tuple[int, Rule]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.decision import Decision
-from estimators.base import Cost, Signal, ToolCall
+from estimators.base import Cost, Signal, TokenLogprob, ToolCall
 from gate.suite import StageName
 
 __all__ = ["Assessment", "Decision", "RequestKindName", "Verdict"]
@@ -28,7 +28,8 @@ class Assessment(BaseModel):
     before generating, ``answer`` is ``None``), ``"free"`` (decided on the signals that cost nothing
     extra), ``"full"``, or ``"none"`` when the request was not assessed (``decision`` is
     ``"not_assessed"``, ``kind`` and ``reasons`` say why; the answer passes unchanged). ``tool_calls`` are
-    the tool calls the model answered with (passed through, never assessed).
+    the tool calls the model answered with (passed through, never assessed). ``answer_tokens`` are the
+    answer's tokens and log-probs when the endpoint returned them (a client that asked gets them back).
     ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work.
     """
 
@@ -40,6 +41,7 @@ class Assessment(BaseModel):
     decision: Verdict
     kind: RequestKindName = "factual"
     tool_calls: tuple[ToolCall, ...] = ()
+    answer_tokens: tuple[TokenLogprob, ...] | None = None
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     signals: dict[str, Signal] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)

@@ -10,11 +10,11 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from calibration.decision import Decision, decision_of
-from estimators.base import LLM, Cost, Message, Prompt, Signal, total_cost
-from gate.assessment import Assessment
+from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
+from gate.assessment import Assessment, RequestKindName
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
@@ -23,6 +23,7 @@ from gate.suite import DEFAULT_SUITE, SignalSpec, StageName, build_estimators, c
 logger = logging.getLogger(__name__)
 
 ANSWER_LOGPROBS = 5  # top alternatives asked with the answer; P(True)-style signals read them for free
+TOOL_CALL_REASON = "the model called tools; tool calls are not assessed"
 
 
 class StageScorer(Protocol):
@@ -138,6 +139,7 @@ class Gate:
         temperature: float = 0.0,
         max_tokens: int | None = None,
         known: Mapping[str, Signal] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
@@ -145,6 +147,8 @@ class Gate:
         signal (what calibration needs); ``precheck=False`` never abstains before generating.
         ``temperature`` and ``max_tokens`` apply to the primary answer (a proxy passes the client's).
         ``known`` holds signals already computed for this question (e.g. by :meth:`precheck`), used as they are.
+        ``options`` are the client's own request fields (tools, response_format...), sent with the primary
+        answer only; an answer that calls tools is passed on unassessed (:func:`not_assessed`).
         """
         conversation = Conversation.from_prompt(prompt)
         messages = list(conversation.messages)
@@ -155,7 +159,7 @@ class Gate:
             return abstention
         started = time.perf_counter()
         answer_cost = Cost()
-        finish_reason = None
+        finish_reason, tokens = None, None
         if answer is None:
             [generation] = await self.llm.generate(
                 messages,
@@ -163,9 +167,21 @@ class Gate:
                 temperature=temperature,
                 max_tokens=max_tokens or self.answer_tokens,
                 logprobs=ANSWER_LOGPROBS,
+                **({"options": options} if options else {}),  # an LLM written before options still serves
             )
-            answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
             answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
+            if generation.tool_calls:
+                return not_assessed(
+                    run.question,
+                    generation,
+                    kind="tool_call",
+                    reason=TOOL_CALL_REASON,
+                    calibration=self.calibration.id,
+                    answer_cost=answer_cost,
+                    signals=run.signals,
+                )
+            answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
+            tokens = generation.tokens
         context = {
             "samples": samples,
             "references": references if references is not None else (list(conversation.references) or None),
@@ -178,7 +194,7 @@ class Gate:
         else:
             await run.score_stage("full", answer, context)
             assessment = run.finish(answer, answer_cost, stage="full")
-        return assessment.model_copy(update={"finish_reason": finish_reason})
+        return assessment.model_copy(update={"finish_reason": finish_reason, "answer_tokens": tokens})
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
@@ -350,6 +366,38 @@ class _Run:
         return signal
 
 
+def not_assessed(
+    question: str,
+    generation: Generation,
+    *,
+    kind: RequestKindName,
+    reason: str,
+    calibration: str,
+    answer_cost: Cost | None = None,
+    signals: Mapping[str, Signal] | None = None,
+) -> Assessment:
+    """``generation`` passed on as the model wrote it, with the verdict ``not_assessed`` and why.
+
+    ``signals`` already computed for the request (a precheck) stay in the record, and their cost in ``gate_cost``.
+    """
+    signals = dict(signals or {})
+    return Assessment(
+        question=question,
+        answer=generation.text.strip(),
+        finish_reason=generation.finish_reason,
+        decision="not_assessed",
+        kind=kind,
+        tool_calls=generation.tool_calls,
+        signals=signals,
+        reasons=[reason],
+        stage="none",
+        answer_cost=answer_cost or generation.usage,
+        gate_cost=total_cost(signal.cost for signal in signals.values()),
+        calibration=calibration,
+        answer_tokens=generation.tokens,
+    )
+
+
 def _unread(calibration: Calibration, specs: Sequence[SignalSpec]) -> set[str]:
     """Signals the calibration never looks at: computing them would spend calls for nothing.
 
@@ -391,4 +439,4 @@ def _threshold_reason(probability: float, scorer: StageScorer, decision: Decisio
     return [text + where]
 
 
-__all__ = ["Budget", "Calibration", "Gate", "Precheck", "StageScorer"]
+__all__ = ["Budget", "Calibration", "Gate", "Precheck", "StageScorer", "not_assessed"]

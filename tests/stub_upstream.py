@@ -1,11 +1,16 @@
-"""A tiny OpenAI-compatible upstream on loopback, for testing the litellm client over real HTTP."""
+"""A tiny OpenAI-compatible upstream on loopback, for testing the litellm client over real HTTP.
+
+``StubState.reply`` scripts the assistant message per request (tool calls included); a request with
+``stream: true`` is answered with SSE chunks in OpenAI's shape, as a real server streams.
+"""
 
 from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,10 +29,19 @@ class StubState:
     declare_length: bool = True  # False: no content-length, the body ends when the connection closes
     gzip: bool = False  # send the body gzip-compressed (content-encoding: gzip)
     broken_writes: int = 0  # answers the client stopped reading before their end
+    # request -> the assistant message ({"content": ..., "tool_calls": [...]}); None: the fixed text
+    reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+def _message(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
+    message = state.reply(request) if state.reply is not None else {"content": state.text}
+    return {"role": "assistant", "content": None, **message}
 
 
 def _chat_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
-    words = state.text.split()
+    message = _message(state, request)
+    text = message["content"] or ""
+    words = text.split()
     logprobs = None
     if request.get("logprobs"):
         k = int(request.get("top_logprobs") or 0)
@@ -43,13 +57,9 @@ def _chat_body(state: StubState, request: dict[str, Any]) -> dict[str, Any]:
                 for w in words
             ]
         }
+    finish = "tool_calls" if message.get("tool_calls") else "stop"
     choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": state.text},
-            "finish_reason": "stop",
-            "logprobs": logprobs,
-        }
+        {"index": i, "message": message, "finish_reason": finish, "logprobs": logprobs if words else None}
         for i in range(int(request.get("n") or 1))
     ]
     usage = {"prompt_tokens": 7, "completion_tokens": len(words) * len(choices), "total_tokens": 7 + len(words)}
@@ -99,6 +109,8 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             state.paths.append(self.path)
             if len(state.requests) <= state.fail_first:
                 self._send(state.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
+            elif self.path.endswith("/chat/completions") and request.get("stream"):
+                self._stream(_chat_body(state, request))
             elif self.path.endswith("/chat/completions"):
                 self._send(200, _chat_body(state, request))
             else:
@@ -120,7 +132,49 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
                 state.broken_writes += 1
                 self.close_connection = True
 
+        def _stream(self, body: dict[str, Any]) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for chunk in _chunks(body):
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.close_connection = True
+
     return Handler
+
+
+def _chunks(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A whole chat completion as OpenAI streams it: role, words, tool calls (id and name, then arguments)."""
+    [choice] = body["choices"]
+    message = choice["message"]
+    head = {"id": body["id"], "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in re.findall(r"\s*\S+", message["content"] or ""):
+        yield chunk({"content": piece})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": function["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
+        arguments = function["arguments"]
+        for start in range(0, len(arguments), 5):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[start : start + 5]}}]})
+    yield chunk({}, choice["finish_reason"])
+    yield {**head, "choices": [], "usage": body["usage"]}
 
 
 @contextmanager

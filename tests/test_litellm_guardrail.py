@@ -236,12 +236,56 @@ async def test_a_client_cannot_pose_as_a_passed_precheck() -> None:
     assert out.gate["signals"]["familiarity"] == 0.0  # computed here, the forged 1.0 ignored
 
 
-async def test_post_call_passes_tool_calls_untouched() -> None:
-    reply = ModelResponse(
-        choices=[{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "tool_calls"}]
+TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+
+
+async def test_post_call_passes_tool_calls_unchanged_with_a_not_assessed_view() -> None:
+    message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+    reply = ModelResponse(choices=[{"index": 0, "message": message, "finish_reason": "tool_calls"}])
+    llm = ScriptedLLM()
+    out = await guardrail(llm).async_post_call_success_hook(request(tools=[WEATHER_TOOL]), None, reply)
+    assert out is reply and out.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    assert out.choices[0].message.content is None and out.choices[0].finish_reason == "tool_calls"
+    assert out.gate["decision"] == "not_assessed" and out.gate["kind"] == "tool_call"
+    assert out._hidden_params["additional_headers"]["x-gate-decision"] == "not_assessed"
+    assert llm.calls == []  # nothing assessed
+
+
+async def test_pre_call_never_abstains_when_tools_are_offered() -> None:
+    llm = ScriptedLLM(rules=UNFAMILIAR)
+    data = await guardrail(llm).async_pre_call_hook(None, None, request(tools=[WEATHER_TOOL]), "completion")
+    assert data["messages"][0]["content"] == QUESTION and llm.calls == []  # no precheck, no abstention
+
+
+async def test_json_output_and_tool_result_endings_pass_with_the_reason() -> None:
+    hook = guardrail(ScriptedLLM(rules=FAMILIAR))
+    json_request = request(response_format={"type": "json_object"})
+    out = await through_proxy(hook, json_request, response('{"author": "Marlowe"}', ABSTAIN))
+    assert out.choices[0].message.content == '{"author": "Marlowe"}' and out.gate["decision"] == "not_assessed"
+    assert "JSON output" in out.gate["reasons"][0]
+    tool_turns = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18"},
+    ]
+    out = await through_proxy(hook, request(messages=tool_turns), response("It is 18 degrees.", ABSTAIN))
+    assert out.choices[0].message.content == "It is 18 degrees." and out.gate["kind"] == "grounded"
+
+
+async def test_a_streamed_tool_call_keeps_its_chunks_and_gets_the_view_on_the_last_one() -> None:
+    head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [head]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+    ]
+    chunks = [ModelResponseStream(id="c", model="gemma", choices=[{"index": 0, "delta": d}]) for d in deltas]
+    chunks.append(
+        ModelResponseStream(id="c", model="gemma", choices=[{"index": 0, "delta": {}, "finish_reason": "tool_calls"}])
     )
-    out = await guardrail(ScriptedLLM()).async_post_call_success_hook(request(), None, reply)
-    assert out is reply and "gate" not in out.model_dump()
+    out = await collect(guardrail(ScriptedLLM()), request(tools=[WEATHER_TOOL], stream=True), chunks)
+    assert out == chunks and out[-1].gate["decision"] == "not_assessed" and out[-1].gate["kind"] == "tool_call"
 
 
 async def test_the_deployment_level_post_call_does_nothing() -> None:
@@ -467,3 +511,12 @@ def test_the_real_litellm_proxy_gates_answers_with_our_guardrail(proxy: str) -> 
     chunks = list(client.chat.completions.create(model="gemma-strict", messages=messages, stream=True))
     views = [chunk.model_extra["gate"] for chunk in chunks if chunk.model_extra and "gate" in chunk.model_extra]
     assert len(views) == 1 and views[0]["stage"] == "precheck" and views[0]["decision"] == "abstain"
+
+
+async def test_pre_call_refuses_a_conversation_ending_with_an_assistant_turn() -> None:
+    turns = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "It was"}]
+    with pytest.raises(HTTPException) as raised:
+        await guardrail(ScriptedLLM(rules=FAMILIAR)).async_pre_call_hook(
+            None, None, request(messages=turns), "completion"
+        )
+    assert raised.value.status_code == 400 and "the last message has role 'assistant'" in raised.value.detail["error"]

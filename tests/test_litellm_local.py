@@ -83,3 +83,11 @@ async def test_sync_calls_answer_as_the_async_ones(local_llm: LocalLLM):
     streamed_sync = await asyncio.to_thread(lambda: list(litellm.completion(**asked, stream=True)))
     assert [c.choices[0].delta.content for c in streamed_sync] == [c.choices[0].delta.content for c in streamed]
     assert [c.choices[0].logprobs for c in streamed_sync] == [c.choices[0].logprobs for c in streamed]
+
+
+async def test_what_the_embedded_model_cannot_do_is_refused_through_litellm_not_dropped():
+    register_local_provider(LocalLLM())  # refused before the model would load
+    litellm = import_litellm()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with pytest.raises(litellm.BadRequestError, match=r"tools: the embedded model .* cannot call tools"):
+        await litellm.acompletion(model="local/gemma-3-270m", messages=QUESTION, tools=tools)

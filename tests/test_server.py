@@ -304,19 +304,23 @@ USER = [{"role": "user", "content": "q"}]
         ({"model": MODEL, "messages": []}, "at least 1 item", "messages"),
         (
             {"model": MODEL, "messages": [{"role": "robot", "content": "q"}]},
-            "'system', 'user' or 'assistant'",
+            "'system', 'developer', 'user', 'assistant' or 'tool'",
             "messages[0].role",
         ),
-        ({"model": MODEL, "messages": [{"role": "user"}]}, "Field required", "messages[0].content"),
-        ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "valid string; got 5", "messages[0].content"),
+        ({"model": MODEL, "messages": [{"role": "user"}]}, "a user message needs content", "messages[0]"),
         (
-            {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
-            "only text parts",
+            {"model": MODEL, "messages": [{"role": "user", "content": 5}]},
+            "content must be a string, a list of content parts or null; got 5",
             "messages[0].content",
         ),
         (
-            {"model": MODEL, "messages": [*USER, {"role": "assistant", "content": "a"}]},
-            "last message must be a non-empty user",
+            {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "content part 0 (image_url): image_url: Field required",
+            "messages[0].content",
+        ),
+        (
+            {"model": MODEL, "messages": [{"role": "system", "content": "s"}]},
+            "the conversation holds no user message",
             "messages",
         ),
         (
@@ -339,8 +343,9 @@ USER = [{"role": "user", "content": "q"}]
             "model 'gpt-4o' is not served here; this gate serves 'test/scripted'",
             "model",
         ),
-        ({"model": MODEL, "messages": USER, "top_p": 0.5}, "unsupported parameter 'top_p'", "top_p"),
-        ({"model": MODEL, "messages": USER, "tools": []}, "tools is not supported", "tools"),
+        ({"model": MODEL, "messages": USER, "top_k": 5}, "unsupported parameter 'top_k'", "top_k"),
+        ({"model": MODEL, "messages": USER, "top_p": "0.5"}, "valid number", "top_p"),
+        ({"model": MODEL, "messages": USER, "tools": []}, "at least 1 item", "tools"),
         ({"model": MODEL, "messages": USER, "stream": "yes please"}, "valid boolean", "stream"),
         # no loose coercion (issue 17, item 8): strings are not booleans or numbers
         ({"model": MODEL, "messages": USER, "stream": "yes"}, "valid boolean", "stream"),
@@ -369,7 +374,7 @@ async def test_bad_chat_requests_are_400_naming_the_field(body, message, param):
         ({"model": MODEL}, "prompt: Field required", "prompt"),
         ({"model": MODEL, "prompt": ["a", "b"]}, "valid string", "prompt"),
         ({"model": MODEL, "prompt": " "}, "the prompt is blank", "prompt"),
-        ({"model": MODEL, "prompt": "q", "echo": True}, "unsupported parameter 'echo'", "echo"),
+        ({"model": MODEL, "prompt": "q", "echo": True}, "echo is not supported", "echo"),
     ],
 )
 async def test_bad_text_completion_requests_are_400(body, message, param):

@@ -169,6 +169,10 @@ def test_the_embedded_model_answers_through_the_openai_client():
             # the free signals only, so the test stays quick (a request may narrow the signals)
             extra_body={"gate": {"estimators": ["logprob_mean", "logprob_min"]}},
         )
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+        with pytest.raises(openai.BadRequestError) as refused:  # a base model with no tool-calling format
+            client.chat.completions.create(model=settings.model, messages=ask("Weather in Paris?"), tools=tools)
+    assert refused.value.code == "unsupported_by_model" and "cannot call tools" in refused.value.message
     gate = completion.model_extra["gate"]
     assert "Paris" in gate["original"]
     # the shipped artifact does not read logprob_mean (it added nothing when fitted): it is not computed

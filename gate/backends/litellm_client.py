@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from estimators.base import Cost, Generation, Prompt, TokenLogprob
+from estimators.base import Cost, Generation, Prompt, TokenLogprob, ToolCall
+from gate.backends.options import call_fields
 from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError
 from gate.secrets import mask_secrets
 
@@ -69,15 +72,19 @@ class LiteLLMClient:
         logprobs: int | None = None,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Generation]:
-        """Return ``n`` generations, from one call when the provider takes ``n``, else concurrent calls."""
+        """Return ``n`` generations, from one call when the provider takes ``n``, else concurrent calls.
+
+        ``options`` (a client's own fields: tools, response_format, top_p...) go to the endpoint as they are.
+        """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        options = {"temperature": temperature, "max_tokens": max_tokens, "stop": list(stop) if stop else None}
-        if seed is not None:
-            options["seed"] = seed
+        fields, logprobs = call_fields(options, logprobs=logprobs, max_tokens=max_tokens)
+        options = {"temperature": temperature, "stop": list(stop) if stop else None, "seed": seed, **fields}
         if n == 1 or self._supports_native_n():
             return await self._call(prompt, n, logprobs, options)
+        seed = options["seed"]
         seeds = [None if seed is None else seed + i for i in range(n)]
         batches = await asyncio.gather(
             *(self._call(prompt, 1, logprobs, {**options, "seed": s} if s is not None else options) for s in seeds)
@@ -131,6 +138,8 @@ class LiteLLMClient:
             "api_key": self._api_key,
             **{k: v for k, v in options.items() if v is not None},
         }
+        if "metadata" in common:  # litellm keeps its own "metadata" (logging tags): the client's goes in the body
+            common["extra_body"] = {"metadata": common.pop("metadata")}
         if isinstance(prompt, str):
             if logprobs is not None:
                 common["logprobs"] = logprobs
@@ -196,12 +205,35 @@ def _generation(choice: Any, *, chat: bool) -> Generation:
         if message is None:
             raise TypeError("a choice has no message")
         text, tokens = _get(message, "content"), _chat_logprobs(_get(choice, "logprobs"))
+        tool_calls = _tool_calls(_get(message, "tool_calls"))
     else:
         text, tokens = _get(choice, "text"), _text_logprobs(_get(choice, "logprobs"))
+        tool_calls = ()
     finish = _get(choice, "finish_reason")
     if not isinstance(text, str | None) or not isinstance(finish, str | None):
         raise TypeError(f"content {type(text).__name__} / finish_reason {type(finish).__name__} are not text")
-    return Generation(text=text or "", tokens=tokens, finish_reason=finish)
+    return Generation(text=text or "", tokens=tokens, finish_reason=finish, tool_calls=tool_calls)
+
+
+def _tool_calls(calls: Any) -> tuple[ToolCall, ...]:
+    """The function calls of an assistant message (OpenAI's ``tool_calls``), checked to be text."""
+    if not calls:
+        return ()
+    if not isinstance(calls, list | tuple):
+        raise TypeError(f"tool_calls is {type(calls).__name__}, not a list")
+    parsed = []
+    for call in calls:
+        function = _get(call, "function")
+        call_id, name, arguments = _get(call, "id"), _get(function, "name"), _get(function, "arguments")
+        if isinstance(arguments, dict):  # some servers send the arguments as an object, not as JSON text
+            arguments = json.dumps(arguments)
+        if not isinstance(name, str) or not name or not isinstance(arguments, str | None):
+            raise TypeError(f"a tool call has name {name!r} and arguments of type {type(arguments).__name__}")
+        if not isinstance(call_id, str) or not call_id:
+            # A client must quote the id in its tool message: a server that sends none gets one made up here.
+            call_id = f"call_{uuid.uuid4().hex[:24]}"
+        parsed.append(ToolCall(id=call_id, name=name, arguments=arguments or ""))
+    return tuple(parsed)
 
 
 def _token_count(value: Any) -> int:

@@ -10,6 +10,10 @@ For teams that already run the LiteLLM proxy (see ``docs/litellm_guardrail.md`` 
   top-level field of the completion and ``x-gate-*`` response headers.
 - streaming: buffered: every chunk is collected, the answer is assessed once, and the final content goes
   out as new chunks with ``gate`` on the last one.
+- requests the gate does not assess pass as the model answered them, with the verdict ``not_assessed`` and
+  the reason in ``gate``, as in ``gate serve``: an answer that calls tools, JSON output, image/audio/file
+  input, a conversation that ends with a tool result. With tools offered the pre-call hook never abstains:
+  the model may look up what it does not know.
 
 The gate is configured like ``gate serve`` (``GATE_*`` variables, ``GATE_CONFIG``), and the guardrail's
 ``litellm_params`` may carry a ``gate_config`` mapping of the same settings, which wins over both. It is built
@@ -29,16 +33,17 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from estimators.base import Message, Signal
-from gate.assessment import Assessment
+from estimators.base import Generation, Message, Signal
+from gate.assessment import Assessment, RequestKindName
 from gate.backends.factory import create_llm
 from gate.backends.litellm_client import import_litellm
 from gate.config import DEFAULT_MODEL, Settings, load_settings
 from gate.factory import create_gate
 from gate.integrations.litellm_local import local_handler
-from gate.pipeline import ANSWER_LOGPROBS, Gate
-from gate.server.policy import Policy, several_choices_refusal, withholds
-from gate.server.wire import _PIECES
+from gate.pipeline import ANSWER_LOGPROBS, TOOL_CALL_REASON, Gate, not_assessed
+from gate.server.messages import last_turn_refusal
+from gate.server.policy import Policy, several_choices_refusal, unassessed, withholds
+from gate.server.replies import _PIECES
 
 # This module is imported by the LiteLLM proxy to subclass its guardrail base: litellm is needed now, and is
 # imported the offline way (a plain first import fetches litellm's cost map from the internet).
@@ -94,8 +99,12 @@ class ConfidenceGuardrail(CustomGuardrail):
 
     async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> dict | None:
         """Run the familiarity precheck; an unfamiliar question gets the abstain message instead of an answer."""
-        prompt = _chat_prompt(data) if call_type in CHAT_CALL_TYPES else None
-        if prompt is None or self.settings.mode == "off":
+        if call_type not in CHAT_CALL_TYPES or self.settings.mode == "off":
+            return data
+        if self.settings.mode == "enforce" and (refusal := _last_turn_refusal(data)) is not None:
+            raise HTTPException(status_code=400, detail={"error": refusal})
+        prompt = _chat_prompt(data)
+        if prompt is None:
             return data
         if (refusal := several_choices_refusal(int(data.get("n") or 1), self.settings.mode)) is not None:
             raise HTTPException(status_code=400, detail={"error": refusal})
@@ -106,6 +115,8 @@ class ConfidenceGuardrail(CustomGuardrail):
         get_or_create_metadata_bucket(data)[1][METADATA_KEY] = record
         if self.settings.mode != "enforce":  # observe never withholds an answer
             return data
+        if _offers_tools(data) or _passed_on(data, tool_calls=False) is not None:
+            return data  # a model with tools may look up what it does not know; an unassessed request is passed on
         precheck = await (await self.gate()).precheck(prompt)
         record["precheck"] = {key: signal.model_dump(mode="json") for key, signal in precheck.signals.items()}
         if precheck.abstain is not None:
@@ -120,25 +131,30 @@ class ConfidenceGuardrail(CustomGuardrail):
 
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
         """Assess the model's answer and deliver it as answered, hedged or withheld, with the gate's view."""
-        prompt = _chat_prompt(data)
-        if prompt is None or self.settings.mode == "off" or not isinstance(response, ModelResponse):
-            return response
-        choice = response.choices[0] if len(response.choices) == 1 else None
-        answer = getattr(getattr(choice, "message", None), "content", None)
-        if not isinstance(answer, str):  # tool calls, several choices: nothing the gate can read
-            return response
+        if self.settings.mode == "off" or not isinstance(response, ModelResponse) or len(response.choices) != 1:
+            return response  # several choices: the pre-call hook refused them unless the gate is off
+        choice = response.choices[0]
+        message = getattr(choice, "message", None)
+        answer = getattr(message, "content", None)
         record = self._record(data)
-        assessment = await self._assess(prompt, answer, _token_logprobs(choice), record)
-        reply = self.policy.render(self.settings.mode, assessment)
-        if reply.texts[0] != assessment.answer:  # hedged or withheld; an answer passes exactly as the model wrote it
-            choice.message.content = reply.texts[0]  # type: ignore[union-attr]
-        if withholds(self.settings.mode, assessment):
-            choice.finish_reason = "stop"  # type: ignore[union-attr]
+        verdict = _passed_on(data, tool_calls=bool(getattr(message, "tool_calls", None)))
+        if verdict is not None:
+            view, headers = await self._unassessed_view(data, answer or "", choice.finish_reason, verdict)
+        elif (prompt := _chat_prompt(data)) is None or not isinstance(answer, str):
+            return response
+        else:
+            assessment = await self._assess(prompt, answer, _token_logprobs(choice), record)
+            reply = self.policy.render(self.settings.mode, assessment)
+            if reply.texts[0] != assessment.answer:  # hedged or withheld; an answer passes exactly as written
+                choice.message.content = reply.texts[0]  # type: ignore[union-attr]
+            if withholds(self.settings.mode, assessment):
+                choice.finish_reason = "stop"  # type: ignore[union-attr]
+            view, headers = reply.gate, reply.headers
         if record.get("added_logprobs"):
             choice.logprobs = None  # type: ignore[union-attr]
-        response.gate = reply.gate  # type: ignore[attr-defined]
+        response.gate = view  # type: ignore[attr-defined]
         hidden = response._hidden_params
-        hidden["additional_headers"] = {**(hidden.get("additional_headers") or {}), **reply.headers}
+        hidden["additional_headers"] = {**(hidden.get("additional_headers") or {}), **headers}
         return response
 
     async def async_post_call_success_deployment_hook(self, request_data: dict, response: Any, call_type: Any) -> Any:
@@ -157,10 +173,16 @@ class ConfidenceGuardrail(CustomGuardrail):
         streamed = _StreamedAnswer.collect(chunks)
         prompt = _chat_prompt(request_data)
         record = self._record(request_data)
-        if streamed is None or prompt is None or self.settings.mode == "off":
+        verdict = None if streamed is None else _passed_on(request_data, tool_calls=streamed.tool_calls)
+        if streamed is None or self.settings.mode == "off":
             out: list[Any] = chunks
         elif "abstained" in record:  # LiteLLM streams the pre-call hook's abstain message: deliver it as it is
             out = streamed.original(record["abstained"], drop_logprobs=False)
+        elif verdict is not None:
+            view, _ = await self._unassessed_view(request_data, streamed.text, streamed.finish_reason, verdict)
+            out = streamed.original(view, drop_logprobs=bool(record.get("added_logprobs")))
+        elif prompt is None:
+            out = chunks
         else:
             out = await self._gated_stream(prompt, streamed, record)
         for chunk in out:
@@ -192,6 +214,17 @@ class ConfidenceGuardrail(CustomGuardrail):
             known=known,
         )
 
+    async def _unassessed_view(
+        self, data: Mapping[str, Any], answer: str, finish_reason: str | None, verdict: tuple[RequestKindName, str]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The ``gate`` view and headers of an answer passed on unassessed (the content stays the model's)."""
+        kind, reason = verdict
+        generation = Generation(text=answer, finish_reason=finish_reason)
+        calibration = (await self.gate()).calibration.id
+        assessment = not_assessed(_question(data), generation, kind=kind, reason=reason, calibration=calibration)
+        reply = self.policy.render(self.settings.mode, assessment)
+        return reply.gate, reply.headers
+
     def _record(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
         """What this guardrail's pre-call hook left on the request (nothing when it did not run)."""
         for bucket in (data.get("metadata"), data.get("litellm_metadata")):
@@ -208,8 +241,10 @@ class _StreamedAnswer:
     it, such as the usage chunk LiteLLM adds for its own accounting and strips again, are kept as they are.
     """
 
-    def __init__(self, chunks: list[ModelResponseStream], logprobs: list[float], finish_reason: str) -> None:
-        self.chunks, self.finish_reason = chunks, finish_reason
+    def __init__(
+        self, chunks: list[ModelResponseStream], logprobs: list[float], finish_reason: str, *, tool_calls: bool
+    ) -> None:
+        self.chunks, self.finish_reason, self.tool_calls = chunks, finish_reason, tool_calls
         self.text = "".join(choice.delta.content or "" for chunk in chunks for choice in chunk.choices)
         self.logprobs = logprobs or None
         ends = [i for i, chunk in enumerate(chunks) if any(choice.finish_reason for choice in chunk.choices)]
@@ -217,17 +252,18 @@ class _StreamedAnswer:
 
     @classmethod
     def collect(cls, chunks: Sequence[Any]) -> _StreamedAnswer | None:
-        """The answer of a one-choice text stream; ``None`` for anything else (tool calls, several choices)."""
+        """The answer of a one-choice stream (text, tool calls or both); ``None`` for several choices."""
         if not chunks or not all(isinstance(chunk, ModelResponseStream) for chunk in chunks):
             return None
         logprobs: list[float] = []
-        finish_reason = "stop"
+        finish_reason, tool_calls = "stop", False
         for choice in (choice for chunk in chunks for choice in chunk.choices):
-            if choice.index != 0 or choice.delta.tool_calls or choice.delta.function_call:
+            if choice.index != 0:
                 return None
+            tool_calls = tool_calls or bool(choice.delta.tool_calls or choice.delta.function_call)
             logprobs += _token_logprobs(choice) or []
             finish_reason = choice.finish_reason or finish_reason
-        return cls(list(chunks), logprobs, finish_reason)
+        return cls(list(chunks), logprobs, finish_reason, tool_calls=tool_calls)
 
     def original(self, view: dict[str, Any], *, drop_logprobs: bool) -> list[ModelResponseStream]:
         """The model's own chunks with the gate's view (log-probs the client did not ask for removed)."""
@@ -256,6 +292,35 @@ class _StreamedAnswer:
             system_fingerprint=first.system_fingerprint,
             choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
         )
+
+
+def _offers_tools(data: Mapping[str, Any]) -> bool:
+    return bool(data.get("tools")) and data.get("tool_choice") != "none"
+
+
+def _passed_on(data: Mapping[str, Any], *, tool_calls: bool) -> tuple[RequestKindName, str] | None:
+    """Why this chat answer is passed on unassessed (as ``gate serve`` decides it), or ``None``."""
+    if tool_calls:
+        return "tool_call", TOOL_CALL_REASON
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, Mapping) for m in messages):
+        return None
+    response_format = data.get("response_format")
+    return unassessed(messages, response_format if isinstance(response_format, Mapping) else None)
+
+
+def _last_turn_refusal(data: Mapping[str, Any]) -> str | None:
+    """Why the conversation cannot be answered through the gate (it ends with an assistant turn...), or ``None``."""
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], Mapping):
+        return None
+    return last_turn_refusal(messages)
+
+
+def _question(data: Mapping[str, Any]) -> str:
+    """The text of the last user turn ('' when there is none)."""
+    users = [m for m in data.get("messages") or () if isinstance(m, Mapping) and m.get("role") == "user"]
+    return _text(users[-1].get("content")) if users else ""
 
 
 def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from estimators.base import Generation, TokenLogprob, total_cost
 from gate.backends.embedded.local import LOCAL_MODEL_NAME, LOCAL_PREFIX, LocalLLM
 from gate.backends.litellm_client import import_litellm
+from gate.backends.options import FORWARDED_FIELDS
+from gate.server.replies import stream_pieces as pieces_of
 
 PROVIDER = LOCAL_PREFIX.rstrip("/")
 T = TypeVar("T")
@@ -85,6 +87,10 @@ def _handler_class(litellm: Any) -> type:
             if model != LOCAL_MODEL_NAME:
                 asked, known = LOCAL_PREFIX + model, LOCAL_PREFIX + LOCAL_MODEL_NAME
                 raise CustomLLMError(status_code=404, message=f"unknown local model {asked!r}: use {known!r}")
+            # litellm hands every OpenAI field over; one the model cannot honour (tools...) is refused, not dropped
+            fields = {name: value for name, value in params.items() if name in FORWARDED_FIELDS and value is not None}
+            if (refused := self.local.unsupported(messages, fields)) is not None:
+                raise CustomLLMError(status_code=400, message=f"{refused[0]}: {refused[1]}")
             return await self.local.generate(
                 messages,
                 n=int(params.get("n") or 1),
@@ -117,18 +123,8 @@ def stream_pieces(generation: Generation) -> list[tuple[str, tuple[TokenLogprob,
     texts join to the answer and their tokens to the answer's tokens.
     """
     if generation.tokens:
-        texts = [token.token for token in generation.tokens]
-        texts[0] = texts[0].lstrip()  # the answer text is stripped of the first token's leading space
-        texts[-1] = texts[-1].rstrip()
-        if "".join(texts) == generation.text:
-            pieces: list[tuple[str, tuple[TokenLogprob, ...]]] = []
-            for text, token in zip(texts, generation.tokens, strict=True):
-                if pieces and (not text or not pieces[-1][0]):
-                    pieces[-1] = (pieces[-1][0] + text, (*pieces[-1][1], token))
-                else:
-                    pieces.append((text, (token,)))
-            return pieces
-    return [(generation.text, generation.tokens)] if generation.text else []
+        return pieces_of(generation.text, generation.tokens)
+    return [(generation.text, None)] if generation.text else []
 
 
 def _params(args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """The completion routes, and one request's way through the proxy, in order, each step once.
 
 ``policy.plan`` (the request checked against the operator's bounds) -> generate or assess (mode ``off``:
-the model directly; otherwise ``Gate.assess``, under the request timeout) -> ``policy.render`` (content,
-the ``gate`` view with the upstream key masked, headers) -> record (metrics, audit log) -> the response,
-one JSON object or SSE chunks. A request that fails after it was planned is recorded with its error, then
-answered by the exception handlers (:mod:`gate.server.errors`).
+the model directly; a request the gate does not assess (``plan.unassessed``): the model directly, with the
+verdict ``not_assessed``; otherwise ``Gate.assess``, under the request timeout) -> ``policy.render``
+(content, tool calls, the ``gate`` view with the upstream key masked, headers) -> record (metrics, audit
+log) -> the response, one JSON object or SSE chunks. The client's own fields (tools, response_format...)
+go upstream with the answer (``options``), never with the gate's own calls. A request that fails after it
+was planned is recorded with its error, then answered by the exception handlers (:mod:`gate.server.errors`).
 """
 
 from __future__ import annotations
@@ -20,27 +22,20 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
 from gate.audit.log import Outcome
-from gate.pipeline import Gate
+from gate.backends.options import RefusesRequests
+from gate.pipeline import Gate, not_assessed
 from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
+from gate.server.replies import Envelope, Reply, completion_body, stream_events
 from gate.server.state import ServerState, is_privileged, request_id, server_state
-from gate.server.wire import (
-    BadRequestError,
-    ChatRequest,
-    CompletionRequest,
-    Envelope,
-    GatewayTimeoutError,
-    Reply,
-    completion_body,
-    stream_events,
-)
+from gate.server.wire import BadRequestError, ChatRequest, CompletionRequest, GatewayTimeoutError
 
 logger = logging.getLogger(__name__)
 
 
 async def chat_completions(body: ChatRequest, request: Request) -> Response:
     """OpenAI chat completions, gated."""
-    return await _complete(request, body, body.prompt(), chat=True)
+    return await _complete(request, body, body.wire_prompt(), chat=True)
 
 
 async def completions(body: CompletionRequest, request: Request) -> Response:
@@ -63,11 +58,11 @@ async def _complete(
         "route": "chat" if chat else "completions",
         "model": server.settings.model,
         "mode": plan.mode,
-        "question": prompt[-1]["content"],
+        "question": body.question(),
     }
     try:
         result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
-        reply = server.policy.render(plan.mode, result, original=plan.original)
+        reply = server.policy.render(plan.mode, result, original=plan.original, logprobs=plan.logprobs)
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(server, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise
@@ -86,8 +81,12 @@ async def _generate(
     *,
     chat: bool,
 ) -> tuple[Answered, float]:
-    """What :func:`_answer` returns, under the request's time limit, and the seconds it took."""
+    """What :func:`_answer` returns, under the request's time limit, and the seconds it took.
+
+    ``prompt`` is the conversation as the client sent it (what a request passed through sends upstream).
+    """
     limit = server.settings.request_timeout_s
+    _check_backend(gate.llm, prompt, body.options())
     try:
         async with asyncio.timeout(limit):
             param = "messages" if chat else "prompt"
@@ -100,20 +99,30 @@ async def _generate(
 
 
 async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage]) -> Answered:
-    """Mode ``off``: the model's generations, ungated; otherwise the gate's assessment of the answer it generates."""
-    max_tokens = body.answer_tokens()
-    if plan.mode == "off":
-        return await gate.llm.generate(
-            prompt, n=body.n, temperature=body.temperature, max_tokens=max_tokens or gate.answer_tokens
+    """Mode ``off``: the model's generations, ungated; a request the gate does not assess: the model's answer
+    with that verdict; otherwise the gate's assessment of the answer it generates."""
+    max_tokens, options = body.answer_tokens(), body.options()
+    if plan.mode == "off" or plan.unassessed is not None:
+        generations = await gate.llm.generate(
+            prompt,
+            n=body.n,
+            temperature=body.temperature,
+            max_tokens=max_tokens or gate.answer_tokens,
+            **({"options": options} if options else {}),
         )
+        if plan.mode == "off" or plan.unassessed is None:
+            return generations
+        kind, reason = plan.unassessed  # n is 1 here: the plan allows several choices only in mode off
+        return not_assessed(body.question(), generations[0], kind=kind, reason=reason, calibration=gate.calibration.id)
     return await gate.assess(
-        prompt,
+        body.prompt() if isinstance(body, ChatRequest) else prompt,
         signals=plan.signals,
         cascade=plan.cascade,
         precheck=plan.precheck,
         budget=plan.budget,
         temperature=body.temperature,
         max_tokens=max_tokens,
+        **({"options": options} if options else {}),
     )
 
 
@@ -149,6 +158,13 @@ class CountsTokens(Protocol):
     async def count_tokens(self, prompt: Prompt) -> int:
         """Prompt length in tokens, as the model will see it."""
         ...
+
+
+def _check_backend(llm: object, prompt: list[ChatMessage], options: dict[str, Any]) -> None:
+    """Refuse, as a 400 naming the field, what the upstream cannot do at all (the embedded model: tools...)."""
+    if isinstance(llm, RefusesRequests) and (refused := llm.unsupported(prompt, options)) is not None:
+        param, why = refused
+        raise BadRequestError(f"{param}: {why}", param=param, code="unsupported_by_model")
 
 
 async def _check_context(llm: object, prompt: list[ChatMessage], max_tokens: int, *, param: str) -> None:

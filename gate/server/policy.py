@@ -17,6 +17,12 @@ always gets the model's own answer in ``gate.original``. ``max_risk`` is refused
 artifact's thresholds hold for the one risk target they were fitted for, and moving them per request would
 claim a guarantee nobody checked.
 
+Some requests are passed on without an assessment (verdict ``not_assessed``, with the reason):
+:func:`unassessed` says which before anything is generated (JSON output, image/audio/file input, a
+conversation that ends with a tool result), and the pipeline says so of an answer that calls tools.
+With tools offered the gate never abstains before the model answers: a model that can look things up is not
+bounded by what it knows. ``docs/openai_fields.md`` lists what happens to every OpenAI field.
+
 ``Policy`` plans and renders, and nothing else: it calls no model and does no I/O. The request handler
 (:mod:`gate.server.handler`) plans with it, generates or assesses, then renders the reply with it.
 """
@@ -24,23 +30,23 @@ claim a guarantee nobody checked.
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from estimators.base import Generation, total_cost
-from gate.assessment import Assessment
+from estimators.base import Generation, Message, TokenLogprob, total_cost
+from gate.assessment import Assessment, RequestKindName
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.factory import budget_from
 from gate.pipeline import Budget
+from gate.server.replies import Reply
 from gate.server.wire import (
     BadRequestError,
     ChatRequest,
     CompletionRequest,
     ForbiddenError,
     GateOptions,
-    Reply,
     RequestBudget,
     Scrubber,
 )
@@ -61,11 +67,15 @@ class Plan:
     cascade: bool
     budget: Budget
     original: bool = False  # the model's own answer goes back in gate.original
+    unassessed: tuple[RequestKindName, str] | None = None  # passed on unassessed: the kind and the reason
+    tools: bool = False  # the model may answer with tool calls
+    logprobs: int | None = None  # the client asked for log-probs with this many alternatives
 
     @property
     def precheck(self) -> bool:
-        """Only ``enforce`` may abstain before answering: ``observe`` must return the model's answer."""
-        return self.mode == "enforce"
+        """Only ``enforce`` may abstain before answering (``observe`` must return the model's answer), and
+        not when tools are offered (the model may look up what it does not know)."""
+        return self.mode == "enforce" and not self.tools
 
 
 def several_choices_refusal(n: int, mode: GateMode) -> str | None:
@@ -76,6 +86,33 @@ def several_choices_refusal(n: int, mode: GateMode) -> str | None:
         f"n must be 1 while the gate is on (mode {mode!r}): the gate assesses one answer per request; "
         "several choices are served only with gate mode 'off'"
     )
+
+
+def unassessed(
+    messages: Sequence[Message], response_format: Mapping[str, Any] | None
+) -> tuple[RequestKindName, str] | None:
+    """Why a chat request's answer is passed on without an assessment, as ``(kind, reason)``; ``None`` if it is not.
+
+    ``messages`` as the client sent them (content parts included); the gate's signals read text answers to
+    a user's question, so JSON output, input they cannot see, and the answer to a tool result are passed on.
+    """
+    format_type = response_format.get("type") if response_format else None
+    if format_type in ("json_object", "json_schema"):
+        return "non_factual", f"the client asked for JSON output (response_format {format_type}); it is not assessed"
+    parts = sorted(
+        {
+            str(part.get("type"))
+            for message in messages
+            if isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, Mapping) and part.get("type") not in ("text", "refusal")
+        }
+    )
+    if parts:
+        return "grounded", f"the request carries {', '.join(parts)} content, which the gate's signals cannot read"
+    if messages and messages[-1].get("role") == "tool":
+        return "grounded", "the conversation ends with a tool result, not a user's turn; the answer is not assessed"
+    return None
 
 
 def withholds(mode: GateMode, assessment: Assessment) -> bool:
@@ -143,27 +180,41 @@ class Policy:
                 "server allows)",
                 param="gate.cascade",
             )
+        chat = request if isinstance(request, ChatRequest) else None
         return Plan(
             mode=mode,
             signals=_narrowed(options.estimators, signals),
             cascade=self.cascade or bool(options.cascade),
             budget=_lowered(options.budget, self.budget),
             original=self.include_original or privileged,
+            unassessed=_unassessed_request(chat) if chat else None,
+            tools=request.offers_tools(),
+            logprobs=(chat.top_logprobs or 0) if chat and chat.logprobs else None,
         )
 
-    def render(self, mode: GateMode, result: Answered, *, original: bool | None = None) -> Reply:
+    def render(
+        self, mode: GateMode, result: Answered, *, original: bool | None = None, logprobs: int | None = None
+    ) -> Reply:
         """What the client gets: from an assessment, or from the generations mode ``off`` passes through.
 
         ``original``: whether ``gate.original`` holds the model's own answer (default: ``include_original``).
+        ``logprobs``: the client asked for the answer's log-probs with this many alternatives; it gets them
+        when its content is the model's own answer (not when hedged or withheld).
         """
         if not isinstance(result, Assessment):
             reasons = [g.finish_reason or "stop" for g in result]
             texts = [g.text.strip() for g in result]  # as the pipeline strips a gated answer
-            return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode})
+            calls = [g.tool_calls for g in result]
+            tokens = [_shown_tokens(g.tokens, logprobs) for g in result]
+            return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode}, calls, tokens)
         reason = "stop" if withholds(mode, result) else result.finish_reason or "stop"
         shown = self.include_original if original is None else original
         view, headers = self._view(result, mode, original=shown), _headers(result, mode)
-        return Reply([self._content(result, mode)], [reason], result.answer_cost, view, headers)
+        content = self._content(result, mode)
+        unchanged = content == result.answer
+        calls = [result.tool_calls if unchanged else ()]
+        tokens = [_shown_tokens(result.answer_tokens, logprobs) if unchanged else None]
+        return Reply([content], [reason], result.answer_cost, view, headers, calls, tokens)
 
     def _check_served(self, request: ChatRequest | CompletionRequest) -> None:
         """Refuse a model this gate does not serve, or an answer longer than the operator allows."""
@@ -199,6 +250,18 @@ class Policy:
             answer = assessment.answer
             view["original"] = None if answer is None else self.scrubber.secret_free(answer)
         return view
+
+
+def _unassessed_request(request: ChatRequest) -> tuple[RequestKindName, str] | None:
+    response_format = request.response_format.model_dump() if request.response_format else None
+    return unassessed(request.wire_prompt(), response_format)
+
+
+def _shown_tokens(tokens: tuple[TokenLogprob, ...] | None, asked: int | None) -> tuple[TokenLogprob, ...] | None:
+    """The tokens a client that asked for ``asked`` alternatives gets (the gate may have read more)."""
+    if asked is None or tokens is None:
+        return None
+    return tuple(token.model_copy(update={"top": token.top[:asked]}) for token in tokens)
 
 
 def _headers(assessment: Assessment, mode: GateMode) -> dict[str, str]:

@@ -1,34 +1,56 @@
-"""The OpenAI wire format as the proxy speaks it: request models, completion objects, SSE chunks, errors.
+"""The OpenAI wire format as the proxy reads it: request models, errors, and readable validation messages.
 
-Requests are validated strictly: a parameter the gate cannot honour is a 400 naming it, never silently
-ignored. Besides OpenAI's own fields a request may carry ``gate`` options (see :class:`GateOptions`).
+Requests are validated strictly: every OpenAI chat-completions field is typed (a wrong type is a 400 naming
+it) and either forwarded upstream as the client sent it or refused with the reason and what to do instead
+(``UNSUPPORTED``; the table is ``docs/openai_fields.md``). A parameter the gate does not know is refused
+too, never forwarded: a misspelling is an error the client hears about, and no field can set the gate's own
+upstream client. Besides OpenAI's own fields a request may carry ``gate`` options (see :class:`GateOptions`).
+The replies are :mod:`gate.server.replies`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from estimators.base import Cost, Message
+from estimators.base import Message
+from gate.backends.options import FORWARDED_FIELDS
 from gate.config import GateMode, Settings
 from gate.errors import GateError
 from gate.secrets import mask_known
+from gate.server.fields import (
+    Metadata,
+    Prediction,
+    ResponseFormat,
+    Stop,
+    TokenBias,
+    Tool,
+    check_tool_choice,
+)
+from gate.server.messages import ChatMessage, last_turn_refusal
 
+ToolChoice = str | dict[str, Any]
+"""``tool_choice``: a mode or an object, checked by :func:`gate.server.fields.check_tool_choice`."""
+
+TEXT_ONLY = "the gate assesses text and returns text: hedging and abstaining rewrite text, which"
 UNSUPPORTED = {
     "max_risk": "the calibration artifact's thresholds hold for the one risk target they were fitted for",
-    "tools": "the gate assesses plain text answers, not tool calls",
-    "response_format": "the gate assesses plain text answers",
-    "logprobs": "token log-probs are read by the gate itself and not returned",
+    "audio": f"{TEXT_ONLY} spoken output would bypass; ask for text (modalities ['text']) or call the model directly",
+    "functions": "it is OpenAI's deprecated function calling; send the same definitions as tools "
+    "([{'type': 'function', 'function': {...}}])",
+    "function_call": "it is OpenAI's deprecated function calling; send tool_choice instead",
+    "echo": "the gate answers the prompt as a question in a chat turn, so there is no completion of the prompt to echo",
+    "suffix": "the gate answers the prompt as a question in a chat turn; insertion (suffix) is not served",
+    "best_of": "the gate assesses one answer per request; send n (with gate mode 'off') to get several",
+    "logprobs": "text completions return no log-probs; chat completions do (logprobs: true, top_logprobs: k)",
 }
-"""Why some well-known parameters are refused (other unknown parameters get the list of valid ones)."""
+"""Why some well-known parameters are refused (other unknown parameters get a pointer to the valid ones)."""
 
 
 class WireError(GateError):
@@ -185,30 +207,11 @@ class GateOptions(_Strict):
     budget: RequestBudget | None = None
 
 
-class ChatMessage(_Strict):
-    """One chat message; content is a string or a list of text parts (other parts are refused)."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-    @field_validator("content", mode="before")
-    @classmethod
-    def _join_text_parts(cls, content: Any) -> Any:
-        if not isinstance(content, list):
-            return content
-        texts = []
-        for index, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise ValueError(f"content part {index} is {kind!r}; only text parts ({{'type': 'text', ...}}) work")
-            texts.append(part["text"])
-        return "".join(texts)
-
-
 class StreamOptions(_Strict):
-    """OpenAI's ``stream_options``."""
+    """OpenAI's ``stream_options`` (``include_obfuscation`` is accepted: the gate's chunks carry no padding)."""
 
     include_usage: bool = Field(default=False, strict=True)
+    include_obfuscation: bool | None = Field(default=None, strict=True)
 
 
 class _CompletionParams(_Strict):
@@ -221,27 +224,107 @@ class _CompletionParams(_Strict):
     n: int = Field(default=1, ge=1, le=16, strict=True)
     stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    user: str | None = Field(default=None, description="end-user id (accepted, not used)")
+    user: str | None = Field(default=None, strict=True, description="end-user id, forwarded")
+    seed: int | None = Field(default=None, strict=True)
+    stop: Stop = None
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, strict=True)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0, strict=True)
+    logit_bias: TokenBias = None
     gate: GateOptions | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The client's own fields that go upstream with the answer, as it sent them (``None`` left out)."""
+        sent = self.model_dump(include=set(FORWARDED_FIELDS), exclude_unset=True, by_alias=True)
+        return {name: value for name, value in sent.items() if value is not None}
 
 
 class ChatRequest(_CompletionParams):
-    """``POST /v1/chat/completions``; the last message must be the user's question."""
+    """``POST /v1/chat/completions``: every OpenAI chat field is typed here, forwarded, or refused with a reason.
+
+    Which request the gate assesses, and which it passes unassessed, is the policy's to say
+    (:func:`gate.server.policy.unassessed`); ``docs/openai_fields.md`` has the table.
+    """
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
+    tools: list[Tool] | None = Field(default=None, min_length=1)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(default=None, strict=True)
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(default=None, strict=True)
+    top_logprobs: int | None = Field(default=None, ge=0, le=20, strict=True)
+    prediction: Prediction | None = None
+    metadata: Metadata | None = None
+    store: bool | None = Field(default=None, strict=True)
+    service_tier: str | None = Field(default=None, strict=True)
+    reasoning_effort: str | None = Field(default=None, strict=True)
+    verbosity: str | None = Field(default=None, strict=True)
+    modalities: list[Literal["text", "audio"]] | None = Field(default=None, min_length=1)
+    web_search_options: dict[str, Any] | None = Field(default=None, strict=True)
+    safety_identifier: str | None = Field(default=None, strict=True)
+    prompt_cache_key: str | None = Field(default=None, strict=True)
+    prompt_cache_retention: str | None = Field(default=None, strict=True)
 
     @field_validator("messages")
     @classmethod
-    def _ends_with_a_question(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+    def _has_a_user_turn(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        users = [message for message in messages if message.role == "user"]
+        if not users:
+            raise ValueError("the conversation holds no user message; the gate answers a user's turn")
         last = messages[-1]
-        if last.role != "user" or not last.content.strip():
-            raise ValueError(f"the last message must be a non-empty user message, got role {last.role!r}")
+        if (refusal := last_turn_refusal([{"role": last.role}])) is not None:
+            raise ValueError(refusal)
+        if last.role == "user" and last.text_only() and not last.text().strip():
+            raise ValueError("the last message must be a non-empty user message (its text is blank)")
         return messages
 
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        value = check_tool_choice(value)
+        if value != "none" and not info.data.get("tools"):
+            raise ValueError("tool_choice needs tools: name the tools the model may call")
+        return value
+
+    @field_validator("parallel_tool_calls")
+    @classmethod
+    def _with_tools(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        if value is not None and not info.data.get("tools"):
+            raise ValueError("parallel_tool_calls needs tools")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _with_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_output(cls, modalities: list[str] | None) -> list[str] | None:
+        if modalities and "audio" in modalities:
+            raise ValueError(f"audio output is not served: {UNSUPPORTED['audio']}")
+        return modalities
+
     def prompt(self) -> list[Message]:
-        """The messages as the pipeline takes them."""
-        return [{"role": m.role, "content": m.content} for m in self.messages]
+        """The messages as the gate's pipeline takes them: each as sent, text parts joined to one string."""
+        return [message.gate_view() for message in self.messages]
+
+    def wire_prompt(self) -> list[Message]:
+        """The messages exactly as the client sent them (images and other parts included)."""
+        return [message.wire() for message in self.messages]
+
+    def question(self) -> str:
+        """The text of the last user turn (what the audit log records as the question)."""
+        return next(message.text() for message in reversed(self.messages) if message.role == "user")
+
+    def offers_tools(self) -> bool:
+        """Whether the model may answer with tool calls."""
+        return bool(self.tools) and self.tool_choice != "none"
 
     def answer_tokens(self) -> int | None:
         """``max_completion_tokens`` (the newer name) or ``max_tokens``."""
@@ -249,7 +332,7 @@ class ChatRequest(_CompletionParams):
 
 
 class CompletionRequest(_CompletionParams):
-    """``POST /v1/completions``; the prompt is one string, gated as a question."""
+    """``POST /v1/completions``; the prompt is one string, gated as a question (sent upstream as a user turn)."""
 
     prompt: str = Field(min_length=1)
 
@@ -260,85 +343,17 @@ class CompletionRequest(_CompletionParams):
             raise ValueError("the prompt is blank")
         return prompt
 
+    def question(self) -> str:
+        """The prompt, which the gate reads as the question."""
+        return self.prompt
+
+    def offers_tools(self) -> bool:
+        """Text completions have no tools."""
+        return False
+
     def answer_tokens(self) -> int | None:
         """The requested answer length."""
         return self.max_tokens
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What goes back to the client: one text per choice, why each stopped, usage and gate view."""
-
-    texts: list[str]
-    finish_reasons: list[str]
-    usage: Cost
-    gate: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """The identity of one completion object: id, kind (chat or text), model and creation time."""
-
-    chat: bool
-    model: str
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def head(self, *, chunk: bool = False) -> dict[str, Any]:
-        """The fields every completion object and chunk starts with."""
-        kind = ("chat.completion.chunk" if chunk else "chat.completion") if self.chat else "text_completion"
-        prefix = "chatcmpl-" if self.chat else "cmpl-"
-        return {"id": prefix + self.id, "object": kind, "created": self.created, "model": self.model}
-
-
-def usage_body(cost: Cost) -> dict[str, int]:
-    """OpenAI's usage block for the answer."""
-    total = cost.prompt_tokens + cost.completion_tokens
-    return {"prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens, "total_tokens": total}
-
-
-def completion_body(envelope: Envelope, reply: Reply) -> dict[str, Any]:
-    """A whole ``chat.completion`` or ``text_completion`` object with the ``gate`` object."""
-    choices = []
-    for index, (text, reason) in enumerate(zip(reply.texts, reply.finish_reasons, strict=True)):
-        choice: dict[str, Any] = {"index": index, "logprobs": None, "finish_reason": reason}
-        if envelope.chat:
-            choice["message"] = {"role": "assistant", "content": text, "refusal": None}
-        else:
-            choice["text"] = text
-        choices.append(choice)
-    return {**envelope.head(), "choices": choices, "usage": usage_body(reply.usage), "gate": reply.gate}
-
-
-_PIECES = re.compile(r"\s*\S+\s*|\s+")
-
-
-def stream_events(envelope: Envelope, reply: Reply, *, include_usage: bool) -> Iterator[str]:
-    """The final content as SSE chunks in OpenAI's format; ``gate`` rides on the last one before [DONE]."""
-    chunks: list[dict[str, Any]] = []
-    for index, text in enumerate(reply.texts):
-        if envelope.chat:
-            chunks.append(_chunk(envelope, index, {"role": "assistant", "content": ""}, None))
-        chunks += [_chunk(envelope, index, piece, None) for piece in _PIECES.findall(text)]
-        chunks.append(_chunk(envelope, index, "", reply.finish_reasons[index]))
-    if include_usage:
-        for chunk in chunks:
-            chunk["usage"] = None
-        chunks.append({**envelope.head(chunk=True), "choices": [], "usage": usage_body(reply.usage)})
-    chunks[-1]["gate"] = reply.gate
-    for chunk in chunks:
-        yield f"data: {json.dumps(chunk)}\n\n"
-    yield "data: [DONE]\n\n"
-
-
-def _chunk(envelope: Envelope, index: int, content: str | dict[str, str], reason: str | None) -> dict[str, Any]:
-    if envelope.chat:
-        delta = content if isinstance(content, dict) else ({"content": content} if content else {})
-        choice: dict[str, Any] = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-    else:
-        choice = {"index": index, "text": content, "logprobs": None, "finish_reason": reason}
-    return {**envelope.head(chunk=True), "choices": [choice]}
 
 
 def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
@@ -375,12 +390,18 @@ def _not_an_object(error: Any) -> str:
 
 def _unsupported(loc: list[Any], param: str) -> str:
     name = str(loc[-1])
-    if name in UNSUPPORTED:
+    if name in UNSUPPORTED and (len(loc) == 1 or loc[0] == "gate"):
         return f"{param} is not supported: {UNSUPPORTED[name]}"
-    where = GateOptions if loc[0] == "gate" else None
-    valid = sorted(where.model_fields) if where else None
-    hint = f"; valid gate options: {valid}" if valid else "; see the gate's /docs for the supported parameters"
-    return f"unsupported parameter {param!r}{hint}"
+    if loc[0] == "gate":
+        return f"unsupported parameter {param!r}; valid gate options: {sorted(GateOptions.model_fields)}"
+    if len(loc) == 1:
+        hint = (
+            "the gate forwards only the OpenAI parameters it knows (docs/openai_fields.md; the schema at /docs), "
+            "so that a misspelled one is an error rather than silently dropped"
+        )
+    else:
+        hint = "the object takes no such field (see OpenAI's API reference)"
+    return f"unsupported parameter {param!r}: {hint}"
 
 
 def _param_name(loc: list[Any]) -> str:

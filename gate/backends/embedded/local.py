@@ -9,13 +9,15 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from estimators.base import Generation, Prompt
+from gate.backends.embedded.limits import request_limit
 from gate.backends.embedded.process import ModelProcess, WorkerSpec, model_process
 from gate.backends.embedded.prompt_format import QA_STOP, render_chat
+from gate.backends.options import call_fields
 from gate.config import ExtraBuffers, SampleDecoding
 from gate.errors import MissingExtraError
 
@@ -121,8 +123,20 @@ class LocalLLM:
         logprobs: int | None = None,
         stop: Sequence[str] | None = None,
         seed: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> list[Generation]:
-        """Generate ``n`` completions; ``logprobs=k`` returns token log-probs with ``k`` alternatives."""
+        """Generate ``n`` completions; ``logprobs=k`` returns token log-probs with ``k`` alternatives.
+
+        Of a client's ``options`` the model honours ``stop``, ``seed``, log-probs and ``max_completion_tokens``,
+        and ignores those with no effect on a local model (``user``, ``metadata``...); anything else is a
+        ``ValueError`` saying why (:meth:`unsupported`).
+        """
+        if (refused := self.unsupported(prompt, options)) is not None:
+            raise ValueError(f"{refused[0]}: {refused[1]}")
+        fields, logprobs = call_fields(options, logprobs=logprobs, max_tokens=max_tokens)
+        max_tokens = fields.get("max_completion_tokens") or fields["max_tokens"]
+        stop = _as_list(fields["stop"]) if fields.get("stop") is not None else stop
+        seed = fields.get("seed", seed)
         _check_generation_args(n=n, temperature=temperature, max_tokens=max_tokens, logprobs=logprobs)
         if isinstance(prompt, str):
             text, stops = prompt, list(stop or ())
@@ -144,6 +158,10 @@ class LocalLLM:
             return generations
         return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
 
+    def unsupported(self, prompt: Prompt, options: Mapping[str, Any] | None) -> tuple[str, str] | None:
+        """The first part of a request this model cannot honour, as ``(param, why)``; ``None`` when it can."""
+        return request_limit(prompt, options)
+
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
         """Log-probs of each token of ``continuation`` forced after the raw ``prompt``."""
         process = await self._found_process()
@@ -154,6 +172,10 @@ class LocalLLM:
         process = await self._found_process()
         text = prompt if isinstance(prompt, str) else render_chat(prompt)
         return await process.request("count_tokens", text=text)
+
+
+def _as_list(stop: str | Sequence[str]) -> list[str]:
+    return [stop] if isinstance(stop, str) else list(stop)
 
 
 @functools.cache

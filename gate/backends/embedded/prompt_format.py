@@ -18,27 +18,28 @@ FEW_SHOT_EXAMPLES: tuple[tuple[str, str], ...] = (
 QA_STOP: tuple[str, ...] = ("\n",)
 """Stop sequences for the rendered format: an answer is one line."""
 
-VALID_ROLES = frozenset({"system", "user", "assistant"})
+VALID_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
 def render_chat(messages: Sequence[Message]) -> str:
     """Turn chat messages into a ``Q:``/``A:`` prompt ending in ``A:`` for the next answer.
 
-    System messages become the preamble; user turns become questions and assistant turns answers.
+    System (and developer) messages become the preamble; user turns become questions and assistant turns
+    answers. Content is a string or a list of text parts (joined, as OpenAI reads them).
     """
     if not messages:
         raise ValueError("messages is empty; expected at least one user message")
     preamble: list[str] = []
     turns: list[str] = []
     for index, message in enumerate(messages):
-        role, content = message.get("role"), message.get("content")
+        role, content = message.get("role"), _text_parts(message.get("content"))
         if role not in VALID_ROLES or not isinstance(content, str):
             raise ValueError(
                 f"message {index} has role={role!r}, content type {type(content).__name__}; "
                 f"expected role in {sorted(VALID_ROLES)} and string content"
             )
         text = " ".join(content.split())
-        if role == "system":
+        if role in ("system", "developer"):
             preamble.append(text)
         elif role == "user":
             turns.append(f"Q: {text}")
@@ -49,3 +50,10 @@ def render_chat(messages: Sequence[Message]) -> str:
     header = " ".join(preamble) or DEFAULT_PREAMBLE
     examples = [f"Q: {q}\nA: {a}" for q, a in FEW_SHOT_EXAMPLES]
     return "\n".join([header, "", *examples, *turns, "A:"])
+
+
+def _text_parts(content: object) -> object:
+    """A list of text parts as one string; anything else as it is (checked by the caller)."""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(part.get("text", "")) for part in content)
+    return content
