@@ -8,6 +8,7 @@ them); :mod:`benchmarks.request_kinds` builds and scores them. Datasets are read
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -137,6 +138,19 @@ class Sources:
     @cached_property
     def felm(self) -> list[dict[str, Any]]:
         return _jsonl(self.data_dir / "felm.jsonl")
+
+
+def unquote(text: str) -> str:
+    """A TriviaQA question that the file CSV-quotes once or more, unquoted until plain (see the datasets README)."""
+    while len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            rows = list(csv.reader([text]))
+        except csv.Error:
+            break
+        if len(rows) != 1 or len(rows[0]) != 1 or rows[0][0] == text:
+            break
+        text = rows[0][0]
+    return text
 
 
 def half(rows: Sequence[Any], split: str) -> list[Any]:
