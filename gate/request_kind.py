@@ -40,25 +40,22 @@ is not a tool result).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gate.request_kind_rules import Reading, read_text
+from gate.request_kind_rules import CODE_IN_MESSAGE, Reading, read_text
 from gate.request_kind_text import Supplied, points_at_text, split_supplied, words
 
 __all__ = ["Kind", "RequestKind", "classify"]
-
-logger = logging.getLogger(__name__)
 
 Kind = Literal["factual", "grounded", "non_factual", "tool_call"]
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _NON_FACTUAL = {
-    "code": "code: the request {what} ({evidence!r})",
+    "code": "code: the request asks for code ({evidence!r})",
     "creative": "creative or personal writing: the request asks for {evidence!r}",
-    "rewrite": "rewriting supplied text: the request asks to {evidence!r} text it supplies",
+    "rewrite": "rewriting: {evidence!r} edits or translates a given text and adds no facts to check",
     "chit_chat": "chit-chat: {evidence!r} asks no factual question",
     "opinion": "opinion: the request asks {evidence!r} and no factual question",
     "advice": "personal advice: the request asks {evidence!r} and no factual question",
@@ -160,21 +157,23 @@ def _context(before: list[_Turn]) -> tuple[tuple[str, ...], str]:
 
 
 def _non_factual(reading: Reading) -> RequestKind:
-    what = "contains code" if reading.evidence == "the message contains code" else "asks for code"
-    reason = _NON_FACTUAL[reading.rule].format(evidence=reading.evidence, what=what)
-    return RequestKind("non_factual", reason, (), reading.rule)
+    if reading.rule == "code" and reading.evidence == CODE_IN_MESSAGE:
+        return RequestKind("non_factual", "code: the request contains code", (), "code")
+    return RequestKind("non_factual", _NON_FACTUAL[reading.rule].format(evidence=reading.evidence), (), reading.rule)
+
+
+_ASKED = {"question": "a question", "expository": "an expository request", "mixed": "a question"}
 
 
 def _grounded(reading: Reading, texts: tuple[str, ...], where: str) -> RequestKind:
-    size = f"{sum(words(t) for t in texts)} words of text that {where}"
-    if where != "the request supplies":
-        size = f"{sum(words(t) for t in texts)} words of text supplied in {where}"
+    size = sum(words(t) for t in texts)
     if reading.rule == "text_task":
-        reason = f"grounded task: {reading.evidence!r} over {size}"
+        reason = f"grounded task: {reading.evidence!r} over {size} words of text the request supplies"
     elif reading.rule == "supplied_text":
-        reason = f"grounded: the request asks about {size}"
+        reason = f"grounded: the request asks about {size} words of text it supplies"
     else:
-        reason = f"grounded: the request is read against {size} ({reading.rule})"
+        asked = _ASKED.get(reading.rule, f"a request ({reading.rule})")
+        reason = f"grounded: {asked} in a conversation that supplies {size} words of text in {where}"
     rule = reading.rule if where == "the request supplies" else f"context:{reading.rule}"
     return RequestKind("grounded", reason, texts, rule)
 

@@ -22,7 +22,9 @@ from gate.request_kind_text import (
     words,
 )
 
-__all__ = ["Reading", "Rule", "read_text", "strip_greeting"]
+__all__ = ["CODE_IN_MESSAGE", "Reading", "Rule", "read_text", "strip_greeting"]
+
+CODE_IN_MESSAGE = "the message contains code"  # the evidence when code was pasted rather than asked for
 
 Rule = Literal[
     "code", "creative", "rewrite", "rewrite_previous", "chit_chat", "opinion", "advice",
@@ -225,7 +227,7 @@ def _also_asks(instruction: str, matched: str) -> str | None:
 def _explicit(supplied: Supplied, instruction: str) -> Reading | None:
     """The rules whose match is sure whatever the conversation: code, creative writing, rewriting."""
     if supplied.code:
-        return Reading("code", "the message contains code")
+        return Reading("code", CODE_IN_MESSAGE)
     found = first_match(_CODE_RULES, instruction)
     if found:
         return Reading("code", found)
