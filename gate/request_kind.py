@@ -24,10 +24,16 @@ the request's fields of those names. The result's ``kind`` is one of:
   text supplied is factual too: the summary comes from the model's memory.
 
 ``reason`` is one sentence naming the rule and the words that matched; ``rule`` is the rule's short name (for
-metrics and tests). The last user turn is classified in the context of the conversation: a system prompt is
-never the question (it only supplies references when it marks a block as context), a short follow-up such as
-"make it shorter" or "another one" takes the kind of the request it follows, and a question after pasted
-text is grounded on that text.
+metrics and tests; ``follow_up:<rule>`` and ``context:<rule>`` when the conversation decided). The last user
+turn is classified in the context of the conversation: a system prompt is never the question (it supplies
+references only when it marks a block as context: "Context:", ``<context>``, "### Document", "these facts:"),
+a short follow-up with no pattern of its own ("make it shorter", "another one") takes the kind of the request
+it follows, and when earlier turns supplied text (pasted passages, tool results) every later request is
+grounded on it, except the explicit non-factual ones (creative, rewrite, code, chit-chat).
+
+Precedence within one message, surest first: code, creative or personal writing, rewriting of a given text,
+a task over supplied text (grounded), chit-chat, an expository request (factual), opinion or advice, a
+question, and the factual default.
 
 Bias: passing a factual question as non-factual lets it escape the gate, so that is the costly error. The
 non-factual rules need an explicit pattern, a request that mixes a creative or opinion part with a factual
