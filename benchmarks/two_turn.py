@@ -106,7 +106,7 @@ async def collect(rows: list[Any], out: Path) -> None:
                            "two_turn_last_message": ("old", messages)}
                 record: dict[str, Any] = {"id": row.id, "dataset": row.dataset, "follow_up": messages[-1]["content"]}
                 for form, (which, prompt) in prompts.items():
-                    assessment = await gates[which].assess(prompt, cascade=False, precheck=False)
+                    assessment = await gates[which].assess(prompt, cascade=False, precheck=False, assess_all=True)
                     record[form] = {
                         "answer": assessment.answer,
                         "correct": is_correct(assessment.answer or "", row.gold),

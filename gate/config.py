@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="how much of a conversation the signals read: the last user turn resolved against the most"
         " recent earlier turns within this many tokens (estimated)",
     )
+    assess_all: bool = Field(
+        default=False,
+        description="assess every request as a factual question; false: creative writing, rewriting, code and"
+        " chit-chat (and tasks over supplied text, unless pace is among the signals) pass as not_assessed",
+    )
     cascade: bool = Field(default=True, description="run the full stage only when the free stage leaves it open")
     max_gate_calls: int | None = Field(default=None, ge=1, description="LLM calls the gate may spend per request")
     max_gate_tokens: int | None = Field(default=None, ge=1, description="tokens the gate may spend per request")

@@ -85,6 +85,7 @@ def create_gate(settings: Settings, *, concurrent_signals: bool | None = None, c
         answer_tokens=settings.max_tokens,
         concept_cache=concept_cache_from(settings),
         context_tokens=settings.context_tokens,
+        assess_all=settings.assess_all,
         # the embedded model serves one call at a time: running signals one by one costs nothing there
         concurrent_signals=not local if concurrent_signals is None else concurrent_signals,
     )

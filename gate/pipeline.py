@@ -18,9 +18,14 @@ from gate.assessment import Assessment, RequestKindName
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
+from gate.request_kind import RequestKind, classify
 from gate.suite import DEFAULT_SUITE, SignalSpec, StageName, build_estimators, check_suite, select
 
 logger = logging.getLogger(__name__)
+
+_QUESTIONS_BESIDE_TEXT = frozenset({"context:question", "context:expository", "context:mixed", "context:fallback"})
+"""Request kinds that are grounded only because earlier turns supplied text: the last turn is still a question
+the model answers from what it knows ("Thanks. Who wrote Hamlet?" after a weather tool's result)."""
 
 ANSWER_LOGPROBS = 5  # top alternatives asked with the answer; P(True)-style signals read them for free
 TOOL_CALL_REASON = "the model called tools; tool calls are not assessed"
@@ -91,6 +96,11 @@ class Gate:
     context_tokens : int
         How much of a conversation the signals read: the question is the last user turn with the most recent
         earlier turns before it, within this many tokens (estimated; ``gate.conversation``).
+    assess_all : bool
+        Assess every request as a factual one. Off (the default), requests are first sorted by kind
+        (``gate.request_kind``, no LLM call): creative writing, rewriting, code and chit-chat pass with the
+        verdict ``not_assessed`` and the reason, and so do tasks over supplied text unless the suite has PACE
+        to check the answer against that text.
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -109,6 +119,7 @@ class Gate:
         concurrent_signals: bool = True,
         concept_cache: object | None = None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        assess_all: bool = False,
     ) -> None:
         check_suite(suite)
         if context_tokens < 1:
@@ -123,6 +134,7 @@ class Gate:
         self.answer_tokens = answer_tokens
         self.concurrent_signals = concurrent_signals
         self.context_tokens = context_tokens
+        self.assess_all = assess_all
 
     async def assess(
         self,
@@ -140,6 +152,7 @@ class Gate:
         max_tokens: int | None = None,
         known: Mapping[str, Signal] | None = None,
         options: Mapping[str, Any] | None = None,
+        assess_all: bool | None = None,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
@@ -149,9 +162,18 @@ class Gate:
         ``known`` holds signals already computed for this question (e.g. by :meth:`precheck`), used as they are.
         ``options`` are the client's own request fields (tools, response_format...), sent with the primary
         answer only; an answer that calls tools is passed on unassessed (:func:`not_assessed`).
+        ``assess_all`` overrides the gate's setting for this request (calibration data is factual by design).
         """
         conversation = Conversation.from_prompt(prompt)
         messages = list(conversation.messages)
+        kind = self._kind(conversation, assess_all)
+        if kind is not None and (why := self._unassessable(kind)) is not None:
+            reply = Generation(text=answer) if answer is not None else None
+            return await self._passed_on(
+                conversation, kind, why, reply, temperature=temperature, max_tokens=max_tokens, options=options
+            )
+        if kind is not None and references is None:
+            references = list(kind.references) or None
         wanted = set(signals) if signals is not None else None
         run = _Run(self, self._question(conversation), wanted, budget or Budget(), known, every_signal=not cascade)
         await run.precheck()
@@ -198,9 +220,64 @@ class Gate:
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
-        run = _Run(self, self._question(Conversation.from_prompt(prompt)), None, Budget())
+        conversation = Conversation.from_prompt(prompt)
+        kind = self._kind(conversation, None)
+        if kind is not None and self._unassessable(kind) is not None:
+            return Precheck(signals={}, abstain=None)  # nothing to abstain on: the request passes unassessed
+        run = _Run(self, self._question(conversation), None, Budget())
         await run.precheck()
         return Precheck(signals=dict(run.signals), abstain=run.precheck_abstention())
+
+    async def _passed_on(
+        self,
+        conversation: Conversation,
+        kind: RequestKind,
+        why: str,
+        reply: Generation | None,
+        *,
+        temperature: float,
+        max_tokens: int | None,
+        options: Mapping[str, Any] | None,
+    ) -> Assessment:
+        """A request the signals cannot judge: the model answers (unless ``reply`` is given) and it passes."""
+        if reply is None:
+            started = time.perf_counter()
+            [reply] = await self.llm.generate(
+                list(conversation.messages),
+                n=1,
+                temperature=temperature,
+                max_tokens=max_tokens or self.answer_tokens,
+                **({"options": options} if options else {}),
+            )
+            usage = reply.usage.model_copy(update={"seconds": time.perf_counter() - started})
+            reply = reply.model_copy(update={"usage": usage})
+        called = bool(reply.tool_calls)
+        return not_assessed(
+            conversation.question,
+            reply,
+            kind="tool_call" if called else kind.kind,
+            reason=TOOL_CALL_REASON if called else why,
+            calibration=self.calibration.id,
+        )
+
+    def _kind(self, conversation: Conversation, assess_all: bool | None) -> RequestKind | None:
+        """The request's kind, or ``None`` when every request is assessed as factual."""
+        if self.assess_all if assess_all is None else assess_all:
+            return None
+        return classify(list(conversation.messages))
+
+    def _unassessable(self, kind: RequestKind) -> str | None:
+        """Why a request of this kind passes unassessed, or ``None`` when the signals can judge its answer."""
+        if kind.kind == "non_factual":
+            return kind.reason
+        if kind.rule in _QUESTIONS_BESIDE_TEXT:
+            return None  # a question is judged as one; the text before it is a reference for PACE
+        if kind.kind != "factual" and not any(spec.estimator == "pace" for spec in self.suite):
+            return (
+                f"{kind.reason}; the configured signals judge an answer by the model's own knowledge and cannot "
+                "check it against the supplied text (the pace signal does)"
+            )
+        return None
 
     def _question(self, conversation: Conversation) -> str:
         """What the signals reason about: the last user turn, resolved against the turns before it."""

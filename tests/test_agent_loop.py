@@ -197,8 +197,9 @@ def test_a_multi_turn_chat_with_a_system_prompt_through_gate_serve(client, serve
         text, view = completion.choices[0].message.content, gate_view(completion)
     assert text == "1564" and view is not None
     assert view["decision"] == "answer" and set(view["signals"]) == {"logprob_min", "consistency"}
-    [primary] = [r for r in state.requests if r["messages"][0] == CHAT[0]]
-    assert primary["messages"] == CHAT  # the conversation went upstream unchanged
+    # the conversation went upstream unchanged, for the answer and for the samples drawn in it
+    in_conversation = [r for r in state.requests if r["messages"][0] == CHAT[0]]
+    assert [r["messages"] for r in in_conversation] == [CHAT, CHAT]
 
 
 # --- the LiteLLM proxy with the guardrail ---------------------------------------------------------------------

@@ -87,7 +87,10 @@ async def collect(
 
 async def grade(gate: Gate, item: QAItem, *, dataset: str) -> CachedRow:
     """One item: the full assessment of the model's own answer, and whether that answer is correct."""
-    assessment = await gate.assess(item.question, cascade=False, precheck=False, references=item.context or None)
+    # labelled questions are factual by construction: none may be passed as another kind of request
+    assessment = await gate.assess(
+        item.question, cascade=False, precheck=False, references=item.context or None, assess_all=True
+    )
     answer = assessment.answer or ""
     return CachedRow(
         id=item.id,
