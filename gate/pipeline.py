@@ -211,12 +211,15 @@ class Gate:
             "conversation": self._signal_messages(conversation),
         }
         await run.score_stage("free", answer, context)
-        if cascade and run.free_stage_decides():
+        # an answer over supplied text is judged against it: the free stage cannot end that assessment
+        grounded = kind is not None and _over_supplied_text(kind)
+        if cascade and not grounded and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
         else:
             await run.score_stage("full", answer, context)
             assessment = run.finish(answer, answer_cost, stage="full")
-        return assessment.model_copy(update={"finish_reason": finish_reason, "answer_tokens": tokens})
+        written: RequestKindName = "grounded" if grounded else "factual"
+        return assessment.model_copy(update={"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written})
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
@@ -252,10 +255,12 @@ class Gate:
             usage = reply.usage.model_copy(update={"seconds": time.perf_counter() - started})
             reply = reply.model_copy(update={"usage": usage})
         called = bool(reply.tool_calls)
+        # a text answer after a tool's result is an answer grounded on that result, not a tool call
+        written = "grounded" if kind.kind == "tool_call" else kind.kind
         return not_assessed(
             conversation.question,
             reply,
-            kind="tool_call" if called else kind.kind,
+            kind="tool_call" if called else written,
             reason=TOOL_CALL_REASON if called else why,
             calibration=self.calibration.id,
         )
@@ -270,9 +275,9 @@ class Gate:
         """Why a request of this kind passes unassessed, or ``None`` when the signals can judge its answer."""
         if kind.kind == "non_factual":
             return kind.reason
-        if kind.rule in _QUESTIONS_BESIDE_TEXT:
-            return None  # a question is judged as one; the text before it is a reference for PACE
-        if kind.kind != "factual" and not any(spec.estimator == "pace" for spec in self.suite):
+        unread = _unread(self.calibration, self.suite)
+        grounding = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
+        if _over_supplied_text(kind) and not grounding:
             return (
                 f"{kind.reason}; the configured signals judge an answer by the model's own knowledge and cannot "
                 "check it against the supplied text (the pace signal does)"
@@ -488,6 +493,11 @@ def _unread(calibration: Calibration, specs: Sequence[SignalSpec]) -> set[str]:
     if calibration.precheck_threshold is not None:
         read.add("familiarity")
     return {spec.key for spec in specs if spec.key not in read}
+
+
+def _over_supplied_text(kind: RequestKind) -> bool:
+    """A task over text the conversation supplies (not a question that merely follows such text)."""
+    return kind.kind in ("grounded", "tool_call") and kind.rule not in _QUESTIONS_BESIDE_TEXT
 
 
 def _over_budget(spent: Cost, budget: Budget, *, calls_needed: int) -> str | None:

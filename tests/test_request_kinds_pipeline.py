@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from estimators.base import Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.pipeline import Gate
 from gate.suite import SignalSpec
@@ -76,3 +80,48 @@ async def test_the_precheck_of_an_unassessed_request_computes_nothing() -> None:
     llm = scripted()
     precheck = await Gate(llm, Uncalibrated(), suite=SUITE).precheck("Write a poem about the sea.")
     assert precheck.signals == {} and precheck.abstain is None and llm.calls == []
+
+
+class _RecordingPace:
+    name = "pace"
+
+    def __init__(self) -> None:
+        self.references: list[object] = []
+
+    async def score(self, question: str, answer: str, **context: object) -> Signal:
+        self.references.append(context.get("references"))
+        return Signal(name="pace", confidence=0.1)  # the answer contradicts the tool's result
+
+
+@dataclass(frozen=True)
+class _Stage:
+    signals: tuple[str, ...]
+    abstain: float = 0.3
+    hedge: float = 0.7
+
+    def probability(self, values: Mapping[str, float | None]) -> float:
+        return min(value for key, value in values.items() if key in self.signals and value is not None)
+
+
+@dataclass(frozen=True)
+class _ReadsPace:
+    free: _Stage = _Stage(("logprob_min",))
+    full: _Stage = _Stage(("logprob_min", "pace"))
+    precheck_threshold: float | None = None
+    id: str = "reads-pace"
+
+
+async def test_an_answer_to_a_tool_result_is_grounded_on_it_when_pace_is_read_even_if_the_free_stage_is_sure() -> None:
+    suite = (*SUITE[1:], SignalSpec("pace", "pace", "full", {"use_llm_judgements": False}))
+    llm = ScriptedLLM(rules=[Rule("18 C", "It is 25 C and sunny in Paris.", logprob=-0.01)])
+    gate = Gate(llm, _ReadsPace(), suite=suite)
+    pace = gate.estimators["pace"] = _RecordingPace()  # type: ignore[assignment]
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "Paris: 18 C, light rain"},
+    ]
+    result = await gate.assess(messages)
+    assert pace.references == [["Paris: 18 C, light rain"]]
+    assert result.kind == "grounded" and result.stage == "full" and result.decision == "abstain"

@@ -125,7 +125,7 @@ async def test_the_tool_exchange_goes_upstream_unchanged_and_a_following_user_tu
     assert 'tool: {"temperature_c": 18}' in primary.prompt and "system: You are terse." in primary.prompt
 
 
-async def test_a_conversation_ending_with_a_tool_result_gets_the_answer_unassessed():
+async def test_an_answer_to_a_tool_result_passes_unassessed_with_why_when_no_signal_can_ground_it():
     llm = ScriptedLLM(rules=[Rule('"temperature_c": 18', "It is 18 degrees in Paris.")])
     gate = make_gate(llm)
     conversation = [
@@ -145,8 +145,9 @@ async def test_a_conversation_ending_with_a_tool_result_gets_the_answer_unassess
     body = response.json()
     assert body["choices"][0]["message"]["content"] == "It is 18 degrees in Paris."
     assert body["gate"]["decision"] == "not_assessed" and body["gate"]["kind"] == "grounded"
-    assert "ends with a tool result" in body["gate"]["reasons"][0]
-    assert gate.assessed == [] and len(llm.calls) == 1  # passed on: one call, no signal work
+    [reason] = body["gate"]["reasons"]
+    assert "tool result" in reason and "cannot check it against the supplied text (the pace signal does)" in reason
+    assert body["gate"]["signals"] == {} and len(llm.calls) == 1  # passed on: one call, no signal work
 
 
 async def test_mode_off_passes_tool_calls_of_every_choice():

@@ -324,7 +324,7 @@ def _question(data: Mapping[str, Any]) -> str:
 
 
 def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:
-    """The request's messages as plain text, or ``None`` when the last one is not a user's text to assess."""
+    """The request's messages as plain text, or ``None`` when there is no answer to a user's text to assess."""
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
@@ -334,7 +334,10 @@ def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:
             return None
         prompt.append({"role": str(message.get("role")), "content": _text(message.get("content"))})
     last = prompt[-1]
-    return prompt if last["role"] == "user" and last["content"].strip() else None
+    # a final answer follows a user's turn or a tool's result (the pipeline grounds it on that result)
+    has_question = any(m["role"] == "user" and m["content"].strip() for m in prompt)
+    answerable = last["role"] == "tool" or (last["role"] == "user" and last["content"].strip())
+    return prompt if has_question and answerable else None
 
 
 def _text(content: Any) -> str:

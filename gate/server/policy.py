@@ -93,8 +93,9 @@ def unassessed(
 ) -> tuple[RequestKindName, str] | None:
     """Why a chat request's answer is passed on without an assessment, as ``(kind, reason)``; ``None`` if it is not.
 
-    ``messages`` as the client sent them (content parts included); the gate's signals read text answers to
-    a user's question, so JSON output, input they cannot see, and the answer to a tool result are passed on.
+    ``messages`` as the client sent them (content parts included); the gate's signals read text answers, so
+    JSON output and input they cannot see are passed on. The answer to a tool result goes to the pipeline,
+    which judges it against the tool's text where PACE is configured and otherwise passes it with the reason.
     """
     format_type = response_format.get("type") if response_format else None
     if format_type in ("json_object", "json_schema"):
@@ -110,8 +111,6 @@ def unassessed(
     )
     if parts:
         return "grounded", f"the request carries {', '.join(parts)} content, which the gate's signals cannot read"
-    if messages and messages[-1].get("role") == "tool":
-        return "grounded", "the conversation ends with a tool result, not a user's turn; the answer is not assessed"
     return None
 
 
