@@ -11,7 +11,7 @@ from gate.backends.factory import create_llm, run_then_close
 from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
 from gate.backends.openai_compat import OpenAICompatibleClient
 from gate.config import Settings
-from gate.errors import UnknownModelError, UpstreamError
+from gate.errors import UnknownModelError, UpstreamError, UpstreamTooLargeError
 from tests.stub_upstream import StubState, stub_upstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -105,6 +105,16 @@ async def test_unreachable_endpoint_is_a_502_after_retries(client):
 async def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(UnknownModelError, match="unknown model 'no-such-provider-xyz'"):
         await LiteLLMClient("no-such-provider-xyz").generate(QUESTION)
+
+
+async def test_an_answer_over_max_response_bytes_fails_on_either_transport(client):
+    """Issue 17: the litellm transport honours max_upstream_bytes too (it measures what litellm parsed; the
+    direct one stops reading at the limit)."""
+    with stub_upstream(StubState(text="a" * 200_000)) as url, pytest.raises(UpstreamTooLargeError, match="100000"):
+        await client(url, max_response_bytes=100_000, max_retries=2).generate(QUESTION)
+    with stub_upstream(StubState(text="a" * 20_000)) as url:
+        [generation] = await client(url, max_response_bytes=100_000).generate(QUESTION)
+    assert len(generation.text) == 20_000
 
 
 def test_api_key_never_in_repr(kind):

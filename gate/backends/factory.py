@@ -31,14 +31,12 @@ def create_llm(settings: Settings) -> LLM:
         "timeout_s": settings.timeout_s,
         "max_retries": settings.max_retries,
         "native_n": settings.native_n,
+        "max_response_bytes": settings.max_upstream_bytes,
     }
     if uses_direct_transport(settings):
         assert settings.api_base is not None  # uses_direct_transport checked it
-        return OpenAICompatibleClient(
-            settings.model, api_base=settings.api_base, max_response_bytes=settings.max_upstream_bytes, **common
-        )
+        return OpenAICompatibleClient(settings.model, api_base=settings.api_base, **common)
     check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
-    # max_upstream_bytes is not applied here: litellm's transports read a whole response before returning it
     return LiteLLMClient(settings.model, api_base=settings.api_base, **common)
 
 

@@ -1,9 +1,16 @@
-"""The ``LLM`` protocol over litellm: any provider, chat or text, n samples, log-probs, retries, usage."""
+"""The ``LLM`` protocol over litellm: any provider, chat or text, n samples, log-probs, retries, usage.
+
+An answer larger than ``max_response_bytes`` (the ``max_upstream_bytes`` setting) fails with
+``UpstreamTooLargeError``. litellm's transports read a whole body before they return it, so here the limit
+bounds what the gate parses further and relays, measured as the answer litellm parsed, re-serialised as
+JSON; the direct transport (``gate.backends.openai_compat``) stops reading at the limit itself.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import os
 import random
@@ -14,12 +21,13 @@ from typing import Any
 import httpx
 
 from estimators.base import Cost, Generation, Prompt, TokenLogprob
-from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError
+from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError, UpstreamTooLargeError
 from gate.secrets import mask_secrets
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 10_000_000
 
 
 @functools.cache
@@ -47,6 +55,7 @@ class LiteLLMClient:
         max_retries: int = 2,
         native_n: str = "auto",
         backoff_s: float = 0.5,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.model_name = model
         self.api_base = api_base
@@ -55,6 +64,7 @@ class LiteLLMClient:
         self.max_retries = max_retries
         self.native_n = native_n
         self.backoff_s = backoff_s
+        self.max_response_bytes = max_response_bytes
 
     def __repr__(self) -> str:
         return f"LiteLLMClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
@@ -134,10 +144,14 @@ class LiteLLMClient:
         if isinstance(prompt, str):
             if logprobs is not None:
                 common["logprobs"] = logprobs
-            return await litellm.atext_completion(prompt=prompt, **common)
-        if logprobs is not None:
-            common.update(logprobs=True, top_logprobs=logprobs)
-        return await litellm.acompletion(messages=list(prompt), **common)
+            response = await litellm.atext_completion(prompt=prompt, **common)
+        else:
+            if logprobs is not None:
+                common.update(logprobs=True, top_logprobs=logprobs)
+            response = await litellm.acompletion(messages=list(prompt), **common)
+        if response_size(response) > self.max_response_bytes:
+            raise UpstreamTooLargeError(self.max_response_bytes)
+        return response
 
 
 @functools.cache
@@ -163,6 +177,17 @@ def check_model_name(model: str) -> str:
             f"(e.g. 'openai/gpt-4o-mini', or 'openai/<name>' with api_base for an OpenAI-compatible server)"
         ) from exc
     return str(provider)
+
+
+def response_size(response: Any) -> int:
+    """The size in bytes of ``response`` as JSON: about the size of the body litellm parsed it from."""
+    dump = getattr(response, "model_dump_json", None)  # litellm's responses are pydantic models
+    if callable(dump):
+        try:
+            return len(dump(warnings=False).encode())
+        except ValueError:  # pydantic cannot write a lone surrogate (legal in JSON's escapes) as UTF-8
+            response = response.model_dump(warnings=False)
+    return len(json.dumps(response, default=str).encode())
 
 
 def book_usage(generations: list[Generation], total: Cost) -> list[Generation]:
