@@ -1,6 +1,7 @@
 """Both upstream clients (through litellm, and direct over HTTP) against a real OpenAI-compatible server on
 loopback: every behaviour test runs on each, so the direct transport cannot drift from litellm's."""
 
+import base64
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ from gate.backends.factory import create_llm, run_then_close
 from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
 from gate.backends.openai_compat import OpenAICompatibleClient
 from gate.config import Settings
-from gate.errors import UnknownModelError, UpstreamError, UpstreamTooLargeError
+from gate.errors import ConfigError, UnknownModelError, UpstreamError, UpstreamTooLargeError
 from tests.stub_upstream import StubState, stub_upstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -177,6 +178,27 @@ def test_an_unroutable_name_fails_when_the_client_is_made_unless_the_direct_tran
         create_llm(Settings(model="no-such-provider-xyz"))
     direct = Settings(model="my-model", api_base="http://127.0.0.1:9/v1", transport="direct")
     assert isinstance(create_llm(direct), OpenAICompatibleClient)  # litellm never sees that name
+
+
+@pytest.mark.parametrize("transport", ["direct", "litellm"])
+def test_a_key_and_user_info_in_api_base_are_refused_when_the_client_is_made(transport):
+    """Both would be the Authorization header: aiohttp refused every request with a 502, found by the upstream
+    fuzz test. Now one configuration error, which names neither secret."""
+    settings = Settings(
+        model="openai/m", api_base="http://gate:pw-SECRET-1@127.0.0.1:9/v1", api_key="sk-SECRET-2", transport=transport
+    )
+    with pytest.raises(ConfigError, match="one Authorization header") as raised:
+        create_llm(settings)
+    assert "pw-SECRET" not in str(raised.value) and "sk-SECRET" not in str(raised.value)
+
+
+async def test_without_a_key_the_direct_client_sends_api_base_user_info_as_basic_auth():
+    state = StubState()
+    with stub_upstream(state) as url:
+        llm = create_llm(Settings(model="openai/stub", api_base=url.replace("http://", "http://gate:pw-1@")))
+        assert [g.text for g in await llm.generate(QUESTION)] == ["Paris"]
+        await llm.aclose()  # type: ignore[attr-defined]
+    assert state.headers[0]["Authorization"] == "Basic " + base64.b64encode(b"gate:pw-1").decode()
 
 
 def test_transport_direct_needs_an_api_base():
