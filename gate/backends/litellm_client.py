@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 DEFAULT_MAX_RESPONSE_BYTES = 10_000_000
+LOGPROB_ROUNDING = 1e-6  # endpoints print log-probs rounded: up to this much above 0 reads as 0
 
 
 @functools.cache
@@ -239,10 +241,14 @@ def _token_count(value: Any) -> int:
 
 
 def _number(value: Any) -> float:
-    """A log-prob: a real number (not a bool, not text, not null)."""
+    """A log-prob: a finite real number at most 0 (not a bool, not text, not null, not NaN)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"a log-prob is {value!r}, not a number")
-    return float(value)
+    # Python's JSON reader accepts NaN and Infinity; a probability above 1 is no probability either
+    # (endpoints round: a hair above 0 is a certain token). Estimators then never see such a value.
+    if not math.isfinite(value) or value > LOGPROB_ROUNDING:
+        raise ValueError(f"a log-prob is {value!r}, not a finite number at most 0")
+    return min(float(value), 0.0)
 
 
 def _text(value: Any) -> str:
@@ -275,8 +281,8 @@ def _text_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
     return tuple(
         TokenLogprob(
             token=token,
-            logprob=float(value),
-            top=tuple(sorted(((t, float(v)) for t, v in (top or {}).items()), key=lambda tv: -tv[1])),
+            logprob=_number(value),
+            top=tuple(sorted(((t, _number(v)) for t, v in (top or {}).items()), key=lambda tv: -tv[1])),
         )
         for token, value, top in zip(tokens, values, tops, strict=False)
         if value is not None
