@@ -349,6 +349,31 @@ async def test_a_non_finite_logprob_in_p_trues_call_costs_that_signal_only(trans
     assert any("prompt" in request for request in upstream.requests)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_with_a_lone_surrogate_is_served_as_sent(transport, stream):
+    """JSON may escape a lone surrogate ("\\ud800"), which UTF-8 cannot encode: found by the upstream fuzz test,
+    the proxy's own JSON response then failed to render (a 500). The client now reads the string as sent."""
+    with faulty_upstream(malformed(first_choice("message", {"role": "assistant", "content": "a\ud800b"}))) as (url, _):
+        async with proxy(url, allowed_modes=["observe"]) as client:
+            response = await ask(client, stream=stream, gate={"mode": "observe"})
+    assert response.status_code == 200, response.text
+    if stream:
+        assert '"content": "a\\ud800b"' in response.text and response.text.endswith("data: [DONE]\n\n")
+    else:
+        assert response.json()["choices"][0]["message"]["content"] == "a\ud800b"
+
+
+async def test_an_upstream_error_quoting_a_lone_surrogate_is_a_502(transport):
+    def fails(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        body = {"error": {"message": "broken \udc80 text", "type": "server_error"}}
+        return 500, json.dumps(body).encode(), "application/json"
+
+    with faulty_upstream(fails) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    assert_upstream_error(response, 502, contains="answered 500", code="upstream_error")
+
+
 @pytest.mark.parametrize("code", [500, 503])
 async def test_upstream_5xx_is_a_502_after_the_configured_retries(transport, code):
     with faulty_upstream(status(code)) as (url, upstream):

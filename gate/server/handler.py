@@ -15,7 +15,7 @@ import time
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
@@ -23,6 +23,7 @@ from gate.audit.log import Outcome
 from gate.pipeline import Gate
 from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
+from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, is_privileged, request_id, server_state
 from gate.server.wire import (
     BadRequestError,
@@ -137,7 +138,7 @@ def _response(envelope: Envelope, reply: Reply, body: ChatRequest | CompletionRe
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         events = stream_events(envelope, reply, include_usage=include_usage)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    return JSONResponse(completion_body(envelope, reply), headers=headers)
+    return GateJSONResponse(completion_body(envelope, reply), headers=headers)
 
 
 @runtime_checkable
