@@ -374,6 +374,20 @@ async def test_an_upstream_error_quoting_a_lone_surrogate_is_a_502(transport):
     assert_upstream_error(response, 502, contains="answered 500", code="upstream_error")
 
 
+@pytest.mark.parametrize("mode", ["enforce", "off"])
+async def test_an_upstream_that_echoes_the_key_in_its_answer_does_not_leak_it(transport, mode):
+    """Found by the upstream fuzz test: the answer itself quoted the key the gate sent, and was served as it was."""
+    echo = first_choice("message", {"role": "assistant", "content": f"Your key is Bearer {SECRET}."})
+    with faulty_upstream(malformed(echo)) as (url, _):
+        async with proxy(url, allowed_modes=["off", "enforce"]) as client:
+            response = await ask(client, gate={"mode": mode})
+            streamed = await ask(client, gate={"mode": mode}, stream=True)
+    for served in (response, streamed):
+        assert served.status_code == 200, served.text
+        assert "***" in served.text and SECRET not in served.text  # streamed: the text is split into pieces
+    assert response.json()["choices"][0]["message"]["content"].startswith("Your key is Bearer ***.")
+
+
 @pytest.mark.parametrize("code", [500, 503])
 async def test_upstream_5xx_is_a_502_after_the_configured_retries(transport, code):
     with faulty_upstream(status(code)) as (url, upstream):

@@ -156,14 +156,16 @@ class Policy:
 
         ``original``: whether ``gate.original`` holds the model's own answer (default: ``include_original``).
         """
+        # An upstream may quote the key it was sent in its answer: secrets are masked in the content too.
+        secret_free = self.scrubber.secret_free
         if not isinstance(result, Assessment):
             reasons = [g.finish_reason or "stop" for g in result]
-            texts = [g.text.strip() for g in result]  # as the pipeline strips a gated answer
+            texts = [secret_free(g.text.strip()) for g in result]  # stripped as the pipeline strips a gated answer
             return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode})
         reason = "stop" if withholds(mode, result) else result.finish_reason or "stop"
         shown = self.include_original if original is None else original
         view, headers = self._view(result, mode, original=shown), _headers(result, mode)
-        return Reply([self._content(result, mode)], [reason], result.answer_cost, view, headers)
+        return Reply([secret_free(self._content(result, mode))], [reason], result.answer_cost, view, headers)
 
     def _check_served(self, request: ChatRequest | CompletionRequest) -> None:
         """Refuse a model this gate does not serve, or an answer longer than the operator allows."""
