@@ -234,6 +234,37 @@ def test_a_key_the_provider_echoes_is_masked_where_the_error_enters_the_gate():
     assert "sk-configured" not in str(error) and "sk-fromtheenv" not in str(error) and "***" in str(error)
 
 
+def test_basic_credentials_a_provider_echoes_are_masked_where_the_error_enters_the_gate():
+    class AuthenticationError(Exception):
+        status_code = 401
+
+    echoed = AuthenticationError("no entry for Basic dXNlcjpodW50ZXIy; Basic authentication required")
+    error = classify_error(echoed, "openai/x")
+    assert "dXNlcjpodW50ZXIy" not in str(error) and "Basic authentication required" in str(error)
+
+
+async def test_retries_log_neither_the_key_nor_the_password_of_api_base(caplog):
+    """Found by the canary test: the retry's log line masked the key but not the password of api_base."""
+
+    class InternalServerError(Exception):
+        status_code = 500
+
+    client = LiteLLMClient("openai/x", api_base="http://gate:pw-secret-9@127.0.0.1:9/v1", max_retries=1, backoff_s=0)
+
+    basic = base64.b64encode(b"gate:pw-secret-9").decode()
+
+    async def failing_request(*args: Any) -> Any:
+        raise InternalServerError(f"no entry for gate:pw-secret-9 (Basic {basic})")
+
+    client._request = failing_request  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(UpstreamError) as raised:
+        await client.generate("q")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "retry 1" in logged and "pw-secret" not in logged + str(raised.value)
+    assert basic not in logged + str(raised.value)
+
+
 async def test_retries_log_no_key_at_any_level(caplog):
     class InternalServerError(Exception):
         status_code = 500

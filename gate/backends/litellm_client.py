@@ -23,7 +23,7 @@ import httpx
 
 from estimators.base import Cost, Generation, Prompt, TokenLogprob
 from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError, UpstreamTooLargeError
-from gate.secrets import mask_secrets
+from gate.secrets import mask_secrets, upstream_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class LiteLLMClient:
         self.native_n = native_n
         self.backoff_s = backoff_s
         self.max_response_bytes = max_response_bytes
+        self._secrets = upstream_secrets(api_key, api_base)  # masked in every error message the client makes
 
     def __repr__(self) -> str:
         return f"LiteLLMClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
@@ -123,7 +124,7 @@ class LiteLLMClient:
             try:
                 return await self._request(prompt, n, logprobs, options)
             except Exception as exc:  # litellm's exception classes; classified in one place
-                error = classify_error(exc, self.model_name, secrets=(self._api_key,))
+                error = classify_error(exc, self.model_name, secrets=self._secrets)
                 if not error.retryable or attempt == self.max_retries:
                     raise error from exc
                 delay = self.backoff_s * 2**attempt * (1 + random.random() / 2)

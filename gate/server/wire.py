@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from estimators.base import Cost, Message
 from gate.config import GateMode, Settings
 from gate.errors import GateError
-from gate.secrets import mask_known
+from gate.secrets import mask_known, upstream_secrets
 
 UNSUPPORTED = {
     "max_risk": "the calibration artifact's thresholds hold for the one risk target they were fitted for",
@@ -119,14 +119,9 @@ class Scrubber:
     @classmethod
     def from_settings(cls, settings: Settings) -> Scrubber:
         """The scrubber for the upstream of ``settings`` (one that changes nothing without a key or an api_base)."""
-        secrets = [settings.api_key.get_secret_value()] if settings.api_key else []
-        addresses: list[str] = []
-        if settings.api_base:
-            parts = urlsplit(settings.api_base)
-            if parts.password:
-                secrets.append(parts.password)
-            addresses = _address_forms(settings.api_base)
-        return cls(tuple(secret for secret in secrets if secret), tuple(addresses))
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        addresses = _address_forms(settings.api_base) if settings.api_base else []
+        return cls(upstream_secrets(api_key, settings.api_base), tuple(addresses))
 
     def secret_free(self, message: str) -> str:
         """``message`` with the secrets masked (what the server log may hold)."""
