@@ -297,6 +297,9 @@ def load_lines(rounds: list[Round], started_rss: float, args: argparse.Namespace
         seconds = np.array([o.seconds for o in everything if status_name(o) == name])
         p50, p95 = quantile_cell(seconds, 50, args.seed), quantile_cell(seconds, 95, args.seed)
         lines.append(f"| {name} | {len(seconds)} | {p50} | {p95} |")
+    n, fail, hang = len(everything), args.fail_rate, args.hang_rate
+    shares = Counter(o.status if o.status != 200 or not o.lost_signal else "lost" for o in everything)
+    expected_lost = (1 - fail - hang) * (fail + hang)  # the answer call went through, the samples' call did not
     served = sum(o.status in (200, 502, 504) for o in everything)
     audited = sum(r.audit_lines for r in rounds)
     lines += [
@@ -305,6 +308,9 @@ def load_lines(rounds: list[Round], started_rss: float, args: argparse.Namespace
         f" no 500: {all(o.status != 500 for o in everything)}; no request without a response:"
         f" {all(o.status != 0 for o in everything)}.",
         f"- Audit lines = requests: {audited == len(everything)} ({audited} lines for {len(everything)} requests).",
+        f"- Against the fault rates: 502 {shares[502] / n:.1%} (expected {fail:.1%}: the answer call got a 500), 504"
+        f" {shares[504] / n:.1%} (expected {hang:.1%}: it got no answer), 200 with the consistency signal lost"
+        f" {shares['lost'] / n:.1%} (expected {expected_lost:.1%}: the samples' call failed).",
         f"- RSS: {started_rss:.1f} MiB after start, {rounds[0].rss_before:.1f} MiB after the {args.warmup}-request "
         f"warm-up, {rounds[-1].rss_after:.1f} MiB after the last round.",
     ]
@@ -389,7 +395,7 @@ def main() -> None:
     parser.add_argument("--fuzz-examples", type=int, default=150)
     parser.add_argument("--out", type=Path, default=RESULTS / "reliability.md")
     args = parser.parse_args()
-    command = "python -m benchmarks.reliability " + " ".join(sys.argv[1:])
+    command = " ".join(["python -m benchmarks.reliability", *sys.argv[1:]])
     sections: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory(prefix="gate-reliability-") as directory:
         work = Path(directory)
