@@ -83,8 +83,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(command: list[str], *, ready_url: str, env: dict[str, str] | None = None, log: Path) -> Iterator[None]:
-    """Run ``command`` until the block ends; wait until ``ready_url`` answers 200 (up to two minutes)."""
+def process(
+    command: list[str],
+    *,
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    log: Path,
+    headers: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block ends (then SIGINT, unless it has exited); wait until ``ready_url`` answers
+    200 (up to two minutes, with ``headers``); yields the process."""
     with log.open("w") as out:
         proc = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
         try:
@@ -93,16 +101,17 @@ def process(command: list[str], *, ready_url: str, env: dict[str, str] | None = 
                 if proc.poll() is not None:
                     raise RuntimeError(f"{command[0]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
                 try:
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
+                    if httpx.get(ready_url, timeout=2, headers=headers).status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[0]} not ready after 120 s:\n{log.read_text()[-2000:]}")
                 time.sleep(0.3)
-            yield
+            yield proc
         finally:
-            proc.send_signal(signal.SIGINT)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:

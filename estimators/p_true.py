@@ -31,6 +31,8 @@ _EXAMPLES: tuple[tuple[str, str, str], ...] = (
 )
 _HEADER = "Each proposed answer below was checked and marked Yes if it is correct and No if it is wrong."
 _STOP: tuple[str, ...] = ("\n",)
+_ROUNDING_SLACK = 1e-6  # endpoints round log-probs: a token printed as +1e-7 is a certain token
+_BAD_LOGPROBS = "the verdict token's log-probs must be finite and at most 0"
 
 
 def p_true_prompt(question: str, answer: str) -> str:
@@ -171,6 +173,13 @@ class PTrue:
                 details={"method": "logprobs", "text": first.text},
             )
         alternatives = _alternatives(tokens[0])
+        if any(not math.isfinite(lp) or lp > _ROUNDING_SLACK for lp in alternatives.values()):
+            # model misbehaviour, not a bug: a NaN confidence or an overflow in exp() must not escape
+            shown = [[token, repr(lp)] for token, lp in alternatives.items()]
+            return Signal(
+                name=self.name, cost=total_cost(spent), error=_BAD_LOGPROBS,
+                details={"method": "logprobs", "text": first.text, "alternatives": shown},
+            )
         p_yes = sum(math.exp(lp) for token, lp in alternatives.items() if read_yes_no(token) is True)
         p_no = sum(math.exp(lp) for token, lp in alternatives.items() if read_yes_no(token) is False)
         details = {

@@ -146,7 +146,8 @@ class Settings(BaseSettings):
         default=10_000_000,
         ge=1024,
         le=1_000_000_000,
-        description="largest upstream response body read (direct transport); larger: 502 upstream response too large",
+        description="largest upstream response: the direct transport stops reading there, litellm's is checked once"
+        " parsed; larger: 502 upstream response too large",
     )
 
     # The proxy's audit log (gate/audit/log.py) and /metrics (gate/server/metrics.py).

@@ -37,7 +37,7 @@ class MalformedResponseError(UpstreamError):
 
 
 class UpstreamTooLargeError(UpstreamError):
-    """The upstream's response body is larger than ``max_upstream_bytes``; the rest of it was not read."""
+    """The upstream's response is larger than ``max_upstream_bytes`` (the direct transport read no further)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -7,14 +7,29 @@ an upstream error's text is masked where it enters the gate, before anything log
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 MASK = "***"
 KEY_SHAPED = re.compile(
     r"(?<![A-Za-z0-9])(?:sk|pk|rk)-[A-Za-z0-9_\-]{8,}"  # OpenAI-style keys, project keys included
     r"|(?i:bearer)\s+[A-Za-z0-9_\-.=+/]{8,}"  # an Authorization header quoted back
+    r"|(?i:basic)\s+(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"  # Basic credentials (not "Basic auth")
 )
+
+
+def upstream_secrets(api_key: str | None, api_base: str | None) -> tuple[str, ...]:
+    """The upstream's secrets in every form it may be quoted back in: the key, the password of ``api_base``
+    (as written and decoded), and the Basic credentials an HTTP client sends for its user info."""
+    secrets = [api_key] if api_key else []
+    parts = urlsplit(api_base or "")
+    if parts.password:
+        user, password = unquote(parts.username or ""), unquote(parts.password)
+        secrets += [parts.password, password, base64.b64encode(f"{user}:{password}".encode()).decode()]
+    # longest first: a secret that contains another is masked whole
+    return tuple(sorted(dict.fromkeys(secret for secret in secrets if secret), key=len, reverse=True))
 
 
 def mask_known(text: str, known: Iterable[str | None]) -> str:

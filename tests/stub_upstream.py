@@ -1,7 +1,11 @@
-"""A tiny OpenAI-compatible upstream on loopback, for testing the litellm client over real HTTP.
+"""A tiny OpenAI-compatible upstream on loopback, for testing the upstream clients over real HTTP.
 
-``StubState.reply`` scripts the assistant message per request (tool calls included); a request with
-``stream: true`` is answered with SSE chunks in OpenAI's shape, as a real server streams.
+By default it answers every POST with a valid completion of ``StubState.text``; ``StubState.reply`` scripts
+the assistant message per request (tool calls included), and a request with ``stream: true`` is answered with
+SSE chunks in OpenAI's shape, as a real server streams. A test that needs the upstream to misbehave sets
+``StubState.script``: for each request it returns the exact bytes to send (a :class:`RawAnswer`: any status,
+content type, headers, declared length, a truncated body, a delay), or ``None`` for the normal answer. The
+stub speaks HTTP/1.0, so every answer ends by closing its connection.
 """
 
 from __future__ import annotations
@@ -10,11 +14,28 @@ import gzip
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """One upstream answer as it goes on the wire."""
+
+    body: bytes = b""
+    status: int = 200
+    content_type: str | None = "application/json"  # None: no content-type header
+    headers: tuple[tuple[str, str], ...] = ()
+    length: int | None = None  # the content-length declared: None the body's own, -1 none (the body ends at close)
+    delay_s: float = 0.0  # wait this long before answering (past the client's timeout: a hang)
+
+
+Script = Callable[[dict[str, Any], str], RawAnswer | None]
+"""(request body, request path) -> what to send, or None for the stub's normal answer."""
 
 
 @dataclass
@@ -29,6 +50,8 @@ class StubState:
     declare_length: bool = True  # False: no content-length, the body ends when the connection closes
     gzip: bool = False  # send the body gzip-compressed (content-encoding: gzip)
     broken_writes: int = 0  # answers the client stopped reading before their end
+    script: Script | None = None  # scripted raw answers (see the module docstring)
+    headers: list[dict[str, str]] = field(default_factory=list)  # request headers, in order
     # request -> the assistant message ({"content": ..., "tool_calls": [...]}); None: the fixed text
     reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
@@ -107,7 +130,11 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             request = json.loads(self.rfile.read(length) or b"{}")
             state.requests.append(request)
             state.paths.append(self.path)
-            if len(state.requests) <= state.fail_first:
+            state.headers.append(dict(self.headers.items()))
+            scripted = state.script(request, self.path) if state.script is not None else None
+            if scripted is not None:
+                self._send_raw(scripted)
+            elif len(state.requests) <= state.fail_first:
                 self._send(state.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
             elif self.path.endswith("/chat/completions") and request.get("stream"):
                 self._stream(_chat_body(state, request))
@@ -139,6 +166,22 @@ def _handler(state: StubState) -> type[BaseHTTPRequestHandler]:
             for chunk in _chunks(body):
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
+
+        def _send_raw(self, answer: RawAnswer) -> None:
+            time.sleep(answer.delay_s)
+            try:
+                self.send_response(answer.status)
+                if answer.content_type is not None:
+                    self.send_header("content-type", answer.content_type)
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                length = len(answer.body) if answer.length is None else answer.length
+                if length >= 0:  # longer than the body: the connection closes before the declared end
+                    self.send_header("content-length", str(length))
+                self.end_headers()
+                self.wfile.write(answer.body)
+            except OSError:  # the client gave up first (a timeout, or the size cap)
+                state.broken_writes += 1
             self.close_connection = True
 
     return Handler

@@ -15,7 +15,7 @@ from benchmarks import quality
 from benchmarks.overhead import Target as LoadTarget
 from benchmarks.overhead import parse_wrk, wrk_script
 from benchmarks.quality import calibrator_lines, cross_fit, read_caches, stratified_folds, what_if_lines
-from benchmarks.stub_upstream import ANSWER, StubProtocol
+from benchmarks.stub_upstream import ANSWER, Faults, StubProtocol
 from calibration import fitting, fusion_selection
 from calibration.fitting import Target
 from estimators.base import Cost
@@ -54,6 +54,33 @@ def test_paced_wrk_scripts_pause_a_random_time_after_each_response():
     assert "delay" not in unpaced and 'wrk.body = "{\\"gate\\": {\\"mode\\": \\"off\\"}}"' in unpaced
     assert 'wrk.headers["Authorization"] = "Bearer sk-x"' in unpaced
     assert paced.startswith(unpaced) and "return math.random(0, 400)" in paced  # mean 200 ms, not lock-step
+
+
+async def _post_to_stub(faults: Faults, n: int) -> bytes:
+    """One chat POST with ``n`` to a stub with ``faults``: the raw answer (empty when none came in 0.5 s)."""
+    server = await asyncio.get_running_loop().create_server(lambda: StubProtocol(faults), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    body = json.dumps({"model": "stub", "n": n, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), timeout=0.5)
+    except TimeoutError:
+        answer = b""
+    writer.close()
+    server.close()
+    return answer
+
+
+async def test_the_reliability_stub_answers_n_choices_fails_or_hangs_as_seeded():
+    ok = await _post_to_stub(Faults(), n=3)
+    assert len(json.loads(ok.split(b"\r\n\r\n", 1)[1])["choices"]) == 3
+    assert (await _post_to_stub(Faults(fail_rate=1.0), n=1)).startswith(b"HTTP/1.1 500 ")
+    assert await _post_to_stub(Faults(hang_rate=1.0), n=1) == b""
+    first, second = (Faults(fail_rate=0.1, hang_rate=0.05, seed=7) for _ in range(2))
+    drawn = [first.draw() for _ in range(2000)]
+    assert drawn == [second.draw() for _ in range(2000)]  # seeded: the same faults on every run
+    assert 150 < drawn.count("fail") < 250 and 60 < drawn.count("hang") < 140
 
 
 async def test_the_stub_answers_pipelined_keep_alive_requests_in_order():

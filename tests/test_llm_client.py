@@ -1,6 +1,7 @@
 """Both upstream clients (through litellm, and direct over HTTP) against a real OpenAI-compatible server on
 loopback: every behaviour test runs on each, so the direct transport cannot drift from litellm's."""
 
+import base64
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ from gate.backends.factory import create_llm, run_then_close
 from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
 from gate.backends.openai_compat import OpenAICompatibleClient
 from gate.config import Settings
-from gate.errors import UnknownModelError, UpstreamError
+from gate.errors import ConfigError, UnknownModelError, UpstreamError, UpstreamTooLargeError
 from tests.stub_upstream import StubState, stub_upstream
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -107,6 +108,16 @@ async def test_unknown_model_name_is_a_clear_error():
         await LiteLLMClient("no-such-provider-xyz").generate(QUESTION)
 
 
+async def test_an_answer_over_max_response_bytes_fails_on_either_transport(client):
+    """Issue 17: the litellm transport honours max_upstream_bytes too (it measures what litellm parsed; the
+    direct one stops reading at the limit)."""
+    with stub_upstream(StubState(text="a" * 200_000)) as url, pytest.raises(UpstreamTooLargeError, match="100000"):
+        await client(url, max_response_bytes=100_000, max_retries=2).generate(QUESTION)
+    with stub_upstream(StubState(text="a" * 20_000)) as url:
+        [generation] = await client(url, max_response_bytes=100_000).generate(QUESTION)
+    assert len(generation.text) == 20_000
+
+
 def test_api_key_never_in_repr(kind):
     assert "sk-test" not in repr(kind("openai/x", api_base="http://127.0.0.1:9/v1", api_key="sk-test"))
 
@@ -169,6 +180,27 @@ def test_an_unroutable_name_fails_when_the_client_is_made_unless_the_direct_tran
     assert isinstance(create_llm(direct), OpenAICompatibleClient)  # litellm never sees that name
 
 
+@pytest.mark.parametrize("transport", ["direct", "litellm"])
+def test_a_key_and_user_info_in_api_base_are_refused_when_the_client_is_made(transport):
+    """Both would be the Authorization header: aiohttp refused every request with a 502, found by the upstream
+    fuzz test. Now one configuration error, which names neither secret."""
+    settings = Settings(
+        model="openai/m", api_base="http://gate:pw-SECRET-1@127.0.0.1:9/v1", api_key="sk-SECRET-2", transport=transport
+    )
+    with pytest.raises(ConfigError, match="one Authorization header") as raised:
+        create_llm(settings)
+    assert "pw-SECRET" not in str(raised.value) and "sk-SECRET" not in str(raised.value)
+
+
+async def test_without_a_key_the_direct_client_sends_api_base_user_info_as_basic_auth():
+    state = StubState()
+    with stub_upstream(state) as url:
+        llm = create_llm(Settings(model="openai/stub", api_base=url.replace("http://", "http://gate:pw-1@")))
+        assert [g.text for g in await llm.generate(QUESTION)] == ["Paris"]
+        await llm.aclose()  # type: ignore[attr-defined]
+    assert state.headers[0]["Authorization"] == "Basic " + base64.b64encode(b"gate:pw-1").decode()
+
+
 def test_transport_direct_needs_an_api_base():
     with pytest.raises(ValueError, match="needs api_base"):
         create_llm(Settings(model="openai/m", transport="direct"))
@@ -200,6 +232,37 @@ def test_a_key_the_provider_echoes_is_masked_where_the_error_enters_the_gate():
     error = classify_error(echoed, "openai/x", secrets=("sk-configured-123",))
     assert isinstance(error, UnknownModelError)
     assert "sk-configured" not in str(error) and "sk-fromtheenv" not in str(error) and "***" in str(error)
+
+
+def test_basic_credentials_a_provider_echoes_are_masked_where_the_error_enters_the_gate():
+    class AuthenticationError(Exception):
+        status_code = 401
+
+    echoed = AuthenticationError("no entry for Basic dXNlcjpodW50ZXIy; Basic authentication required")
+    error = classify_error(echoed, "openai/x")
+    assert "dXNlcjpodW50ZXIy" not in str(error) and "Basic authentication required" in str(error)
+
+
+async def test_retries_log_neither_the_key_nor_the_password_of_api_base(caplog):
+    """Found by the canary test: the retry's log line masked the key but not the password of api_base."""
+
+    class InternalServerError(Exception):
+        status_code = 500
+
+    client = LiteLLMClient("openai/x", api_base="http://gate:pw-secret-9@127.0.0.1:9/v1", max_retries=1, backoff_s=0)
+
+    basic = base64.b64encode(b"gate:pw-secret-9").decode()
+
+    async def failing_request(*args: Any) -> Any:
+        raise InternalServerError(f"no entry for gate:pw-secret-9 (Basic {basic})")
+
+    client._request = failing_request  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(UpstreamError) as raised:
+        await client.generate("q")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "retry 1" in logged and "pw-secret" not in logged + str(raised.value)
+    assert basic not in logged + str(raised.value)
 
 
 async def test_retries_log_no_key_at_any_level(caplog):

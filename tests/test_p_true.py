@@ -60,6 +60,15 @@ async def test_no_verdict_among_the_alternatives_is_an_error() -> None:
     assert signal.details["alternatives"] == [["Maybe", -0.1], ["Perhaps", -2.5]]
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1000.0])
+async def test_a_non_finite_or_positive_verdict_logprob_is_an_error_not_an_exception(bad: float) -> None:
+    """NaN made a NaN confidence (a validation error) and 1000 overflowed exp(): both raised out of the estimator."""
+    llm = ScriptedLLM([Rule(ITEM, "Yes", logprob=-0.1, top=(("Yes", bad), ("No", -2.0)))])
+    signal = await PTrue().score("Capital of Italy?", "Rome", llm=llm)
+    assert signal.confidence is None and "finite and at most 0" in (signal.error or "")
+    json.dumps(signal.details, allow_nan=False)
+
+
 async def test_sampled_fallback_counts_yes_among_yes_and_no() -> None:
     llm = ScriptedLLM([Rule(ITEM, ["Yes", "No", "yes.", "Unsure"])], with_logprobs=False)
     signal = await PTrue().score("Capital of Italy?", "Rome", llm=llm)

@@ -28,7 +28,7 @@ from starlette.testclient import TestClient
 from gate.backends.litellm_client import check_model_name, import_litellm, provider_supports_n
 from gate.config import Settings
 from gate.server.app import create_app
-from tests.stub_upstream import StubState, _chat_body
+from tests.stub_upstream import StubState, _chat_body, _text_body
 from tests.test_server import ALL_MODES, ANSWER_Q, MODEL, make_gate
 
 SECRET = "sk-fault-test-SECRET-0123456789"
@@ -297,6 +297,11 @@ MALFORMED = {  # issue 17, items 3 and 4: each gave a 500 or a 200 with an empty
     "choices-null": lambda body: body.__setitem__("choices", [None]),
     "choices-text": lambda body: body.__setitem__("choices", ["x"]),
     "choices-object": lambda body: body.__setitem__("choices", {"a": 1}),
+    # found by tests/test_upstream_fuzz.py: Python's JSON reader takes NaN and Infinity, and a log-prob above 0
+    # reached P(True)'s arithmetic (a NaN confidence, an overflow: a 500)
+    "logprob-nan": first_token("logprob", float("nan")),
+    "logprob-infinite": first_token("logprob", float("-inf")),
+    "logprob-positive": first_token("logprob", 1000.0),
 }
 
 
@@ -323,6 +328,64 @@ async def test_a_malformed_completion_in_a_signals_call_costs_that_signal_only(t
     assert response.status_code == 200, response.text
     gate = response.json()["gate"]
     assert gate["errors"]["consistency"].startswith("upstream error") and gate["signals"]["logprob_min"] is not None
+
+
+async def test_a_non_finite_logprob_in_p_trues_call_costs_that_signal_only(transport):
+    """P(True)'s verdict call (a text completion) answers log-probs of NaN: that signal is lost, not the request."""
+
+    def verdict_with_nan(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        if "prompt" not in request:
+            return ok(request)
+        body = _text_body(StubState(text="Yes"), request)
+        body["choices"][0]["logprobs"]["top_logprobs"] = [{"Yes": float("nan"), "No": -2.0}]
+        return 200, json.dumps(body).encode(), "application/json"
+
+    with faulty_upstream(verdict_with_nan) as (url, upstream):
+        async with proxy(url, signals=["logprob_min", "p_true"], cascade=False) as client:
+            response = await ask(client)
+    assert response.status_code == 200, response.text
+    gate = response.json()["gate"]
+    assert "not a finite number" in gate["errors"]["p_true"] and gate["signals"]["logprob_min"] is not None
+    assert any("prompt" in request for request in upstream.requests)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_with_a_lone_surrogate_is_served_as_sent(transport, stream):
+    """JSON may escape a lone surrogate ("\\ud800"), which UTF-8 cannot encode: found by the upstream fuzz test,
+    the proxy's own JSON response then failed to render (a 500). The client now reads the string as sent."""
+    with faulty_upstream(malformed(first_choice("message", {"role": "assistant", "content": "a\ud800b"}))) as (url, _):
+        async with proxy(url, allowed_modes=["observe"]) as client:
+            response = await ask(client, stream=stream, gate={"mode": "observe"})
+    assert response.status_code == 200, response.text
+    if stream:
+        assert '"content": "a\\ud800b"' in response.text and response.text.endswith("data: [DONE]\n\n")
+    else:
+        assert response.json()["choices"][0]["message"]["content"] == "a\ud800b"
+
+
+async def test_an_upstream_error_quoting_a_lone_surrogate_is_a_502(transport):
+    def fails(request: dict[str, Any]) -> tuple[int, bytes, str]:
+        body = {"error": {"message": "broken \udc80 text", "type": "server_error"}}
+        return 500, json.dumps(body).encode(), "application/json"
+
+    with faulty_upstream(fails) as (url, _):
+        async with proxy(url) as client:
+            response = await ask(client)
+    assert_upstream_error(response, 502, contains="answered 500", code="upstream_error")
+
+
+@pytest.mark.parametrize("mode", ["enforce", "off"])
+async def test_an_upstream_that_echoes_the_key_in_its_answer_does_not_leak_it(transport, mode):
+    """Found by the upstream fuzz test: the answer itself quoted the key the gate sent, and was served as it was."""
+    echo = first_choice("message", {"role": "assistant", "content": f"Your key is Bearer {SECRET}."})
+    with faulty_upstream(malformed(echo)) as (url, _):
+        async with proxy(url, allowed_modes=["off", "enforce"]) as client:
+            response = await ask(client, gate={"mode": mode})
+            streamed = await ask(client, gate={"mode": mode}, stream=True)
+    for served in (response, streamed):
+        assert served.status_code == 200, served.text
+        assert "***" in served.text and SECRET not in served.text  # streamed: the text is split into pieces
+    assert response.json()["choices"][0]["message"]["content"].startswith("Your key is Bearer ***.")
 
 
 @pytest.mark.parametrize("code", [500, 503])

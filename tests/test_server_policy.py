@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -107,6 +108,14 @@ def test_the_scrubber_changes_nothing_without_a_key_and_never_shows_it():
     assert Scrubber().view(view) == view
     assert SECRET not in repr(Scrubber((SECRET,))) and SECRET not in repr(policy(api_key=SecretStr(SECRET)))
     assert Scrubber().text("POST http://10.0.0.5:8000/v1/chat failed") == "POST the upstream failed"
+
+
+def test_the_scrubber_masks_the_password_of_api_base_in_every_form_an_upstream_may_quote_it():
+    """Found by the canary test: an upstream quoting the Basic credentials it got (base64 of user:password)."""
+    scrubber = Scrubber.from_settings(Settings(model=MODEL, api_base="http://gate:p%40ss-w0rd@llm.internal/v1"))
+    basic = base64.b64encode(b"gate:p@ss-w0rd").decode()
+    quoted = f"no entry for Basic {basic} (gate:p@ss-w0rd; as sent: gate:p%40ss-w0rd)"
+    assert scrubber.secret_free(quoted) == "no entry for Basic *** (gate:***; as sent: gate:***)"
 
 
 @pytest.mark.parametrize(

@@ -264,6 +264,24 @@ def test_an_upstream_answer_over_max_upstream_bytes_is_a_502_and_is_not_read_to_
     assert elapsed < 20, elapsed
 
 
+def test_the_litellm_transport_answers_an_upstream_answer_over_max_upstream_bytes_with_a_502_naming_the_limit():
+    """The same setting, through litellm: a 3 MB answer against a 1 MB cap is refused, not relayed; litellm reads
+    whole bodies, so the cap is applied to the answer it parsed (an answer under the cap is served)."""
+    state = StubState(text="b" * 3_000_000)
+    with stub_upstream(state) as upstream:
+        options = {"model": "openai/stub", "api_base": upstream, "api_key": "sk-upstream-0123", "transport": "litellm"}
+        config = Settings(**options, signals=["logprob_min"], max_upstream_bytes=1_000_000, max_retries=2)
+        with running(create_app(config), ready_within_s=60, **uvicorn_options(config)) as (url, _):
+            body = {**chat(ANSWER_Q), "model": "openai/stub"}
+            refused = httpx.post(url + "/chat/completions", json=body, timeout=60)
+            state.text = "b" * 200_000  # with its log-probs (the word thrice): about 0.6 MB
+            served = httpx.post(url + "/chat/completions", json=body, timeout=60)
+    error = error_of(refused, 502)
+    assert error["code"] == "upstream_response_too_large" and "1000000 bytes" in error["message"]
+    assert "bbbb" not in refused.text and len(state.requests) == 2  # not retried
+    assert served.status_code == 200 and served.json()["choices"][0]["message"]["content"] == "b" * 200_000
+
+
 def test_a_compressed_upstream_answer_is_counted_as_it_decompresses():
     """A 24 MB answer sent gzip-compressed (about 0.1 MB on the wire, its length declared): the cap holds for
     the decoded bytes, so a small compressed body cannot expand past it."""

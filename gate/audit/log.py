@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, Literal, Protocol
 from estimators.base import Cost
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
-from gate.secrets import mask_known
+from gate.secrets import mask_known, upstream_secrets
 
 try:
     import fcntl
@@ -174,8 +174,8 @@ class AuditLog:
         if settings.audit_path is None:
             return None
         secrets = [key.get_secret_value() for key in (*settings.api_keys, *settings.privileged_api_keys)]
-        if settings.api_key is not None:
-            secrets.append(settings.api_key.get_secret_value())
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        secrets += upstream_secrets(api_key, settings.api_base)
         return cls(
             settings.audit_path,
             max_bytes=settings.audit_max_bytes,

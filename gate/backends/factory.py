@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from estimators.base import LLM
 from gate.backends.embedded.local import LOCAL_PREFIX, LocalLLM
@@ -31,15 +32,31 @@ def create_llm(settings: Settings) -> LLM:
         "timeout_s": settings.timeout_s,
         "max_retries": settings.max_retries,
         "native_n": settings.native_n,
+        "max_response_bytes": settings.max_upstream_bytes,
     }
     if uses_direct_transport(settings):
         assert settings.api_base is not None  # uses_direct_transport checked it
-        return OpenAICompatibleClient(
-            settings.model, api_base=settings.api_base, max_response_bytes=settings.max_upstream_bytes, **common
-        )
-    check_model_name(settings.model)  # a name litellm cannot route fails when the gate is built, not per call
-    # max_upstream_bytes is not applied here: litellm's transports read a whole response before returning it
+        _check_one_authorization(settings)
+        return OpenAICompatibleClient(settings.model, api_base=settings.api_base, **common)
+    # a name litellm cannot route fails when the gate is built, not per call
+    if check_model_name(settings.model) == "openai":
+        _check_one_authorization(settings)
     return LiteLLMClient(settings.model, api_base=settings.api_base, **common)
+
+
+def _check_one_authorization(settings: Settings) -> None:
+    """Refuse ``api_key`` with ``user:password@`` in ``api_base`` for an upstream that takes the key as Bearer.
+
+    Both would be the one Authorization header (aiohttp, under both transports, refuses every request), so
+    the gate would start and then answer 502 to everything. Without a key the direct transport sends the
+    user info as HTTP Basic authentication.
+    """
+    if settings.api_key is not None and settings.api_base and urlsplit(settings.api_base).username is not None:
+        raise ConfigError(
+            "api_base holds user:password and api_key is set: an OpenAI-compatible upstream gets one "
+            "Authorization header, the key as a Bearer token or the user info as Basic authentication; "
+            "remove one of them"
+        )
 
 
 def uses_direct_transport(settings: Settings) -> bool:

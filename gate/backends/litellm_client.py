@@ -1,4 +1,10 @@
-"""The ``LLM`` protocol over litellm: any provider, chat or text, n samples, log-probs, retries, usage."""
+"""The ``LLM`` protocol over litellm: any provider, chat or text, n samples, log-probs, retries, usage.
+
+An answer larger than ``max_response_bytes`` (the ``max_upstream_bytes`` setting) fails with
+``UpstreamTooLargeError``. litellm's transports read a whole body before they return it, so here the limit
+bounds what the gate parses further and relays, measured as the answer litellm parsed, re-serialised as
+JSON; the direct transport (``gate.backends.openai_compat``) stops reading at the limit itself.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -17,12 +24,14 @@ import httpx
 
 from estimators.base import Cost, Generation, Prompt, TokenLogprob, ToolCall
 from gate.backends.options import call_fields
-from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError
-from gate.secrets import mask_secrets
+from gate.errors import MalformedResponseError, UnknownModelError, UpstreamError, UpstreamTooLargeError
+from gate.secrets import mask_secrets, upstream_secrets
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 10_000_000
+LOGPROB_ROUNDING = 1e-6  # endpoints print log-probs rounded: up to this much above 0 reads as 0
 
 
 @functools.cache
@@ -50,6 +59,7 @@ class LiteLLMClient:
         max_retries: int = 2,
         native_n: str = "auto",
         backoff_s: float = 0.5,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.model_name = model
         self.api_base = api_base
@@ -58,6 +68,8 @@ class LiteLLMClient:
         self.max_retries = max_retries
         self.native_n = native_n
         self.backoff_s = backoff_s
+        self.max_response_bytes = max_response_bytes
+        self._secrets = upstream_secrets(api_key, api_base)  # masked in every error message the client makes
 
     def __repr__(self) -> str:
         return f"LiteLLMClient(model={self.model_name!r}, api_base={self.api_base!r})"  # never the key
@@ -118,7 +130,7 @@ class LiteLLMClient:
             try:
                 return await self._request(prompt, n, logprobs, options)
             except Exception as exc:  # litellm's exception classes; classified in one place
-                error = classify_error(exc, self.model_name, secrets=(self._api_key,))
+                error = classify_error(exc, self.model_name, secrets=self._secrets)
                 if not error.retryable or attempt == self.max_retries:
                     raise error from exc
                 delay = self.backoff_s * 2**attempt * (1 + random.random() / 2)
@@ -143,10 +155,14 @@ class LiteLLMClient:
         if isinstance(prompt, str):
             if logprobs is not None:
                 common["logprobs"] = logprobs
-            return await litellm.atext_completion(prompt=prompt, **common)
-        if logprobs is not None:
-            common.update(logprobs=True, top_logprobs=logprobs)
-        return await litellm.acompletion(messages=list(prompt), **common)
+            response = await litellm.atext_completion(prompt=prompt, **common)
+        else:
+            if logprobs is not None:
+                common.update(logprobs=True, top_logprobs=logprobs)
+            response = await litellm.acompletion(messages=list(prompt), **common)
+        if response_size(response) > self.max_response_bytes:
+            raise UpstreamTooLargeError(self.max_response_bytes)
+        return response
 
 
 @functools.cache
@@ -172,6 +188,17 @@ def check_model_name(model: str) -> str:
             f"(e.g. 'openai/gpt-4o-mini', or 'openai/<name>' with api_base for an OpenAI-compatible server)"
         ) from exc
     return str(provider)
+
+
+def response_size(response: Any) -> int:
+    """The size in bytes of ``response`` as JSON: about the size of the body litellm parsed it from."""
+    dump = getattr(response, "model_dump_json", None)  # litellm's responses are pydantic models
+    if callable(dump):
+        try:
+            return len(dump(warnings=False).encode())
+        except ValueError:  # pydantic cannot write a lone surrogate (legal in JSON's escapes) as UTF-8
+            response = response.model_dump(warnings=False)
+    return len(json.dumps(response, default=str).encode())
 
 
 def book_usage(generations: list[Generation], total: Cost) -> list[Generation]:
@@ -246,10 +273,14 @@ def _token_count(value: Any) -> int:
 
 
 def _number(value: Any) -> float:
-    """A log-prob: a real number (not a bool, not text, not null)."""
+    """A log-prob: a finite real number at most 0 (not a bool, not text, not null, not NaN)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"a log-prob is {value!r}, not a number")
-    return float(value)
+    # Python's JSON reader accepts NaN and Infinity; a probability above 1 is no probability either
+    # (endpoints round: a hair above 0 is a certain token). Estimators then never see such a value.
+    if not math.isfinite(value) or value > LOGPROB_ROUNDING:
+        raise ValueError(f"a log-prob is {value!r}, not a finite number at most 0")
+    return min(float(value), 0.0)
 
 
 def _text(value: Any) -> str:
@@ -282,8 +313,8 @@ def _text_logprobs(logprobs: Any) -> tuple[TokenLogprob, ...] | None:
     return tuple(
         TokenLogprob(
             token=token,
-            logprob=float(value),
-            top=tuple(sorted(((t, float(v)) for t, v in (top or {}).items()), key=lambda tv: -tv[1])),
+            logprob=_number(value),
+            top=tuple(sorted(((t, _number(v)) for t, v in (top or {}).items()), key=lambda tv: -tv[1])),
         )
         for token, value, top in zip(tokens, values, tops, strict=False)
         if value is not None

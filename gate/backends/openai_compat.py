@@ -26,7 +26,6 @@ from gate.backends.litellm_client import LiteLLMClient
 from gate.errors import UpstreamError, UpstreamTooLargeError
 
 OPENAI_PREFIX = "openai/"
-DEFAULT_MAX_RESPONSE_BYTES = 10_000_000
 
 
 class UpstreamStatusError(Exception):
@@ -41,11 +40,8 @@ class UpstreamStatusError(Exception):
 class OpenAICompatibleClient(LiteLLMClient):
     """``LiteLLMClient``'s behaviour over a direct HTTP transport to an OpenAI-compatible ``api_base``."""
 
-    def __init__(
-        self, model: str, *, api_base: str, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, **kwargs: Any
-    ) -> None:
+    def __init__(self, model: str, *, api_base: str, **kwargs: Any) -> None:
         super().__init__(model, api_base=api_base, **kwargs)
-        self.max_response_bytes = max_response_bytes
         self._http: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Read once: aiohttp's trust_env re-reads the environment and ~/.netrc in a worker thread on every

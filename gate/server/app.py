@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import SecretStr
 from starlette.middleware import Middleware
 
@@ -35,6 +35,7 @@ from gate.server.errors import exception_handlers
 from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
+from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, server_state
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
         title="llm-gate",
         summary="OpenAI-compatible proxy that gates every answer: answer, hedge or abstain.",
         lifespan=_lifespan(state, gate),
+        default_response_class=GateJSONResponse,
         middleware=middleware,
         exception_handlers=exception_handlers(),
     )
@@ -184,13 +186,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> GateJSONResponse:
     """Readiness: 200 once the gate (model and calibration) is loaded, 503 until then or when loading failed."""
     server = server_state(request)
     if server.gate is None:
         status = "failed" if server.load_error else "loading"
-        return JSONResponse({"status": status, "error": server.load_error}, status_code=503)
-    return JSONResponse({"status": "ready", "model": server.settings.model, "calibration": server.gate.calibration.id})
+        return GateJSONResponse({"status": status, "error": server.load_error}, status_code=503)
+    ready = {"status": "ready", "model": server.settings.model, "calibration": server.gate.calibration.id}
+    return GateJSONResponse(ready)
 
 
 async def metrics(request: Request) -> Response:

@@ -16,10 +16,11 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from gate.errors import UnknownModelError, UpstreamError, UpstreamTooLargeError
+from gate.server.responses import GateJSONResponse
 from gate.server.state import REQUEST_ID_KEY, server_state
 from gate.server.wire import BadRequestError, PayloadTooLargeError, WireError, error_body, validation_message
 
@@ -33,10 +34,10 @@ UPSTREAM_STATUSES = {
 """Upstream statuses passed on as they are (status, OpenAI error type, code); any other failure is a 502."""
 
 
-def wire_error_response(exc: WireError) -> JSONResponse:
+def wire_error_response(exc: WireError) -> GateJSONResponse:
     """The response for one of the proxy's own errors."""
     body = error_body(exc.message, type_=exc.type, param=exc.param, code=exc.code)
-    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+    return GateJSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _wire_error(request: Request, exc: Exception) -> Response:
@@ -55,7 +56,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 413:  # raised by BodyLimit while the body streams in
         return wire_error_response(PayloadTooLargeError(server_state(request).settings.max_body_bytes))
     body = error_body(f"{request.method} {request.url.path}: {exc.detail}", type_="invalid_request_error")
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return GateJSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _upstream_error(request: Request, exc: Exception) -> Response:
@@ -74,7 +75,7 @@ async def _upstream_error(request: Request, exc: Exception) -> Response:
     elif exc.status in {401, 403}:  # the gate's own credentials were refused: not the client's business
         message = f"the upstream refused the gate's credentials (HTTP {exc.status}); see the server log"
     headers = {"retry-after": str(server.settings.retry_after_s)} if status == 429 else None
-    return JSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
+    return GateJSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -83,7 +84,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
         "internal error in the gate; the server log has the details", type_="server_error", code="internal_error"
     )
     request_id = request.scope.get("state", {}).get(REQUEST_ID_KEY)
-    return JSONResponse(body, status_code=500, headers={"x-request-id": request_id} if request_id else None)
+    return GateJSONResponse(body, status_code=500, headers={"x-request-id": request_id} if request_id else None)
 
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[Any, Any, Response]]]:

@@ -17,7 +17,7 @@ import time
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from estimators.base import Message as ChatMessage
 from estimators.base import Prompt
@@ -27,6 +27,7 @@ from gate.pipeline import Gate, not_assessed
 from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
 from gate.server.replies import Envelope, Reply, completion_body, stream_events
+from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, is_privileged, request_id, server_state
 from gate.server.wire import BadRequestError, ChatRequest, CompletionRequest, GatewayTimeoutError
 
@@ -146,7 +147,7 @@ def _response(envelope: Envelope, reply: Reply, body: ChatRequest | CompletionRe
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         events = stream_events(envelope, reply, include_usage=include_usage)
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-    return JSONResponse(completion_body(envelope, reply), headers=headers)
+    return GateJSONResponse(completion_body(envelope, reply), headers=headers)
 
 
 @runtime_checkable

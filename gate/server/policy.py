@@ -200,9 +200,11 @@ class Policy:
         ``logprobs``: the client asked for the answer's log-probs with this many alternatives; it gets them
         when its content is the model's own answer (not when hedged or withheld).
         """
+        # An upstream may quote the key it was sent in its answer: secrets are masked in the content too.
+        secret_free = self.scrubber.secret_free
         if not isinstance(result, Assessment):
             reasons = [g.finish_reason or "stop" for g in result]
-            texts = [g.text.strip() for g in result]  # as the pipeline strips a gated answer
+            texts = [secret_free(g.text.strip()) for g in result]  # stripped as the pipeline strips a gated answer
             calls = [g.tool_calls for g in result]
             tokens = [_shown_tokens(g.tokens, logprobs) for g in result]
             return Reply(texts, reasons, total_cost(result), {"mode": mode}, {"x-gate-mode": mode}, calls, tokens)
@@ -213,7 +215,7 @@ class Policy:
         unchanged = content == result.answer
         calls = [result.tool_calls if unchanged else ()]
         tokens = [_shown_tokens(result.answer_tokens, logprobs) if unchanged else None]
-        return Reply([content], [reason], result.answer_cost, view, headers, calls, tokens)
+        return Reply([secret_free(content)], [reason], result.answer_cost, view, headers, calls, tokens)
 
     def _check_served(self, request: ChatRequest | CompletionRequest) -> None:
         """Refuse a model this gate does not serve, or an answer longer than the operator allows."""

@@ -23,7 +23,7 @@ from estimators.base import Message
 from gate.backends.options import FORWARDED_FIELDS
 from gate.config import GateMode, Settings
 from gate.errors import GateError
-from gate.secrets import mask_known
+from gate.secrets import mask_known, upstream_secrets
 from gate.server.fields import (
     Metadata,
     Prediction,
@@ -141,14 +141,9 @@ class Scrubber:
     @classmethod
     def from_settings(cls, settings: Settings) -> Scrubber:
         """The scrubber for the upstream of ``settings`` (one that changes nothing without a key or an api_base)."""
-        secrets = [settings.api_key.get_secret_value()] if settings.api_key else []
-        addresses: list[str] = []
-        if settings.api_base:
-            parts = urlsplit(settings.api_base)
-            if parts.password:
-                secrets.append(parts.password)
-            addresses = _address_forms(settings.api_base)
-        return cls(tuple(secret for secret in secrets if secret), tuple(addresses))
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        addresses = _address_forms(settings.api_base) if settings.api_base else []
+        return cls(upstream_secrets(api_key, settings.api_base), tuple(addresses))
 
     def secret_free(self, message: str) -> str:
         """``message`` with the secrets masked (what the server log may hold)."""
