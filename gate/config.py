@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="how much of a conversation the signals read: the last user turn resolved against the most"
         " recent earlier turns within this many tokens (estimated)",
     )
+    tool_calls: Literal["pass", "assess"] = Field(
+        default="pass",
+        description="an answer that calls tools: pass it on not_assessed, or assess how often samples make the same"
+        " calls (one more LLM call; withheld below the abstain threshold)",
+    )
     assess_all: bool = Field(
         default=False,
         description="assess every request as a factual question; false: creative writing, rewriting, code and"

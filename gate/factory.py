@@ -86,6 +86,7 @@ def create_gate(settings: Settings, *, concurrent_signals: bool | None = None, c
         concept_cache=concept_cache_from(settings),
         context_tokens=settings.context_tokens,
         assess_all=settings.assess_all,
+        tool_calls=settings.tool_calls,
         # the embedded model serves one call at a time: running signals one by one costs nothing there
         concurrent_signals=not local if concurrent_signals is None else concurrent_signals,
     )

@@ -10,16 +10,18 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
+from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
 from gate.request_kind import RequestKind, classify
 from gate.suite import DEFAULT_SUITE, SignalSpec, StageName, build_estimators, check_suite, select
+from gate.uncalibrated import UNCALIBRATED_ABSTAIN, UNCALIBRATED_HEDGE
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,8 @@ the model answers from what it knows ("Thanks. Who wrote Hamlet?" after a weathe
 
 ANSWER_LOGPROBS = 5  # top alternatives asked with the answer; P(True)-style signals read them for free
 TOOL_CALL_REASON = "the model called tools; tool calls are not assessed"
+TOOL_CALL_THRESHOLDS = (UNCALIBRATED_ABSTAIN, UNCALIBRATED_HEDGE)
+"""Abstain and hedge thresholds on the tool-call agreement rate: the uncalibrated default's (``gate.uncalibrated``)."""
 
 
 class StageScorer(Protocol):
@@ -101,6 +105,10 @@ class Gate:
         (``gate.request_kind``, no LLM call): creative writing, rewriting, code and chit-chat pass with the
         verdict ``not_assessed`` and the reason, and so do tasks over supplied text unless the suite has PACE
         to check the answer against that text.
+    tool_calls : {"pass", "assess"}
+        What happens to an answer that calls tools: passed on ``not_assessed`` (default), or assessed by how
+        often samples make the same calls (``estimators.tool_agreement``, one more LLM call; uncalibrated:
+        the agreement rate is read as the probability, with the uncalibrated default's thresholds).
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -120,6 +128,7 @@ class Gate:
         concept_cache: object | None = None,
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         assess_all: bool = False,
+        tool_calls: Literal["pass", "assess"] = "pass",
     ) -> None:
         check_suite(suite)
         if context_tokens < 1:
@@ -135,6 +144,8 @@ class Gate:
         self.concurrent_signals = concurrent_signals
         self.context_tokens = context_tokens
         self.assess_all = assess_all
+        self.tool_calls = tool_calls
+        self.tool_agreement = ToolCallAgreement()
 
     async def assess(
         self,
@@ -192,6 +203,8 @@ class Gate:
                 **({"options": options} if options else {}),  # an LLM written before options still serves
             )
             answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
+            if generation.tool_calls and self.tool_calls == "assess":
+                return await self._assess_tool_calls(generation, answer_cost, run, messages, options or {})
             if generation.tool_calls:
                 return not_assessed(
                     run.question,
@@ -263,6 +276,48 @@ class Gate:
             kind="tool_call" if called else written,
             reason=TOOL_CALL_REASON if called else why,
             calibration=self.calibration.id,
+        )
+
+    async def _assess_tool_calls(
+        self, generation: Generation, answer_cost: Cost, run: _Run, messages: list[Message], options: Mapping[str, Any]
+    ) -> Assessment:
+        """Tool calls judged by agreement across samples; below the abstain threshold they are withheld."""
+        signal = await self.tool_agreement.score(
+            generation.tool_calls, llm=self.llm, messages=messages, options=options
+        )
+        signals = {**run.signals, signal.name: signal}
+        if signal.confidence is None:
+            reason = f"tool calls could not be assessed ({signal.error}); they pass as the model made them"
+            return not_assessed(
+                run.question,
+                generation,
+                kind="tool_call",
+                reason=reason,
+                calibration=self.calibration.id,
+                answer_cost=answer_cost,
+                signals=signals,
+            )
+        agreeing = sum(signal.details["agree"])
+        decision = decision_of(signal.confidence, abstain=TOOL_CALL_THRESHOLDS[0], hedge=TOOL_CALL_THRESHOLDS[1])
+        return Assessment(
+            question=run.question,
+            answer=generation.text.strip(),
+            finish_reason=generation.finish_reason,
+            decision=decision,
+            kind="tool_call",
+            tool_calls=generation.tool_calls,
+            probability=signal.confidence,
+            signals=signals,
+            reasons=[
+                f"{agreeing} of {signal.details['n_samples']} samples made the same tool calls with the same "
+                "arguments (uncalibrated: the agreement rate is the probability)"
+            ],
+            stage="full",
+            thresholds=dict(zip(("abstain", "hedge"), TOOL_CALL_THRESHOLDS, strict=True)),
+            answer_cost=answer_cost,
+            gate_cost=total_cost(s.cost for s in signals.values()),
+            calibration=f"uncalibrated tool-call agreement (artifact {self.calibration.id} judges text answers)",
+            answer_tokens=generation.tokens,
         )
 
     def _kind(self, conversation: Conversation, assess_all: bool | None) -> RequestKind | None:

@@ -237,6 +237,8 @@ class Policy:
         answer = assessment.answer
         if answer is not None and (mode == "observe" or assessment.decision in ("answer", "not_assessed")):
             return answer
+        if answer is not None and assessment.tool_calls and assessment.decision == "hedge":
+            return answer  # a tool call has no text to hedge: it goes out as made, the gate object says hedge
         if answer is not None and assessment.decision == "hedge":
             if self.hedge_position == "prefix":
                 return f"{self.hedge_message}\n\n{answer}"
