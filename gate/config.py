@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     familiarity_cache: Literal["file", "memory", "off"] = Field(
         default="file",
         description="keep concept familiarity across requests: in cache_dir/familiarity.sqlite (shared by"
-        " processes), in memory only, or not at all; the file holds concept names taken from questions",
+        " processes; on Redis instead, shared by replicas, when state is a Redis URL), in memory only, or not at"
+        " all; the file holds concept names taken from questions (Redis only their hashes)",
     )
     context_tokens: int = Field(
         default=512,

@@ -3,12 +3,13 @@
 Each test gets its own server in a temporary directory with persistence off (no RDB, no AOF), so tests
 cannot see each other's keys and nothing is left behind. ``stop()`` and ``start()`` let a test take the
 server away mid-test and bring it back on the same port (what a Redis restart looks like to the gate).
-Use it from a test module with ``from tests.redis_fixture import redis_server, redis_url``.
+``tests/conftest.py`` offers the fixtures ``redis_server`` and ``redis_url`` to every test.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -54,6 +55,7 @@ class RedisServer:
         """Stop the server (SIGTERM, then SIGKILL if it lingers); the port stays this server's."""
         if self._process is None:
             return
+        self._process.send_signal(signal.SIGCONT)  # a frozen server would not act on SIGTERM
         self._process.terminate()
         try:
             self._process.wait(timeout=5)
@@ -61,6 +63,16 @@ class RedisServer:
             self._process.kill()
             self._process.wait(timeout=5)
         self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: connections are still accepted by the kernel, but nothing answers (a hung Redis)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen server."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
 
     def _wait_for_ping(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT_S
