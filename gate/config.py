@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         description="connect and read timeout of every Redis call; after a failure Redis is not tried again for "
         "state_retry_s, so a Redis that is down or unreachable costs a request at most this long, never a hang",
     )
+    state_max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Redis connections per process and client; beyond it a call waits for one, at most state_timeout_s",
+    )
     state_retry_s: float = Field(
         default=5.0, gt=0, le=3600, description="how long Redis is left alone after a failed call before the next try"
     )

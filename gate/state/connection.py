@@ -29,7 +29,7 @@ FAILURES: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 """What an unreachable, slow or refusing Redis raises (redis-py wraps socket errors, but not all of them)."""
 
 
-def _client_options(settings: Settings, retry: Retry | AsyncRetry) -> dict[str, object]:
+def _connection_options(settings: Settings, retry: Retry | AsyncRetry) -> dict[str, object]:
     # No retries inside redis-py: a retry would multiply the timeout a request can wait, and the Outage
     # already decides when Redis is tried again.
     return {
@@ -42,13 +42,30 @@ def _client_options(settings: Settings, retry: Retry | AsyncRetry) -> dict[str, 
 
 
 def sync_client(settings: Settings) -> redis.Redis:
-    """A client for the ``state`` URL with bounded timeouts (connections are made on first use)."""
-    return redis.Redis.from_url(settings.state, **_client_options(settings, Retry(NoBackoff(), 0)))
+    """A client for the ``state`` URL with bounded timeouts (connections are made on first use).
+
+    A blocking pool: beyond ``state_max_connections`` a call waits for a free connection, at most
+    ``state_timeout_s`` (redis-py's default pool raises at once instead, which under a burst looked like an
+    outage and, failing open, let requests past the limits).
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.state,
+        max_connections=settings.state_max_connections,
+        timeout=settings.state_timeout_s,
+        **_connection_options(settings, Retry(NoBackoff(), 0)),
+    )
+    return redis.Redis(connection_pool=pool)
 
 
 def async_client(settings: Settings) -> redis.asyncio.Redis:
     """The asyncio twin of :func:`sync_client`, for code on the server's event loop."""
-    return redis.asyncio.Redis.from_url(settings.state, **_client_options(settings, AsyncRetry(NoBackoff(), 0)))
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.state,
+        max_connections=settings.state_max_connections,
+        timeout=settings.state_timeout_s,
+        **_connection_options(settings, AsyncRetry(NoBackoff(), 0)),
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 @dataclass

@@ -118,6 +118,7 @@ class RedisConceptCache:
     def close(self) -> None:
         """Close the connections (the memory front stays usable)."""
         self.client.close()
+        self.client.connection_pool.disconnect()
 
     def _entry(self, key: str) -> str:
         return self.prefix + "e:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
