@@ -160,6 +160,14 @@ class Settings(BaseSettings):
     )
     audit_max_bytes: int = Field(default=50_000_000, ge=1024, description="rotate the audit log beyond this size")
     audit_backups: int = Field(default=5, ge=0, le=1000, description="rotated audit files kept: path.1, path.2 ...")
+    audit_stream: bool = Field(
+        default=False,
+        description="also append every audit line to the Redis stream gate:audit, shared by replicas (needs state "
+        "on Redis; gate audit tail/summary --redis read it)",
+    )
+    audit_stream_maxlen: int = Field(
+        default=1_000_000, ge=1, description="audit entries the Redis stream keeps (about: Redis trims whole nodes)"
+    )
     metrics_dir: Path | None = Field(
         default=None,
         description="where the workers of gate serve --workers keep their /metrics values, emptied at start "
@@ -236,6 +244,8 @@ class Settings(BaseSettings):
     def _limits_need_redis(self) -> Settings:
         if (self.rate_limit_rps is not None or self.daily_quota is not None) and self.state == "memory":
             raise ValueError("rate_limit_rps and daily_quota are enforced on Redis: set state to a redis:// URL")
+        if self.audit_stream and self.state == "memory":
+            raise ValueError("audit_stream appends to a Redis stream: set state to a redis:// URL")
         if self.rate_limit_burst is not None and self.rate_limit_rps is None:
             raise ValueError("rate_limit_burst needs rate_limit_rps")
         return self

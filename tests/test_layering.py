@@ -31,7 +31,7 @@ GATE_ROOM_IMPORTS = {
     # gate/factory.py builds the LLM and the Redis familiarity cache; otherwise the core knows no room
     "core": {"gate.backends.factory", "gate.state.redis_cache"},
     "backends": {"core"},
-    "audit": {"core"},
+    "audit": {"core", "gate.state.connection"},  # the audit stream uses the Redis clients and failure policy
     "datasets": set(),
     "state": {"core"},  # shared state on Redis: caches and quotas behind the core's settings and cache contract
     "offline": {"core", "datasets"},  # collecting signals reads the labelled datasets

@@ -125,6 +125,8 @@ def _lifespan(state: ServerState, injected: Gate | None, quota: Quota | None) ->
             state.metrics.close()
             if quota is not None:
                 await quota.aclose()
+            if state.audit is not None:
+                await state.audit.aclose()
 
     return lifespan
 
