@@ -176,3 +176,18 @@ def test_redis_state_with_memory_or_off_cache_keeps_them(redis_url):
     assert not isinstance(
         concept_cache_from(load_settings(state=redis_url, familiarity_cache="memory")), RedisConceptCache
     )
+
+
+def test_a_bound_lowered_by_far_is_enforced_at_the_next_write(redis_url):
+    cache = make_cache(redis_url)
+    client = raw_client(redis_url)
+    with client.pipeline(transaction=False) as pipe:  # 5,000 entries written under a larger bound
+        for i in range(5000):
+            entry = cache._entry(f"explain|old {i}")
+            pipe.set(entry, "0.5", ex=3600)
+            pipe.zadd(model_prefix(MODEL) + "idx", {entry: time.time() - 5000 + i})  # written in the last 5000 s
+        pipe.execute()
+    make_cache(redis_url, state_cache_max_entries=10).put("explain|new", 0.1)
+    assert client.zcard(model_prefix(MODEL) + "idx") == 10
+    assert len(client.keys(model_prefix(MODEL) + "e:*")) == 10
+    assert make_cache(redis_url).get("explain|new") == 0.1

@@ -31,7 +31,8 @@ from gate.config import Settings
 from gate.state.connection import FAILURES, Outage, sync_client
 
 # KEYS[1] the entry, KEYS[2] the model's index; ARGV[1] the JSON value, ARGV[2] the TTL (s), ARGV[3] the bound.
-# Server time, not the caller's, orders the index: replicas' clocks may disagree.
+# Server time, not the caller's, orders the index: replicas' clocks may disagree. Deletions go in chunks of
+# 1000: unpack() of a longer list overflows Lua's stack (a bound lowered by far between two deployments).
 _PUT = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
@@ -40,13 +41,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 redis.call('ZADD', KEYS[2], t, KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t - ttl)
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
-if over > 0 then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+local dropped = math.max(over, 0)
+while over > 0 do
+  local n = math.min(over, 1000)
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, n - 1)
   redis.call('DEL', unpack(oldest))
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - 1)
+  over = over - n
 end
 redis.call('EXPIRE', KEYS[2], ttl)
-return math.max(over, 0)
+return dropped
 """
 
 
