@@ -161,3 +161,15 @@ async def test_a_hung_redis_costs_at_most_the_timeout(redis_server: RedisServer)
     finally:
         redis_server.thaw()
     await quota.aclose()
+
+
+async def test_a_charge_after_answering_counts_against_the_day(redis_url):
+    quota = make_quota(redis_url, daily_quota=100)
+    assert (await quota.check_and_take("k", cost=1)).ok
+    await quota.charge("k", 98)  # e.g. the gate's own calls, known once the request was answered
+    assert (await quota.check_and_take("k", cost=1)).ok  # 100: the day is spent now
+    refused = await quota.check_and_take("k", cost=1)
+    assert refused.limit == "daily"
+    await quota.charge("other", 0)
+    assert redis.Redis.from_url(redis_url).keys(f"gate:quota:{{{key_hash('other')}}}:*") == []
+    await quota.aclose()

@@ -12,7 +12,8 @@ never admit more than the limits between them (no read-modify-write from Python)
 
 - a token bucket of ``rate_limit_burst`` requests refilled at ``rate_limit_rps``; every call takes one request;
 - a daily quota of ``daily_quota`` units per UTC day; a call takes ``cost`` units (the server passes 1 per
-  request, the upstream answer's call; a caller that counts tokens passes those).
+  request, the upstream answer's call; a caller that counts tokens passes those). Usage known only after
+  answering can be added with ``await quota.charge(api_key, cost)`` (no check: it refuses the next request).
 
 Keys are never stored or logged: Redis sees ``sha256(api_key)`` inside a hash tag (one Cluster slot per key),
 ``gate:rl:{<hash>}`` for the bucket (a hash of tokens and time, expiring once full again) and
@@ -127,9 +128,7 @@ class Quota:
             raise ValueError(f"cost must be at least 0, got {cost}")
         if self.outage.skip():
             return Allowed(True)
-        digest = key_hash(api_key)
-        day = datetime.now(UTC).strftime("%Y%m%d")
-        keys = [f"gate:rl:{{{digest}}}", f"gate:quota:{{{digest}}}:{day}"]
+        keys = self._keys(api_key)
         args = [self.rate_per_s or 0, self.burst or 0, cost, self.daily or 0]
         try:
             admitted, retry_after, limit = await self._script(keys=keys, args=args)
@@ -140,6 +139,32 @@ class Quota:
         if int(admitted):
             return Allowed(True)
         return Allowed(False, float(retry_after), "daily" if limit == "daily" else "rate")
+
+    @staticmethod
+    def _keys(api_key: str) -> list[str]:
+        """The bucket's key and today's count's key (the day from this host's UTC date)."""
+        digest = key_hash(api_key)
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        return [f"gate:rl:{{{digest}}}", f"gate:quota:{{{digest}}}:{day}"]
+
+    async def charge(self, api_key: str, cost: int) -> None:
+        """Add ``cost`` units to today's count of ``api_key`` without a check: usage known only after answering
+        (tokens, the gate's own calls), so that the key's next request is refused once its day is spent.
+
+        Same failure policy as :meth:`check_and_take` (open: the charge is lost, logged once per outage).
+        """
+        if cost < 0:
+            raise ValueError(f"cost must be at least 0, got {cost}")
+        if self.daily is None or cost == 0 or self.outage.skip():
+            return
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
+                day_key = self._keys(api_key)[1]
+                await pipe.incrby(day_key, cost).expire(day_key, 2 * 86_400).execute()
+        except FAILURES as exc:
+            self.outage.failed(exc)
+            return
+        self.outage.succeeded()
 
     async def aclose(self) -> None:
         """Close the connections."""
