@@ -1,18 +1,19 @@
 # Two entry points: `make run` (the main job on the embedded model) and `make test` (the whole suite).
 # Both create .venv on first use and reuse it afterwards; the install step re-runs only when
 # pyproject.toml changes. `make test` also installs headless Chromium (Debian package `chromium`) when
-# it is missing: the report tests render report.html in a real browser.
+# it is missing: the report tests render report.html in a real browser; and `redis-server` (Debian package
+# `redis-server`): the shared-state tests start their own on a free loopback port, never the system's one.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install chromium clean
+.PHONY: run test lint install chromium redis-server clean
 
 run: $(STAMP)
 	$(BIN)/gate ask "Who wrote Hamlet?"
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium redis-server
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -48,6 +49,17 @@ chromium:
 		else echo "chromium is missing; install the Debian package 'chromium' (needs root or sudo)" >&2; exit 1; fi; \
 		echo "Installing chromium with apt-get (for the report's browser tests)"; \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+# The same way for redis-server: the tests run the binary in a temporary directory (no service is started
+# or needed); a no-op once redis-server is on PATH.
+redis-server:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+		elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
+		else echo "redis-server is missing; install the Debian package 'redis-server' (needs root or sudo)" >&2; exit 1; fi; \
+		echo "Installing redis-server with apt-get (for the shared-state tests)"; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
 	fi
 
 clean:

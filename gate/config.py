@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -33,6 +33,9 @@ ExtraBuffers = Literal["auto", "on", "off"]
 """May llama.cpp use extra buffer types (CPU repack, AMX)? ``gate.backends.embedded.cpu`` decides ``auto``."""
 SECRET_FIELDS = frozenset({"api_key", "api_keys", "privileged_api_keys"})
 """Settings whose values are never shown (``display``, validation messages)."""
+StateFailure = Literal["open", "closed"]
+"""What the gate does when the shared state (Redis) cannot be reached; see ``Settings.state_failure``."""
+STATE_SCHEMES = ("redis", "rediss", "unix")
 SampleDecoding = Literal["batched", "serial"]
 """How the embedded model decodes n samples: together, or one after the other (``embedded.engine.LlamaEngine``)."""
 
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
     familiarity_cache: Literal["file", "memory", "off"] = Field(
         default="file",
         description="keep concept familiarity across requests: in cache_dir/familiarity.sqlite (shared by"
-        " processes), in memory only, or not at all; the file holds concept names taken from questions",
+        " processes; on Redis instead, shared by replicas, when state is a Redis URL), in memory only, or not at"
+        " all; the file holds concept names taken from questions (Redis only their hashes)",
     )
     context_tokens: int = Field(
         default=512,
@@ -162,11 +166,95 @@ class Settings(BaseSettings):
     )
     audit_max_bytes: int = Field(default=50_000_000, ge=1024, description="rotate the audit log beyond this size")
     audit_backups: int = Field(default=5, ge=0, le=1000, description="rotated audit files kept: path.1, path.2 ...")
+    audit_stream: bool = Field(
+        default=False,
+        description="also append every audit line to the Redis stream gate:audit, shared by replicas (needs state "
+        "on Redis; gate audit tail/summary --redis read it)",
+    )
+    audit_stream_maxlen: int = Field(
+        default=1_000_000, ge=1, description="audit entries the Redis stream keeps (about: Redis trims whole nodes)"
+    )
     metrics_dir: Path | None = Field(
         default=None,
         description="where the workers of gate serve --workers keep their /metrics values, emptied at start "
         "(prometheus_client's PROMETHEUS_MULTIPROC_DIR; a temporary directory unless set)",
     )
+
+    # Shared state across replicas (gate/state/, docs/scale.md). The default keeps everything in the process.
+    state: str = Field(
+        default="memory",
+        description="where replicas share caches and per-key rate limits: memory (this process only, no server "
+        "needed) or a Redis URL, redis://[:password@]host:port/db (rediss:// for TLS); the password is never shown",
+    )
+    state_failure: StateFailure = Field(
+        default="open",
+        description="when Redis cannot be reached: open = the gate goes on without it (a cache miss, rate limits "
+        "not enforced), logged once per outage; closed = requests that need it get 503. Default open because the "
+        "state is an optimisation and a fairness limit, not a safety control: every answer is still assessed, so a "
+        "Redis outage must not become a gate outage; pick closed where quotas are a billing or abuse boundary",
+    )
+    state_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=30,
+        description="connect and read timeout of every Redis call; after a failure Redis is not tried again for "
+        "state_retry_s, so a Redis that is down or unreachable costs a request at most this long, never a hang",
+    )
+    state_max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Redis connections per process and client; beyond it a call waits for one, at most state_timeout_s",
+    )
+    state_retry_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how long Redis is left alone after a failed call before the next try"
+    )
+    state_cache_ttl_s: int = Field(
+        default=7 * 86_400, ge=1, description="how long a familiarity score lives in Redis after it was last written"
+    )
+    state_cache_max_entries: int = Field(
+        default=200_000,
+        ge=1,
+        description="familiarity scores kept in Redis per model; beyond it the least recently written go (at once, "
+        "in the same script as the write)",
+    )
+    rate_limit_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="requests per second per API key, across all replicas (token bucket on Redis); None: no limit",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests a key may send at once (bucket size); default: rate_limit_rps, rounded up",
+    )
+    daily_quota: int | None = Field(
+        default=None,
+        ge=1,
+        description="requests per API key per UTC day, across all replicas (each admitted request is one upstream "
+        "answer call); None: no quota",
+    )
+
+    @field_validator("state")
+    @classmethod
+    def _state(cls, value: str) -> str:
+        if value == "memory":
+            return value
+        parts = urlsplit(value)
+        where = parts.path if parts.scheme == "unix" else parts.hostname
+        if parts.scheme not in STATE_SCHEMES or not where:
+            raise ValueError(f"state is 'memory' or a Redis URL ({', '.join(s + '://...' for s in STATE_SCHEMES)})")
+        return value
+
+    @model_validator(mode="after")
+    def _limits_need_redis(self) -> Settings:
+        if (self.rate_limit_rps is not None or self.daily_quota is not None) and self.state == "memory":
+            raise ValueError("rate_limit_rps and daily_quota are enforced on Redis: set state to a redis:// URL")
+        if self.audit_stream and self.state == "memory":
+            raise ValueError("audit_stream appends to a Redis stream: set state to a redis:// URL")
+        if self.rate_limit_burst is not None and self.rate_limit_rps is None:
+            raise ValueError("rate_limit_burst needs rate_limit_rps")
+        return self
 
     @field_validator("public_paths")
     @classmethod
@@ -200,6 +288,7 @@ class Settings(BaseSettings):
             values["api_key"] = "***"
         if self.api_base:
             values["api_base"] = without_password(self.api_base)
+        values["state"] = without_password(self.state)
         return values
 
 
@@ -244,7 +333,12 @@ def _describe(exc: ValidationError) -> str:
     lines = ["invalid configuration:"]
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(file)"
+        if isinstance(error.get("input"), dict):  # a check across fields: its input is every value, secrets too
+            lines.append(f"  {error['msg']}")
+            continue
         env = f"GATE_{field.upper()}"
         shown = "***" if field.split(".")[0] in SECRET_FIELDS else repr(error.get("input"))
+        if field == "state" and isinstance(error.get("input"), str):
+            shown = repr(without_password(error["input"]))
         lines.append(f"  {field} ({env}): {error['msg']}; got {shown}")
     return "\n".join(lines)

@@ -56,3 +56,11 @@ class LocalModelCrashError(UpstreamError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, status=502, retryable=False)
+
+
+class StateUnavailableError(GateError):
+    """The shared state (Redis) cannot be reached and ``state_failure`` is ``closed``: the server answers 503."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"the gate's shared state is unavailable ({what}); retry later")

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from calibration.artifact import Artifact, load_artifact
+from estimators.familiarity import ConceptCache
 from gate.backends.factory import create_llm
 from gate.concept_cache import MemoryConceptCache, SqliteConceptCache, default_cache_path
 from gate.config import DEFAULT_MODEL, Settings
@@ -45,10 +46,18 @@ def load_calibration(settings: Settings, suite: tuple[SignalSpec, ...]) -> Calib
     return artifact
 
 
-def concept_cache_from(settings: Settings) -> MemoryConceptCache | SqliteConceptCache | None:
-    """The familiarity cache the settings ask for, scoped to the configured model."""
+def concept_cache_from(settings: Settings) -> ConceptCache | None:
+    """The familiarity cache the settings ask for, scoped to the configured model.
+
+    With ``state`` on Redis the ``file`` cache (the default) becomes the Redis one, shared by every replica;
+    ``memory`` and ``off`` keep their meaning, for deployments that must not send concepts to Redis.
+    """
     if settings.familiarity_cache == "off":
         return None
+    if settings.familiarity_cache == "file" and settings.state != "memory":
+        from gate.state.redis_cache import RedisConceptCache  # redis-py is imported only when configured
+
+        return RedisConceptCache.from_settings(settings)
     if settings.familiarity_cache == "memory":
         return MemoryConceptCache()
     return SqliteConceptCache(default_cache_path(settings.cache_dir), model=settings.model)

@@ -28,14 +28,18 @@ PACKAGE_DEPENDENCIES = {
 # A room may always import itself; beyond that, what it may import: a room name, or one module by its
 # dotted name where the room may use only that module of another.
 GATE_ROOM_IMPORTS = {
-    "core": {"gate.backends.factory"},  # gate/factory.py builds the LLM; otherwise the core knows no room
+    # gate/factory.py builds the LLM and the Redis familiarity cache; otherwise the core knows no room
+    "core": {"gate.backends.factory", "gate.state.redis_cache"},
     "backends": {"core"},
-    "audit": {"core"},
+    "audit": {"core", "gate.state.connection"},  # the audit stream uses the Redis clients and failure policy
     "datasets": set(),
+    "state": {"core"},  # shared state on Redis: caches and quotas behind the core's settings and cache contract
     "offline": {"core", "datasets"},  # collecting signals reads the labelled datasets
-    "server": {"core", "backends", "audit"},  # the proxy calls the upstream and appends to the audit log
+    # the proxy calls the upstream, appends to the audit log and takes from the per-key quotas
+    "server": {"core", "backends", "audit", "state"},
     "integrations": {"core", "backends", "server"},  # the LiteLLM guardrail applies the proxy's policy and wire format
-    "cli": {"core", "backends", "audit", "datasets", "offline", "server", "integrations"},  # cli may use any room
+    # cli may use any room
+    "cli": {"core", "backends", "audit", "datasets", "offline", "server", "integrations", "state"},
 }
 
 # Top-level modules of gate/ that belong to a room: documented import paths that re-export it.

@@ -18,6 +18,7 @@ exactly one line per answered request. A request that fails after its options we
 failure, timeout, prompt too long for the context) gets a line with ``error`` set; requests refused before
 that (auth, 429, malformed bodies) get none. The log never holds request headers, and every configured
 secret (client keys, the upstream key) is replaced by ``***`` should one ever appear in a message.
+With ``audit_stream`` the same lines also go to a Redis stream shared by replicas (:mod:`gate.audit.stream`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal, Protocol
 
 from estimators.base import Cost
+from gate.audit.stream import AuditStream
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.secrets import mask_known, upstream_secrets
@@ -155,12 +157,22 @@ class AuditLog:
     """
 
     def __init__(
-        self, path: Path, *, max_bytes: int, backups: int, question: QuestionMode, secrets: Iterable[str] = ()
+        self,
+        path: Path | None,
+        *,
+        max_bytes: int,
+        backups: int,
+        question: QuestionMode,
+        secrets: Iterable[str] = (),
+        stream: AuditStream | None = None,
     ) -> None:
         self.path, self.max_bytes, self.backups, self.question = path, max_bytes, backups, question
         self.secrets = tuple(secret for secret in secrets if secret)
+        self.stream = stream  # the same lines on a Redis stream shared by replicas (gate/audit/stream.py)
         self._lock = asyncio.Lock()  # writers wait here without holding a worker thread
         self._file_lock = threading.Lock()  # a cancelled writer's thread may still be writing: never interleave
+        if path is None:
+            return
         try:  # a path that cannot be written stops the server at start, not at the first request
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("ab"):
@@ -170,8 +182,10 @@ class AuditLog:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuditLog | None:
-        """The audit log ``settings`` ask for (``None`` without ``audit_path``); every configured key is masked."""
-        if settings.audit_path is None:
+        """The audit log ``settings`` ask for (``None`` without ``audit_path`` or ``audit_stream``); every configured
+        key is masked."""
+        stream = AuditStream.from_settings(settings)
+        if settings.audit_path is None and stream is None:
             return None
         secrets = [key.get_secret_value() for key in (*settings.api_keys, *settings.privileged_api_keys)]
         api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -182,15 +196,25 @@ class AuditLog:
             backups=settings.audit_backups,
             question=settings.audit_question,
             secrets=secrets,
+            stream=stream,
         )
 
     async def write(self, outcome: Outcome) -> None:
-        """Append the line of ``outcome``; returns once it is flushed (raises ``OSError`` when it cannot be)."""
+        """Append the line of ``outcome`` to the file and the stream; returns once both have it (raises ``OSError``
+        when the file cannot be written, ``StateUnavailableError`` when the stream fails closed)."""
         line = self.line(outcome)
-        async with self._lock:
-            # A lone surrogate cannot be UTF-8: written as its JSON escape (inside a string, where it stands),
-            # so the line stays valid JSON and reads back as the same string.
-            await asyncio.to_thread(self.append, line.encode("utf-8", "backslashreplace"))
+        if self.path is not None:
+            async with self._lock:
+                # A lone surrogate cannot be UTF-8: written as its JSON escape (inside a string, where it stands),
+                # so the line stays valid JSON and reads back as the same string.
+                await asyncio.to_thread(self.append, line.encode("utf-8", "backslashreplace"))
+        if self.stream is not None:
+            await self.stream.add(line.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+    async def aclose(self) -> None:
+        """Close the stream's connections (the file is opened per line and needs no closing)."""
+        if self.stream is not None:
+            await self.stream.aclose()
 
     def line(self, outcome: Outcome) -> str:
         """The JSON line for ``outcome``, every configured secret masked."""
@@ -204,6 +228,7 @@ class AuditLog:
         ``flock`` on the file while it checks the size, rotates and writes. A writer that waited on a file
         another process has just rotated away sees that the path now names a new file, and starts over.
         """
+        assert self.path is not None, "append needs an audit file"
         with self._file_lock:
             while True:
                 with self.path.open("ab") as file:
@@ -220,6 +245,7 @@ class AuditLog:
 
     def _rotate(self) -> None:
         """path -> path.1 -> path.2 ... up to ``backups`` files; the oldest one is overwritten."""
+        assert self.path is not None
         if self.backups == 0:
             self.path.unlink(missing_ok=True)
             return

@@ -1,15 +1,19 @@
-"""``gate audit tail`` and ``gate audit summary``: read the proxy's audit log back, rotated files included."""
+"""``gate audit tail`` and ``gate audit summary``: read the proxy's audit log back, rotated files included, or,
+with ``--redis``, the Redis stream every replica appends to (``audit_stream``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from gate.cli.errors import friendly_errors
 from gate.cli.options import ConfigOption, JsonOption
+
+if TYPE_CHECKING:
+    from gate.config import Settings
 
 audit_app = typer.Typer(
     name="audit",
@@ -23,6 +27,10 @@ PathArgument = Annotated[
     Path | None,
     typer.Argument(help="The audit log (default: the configured audit_path).", show_default=False),
 ]
+RedisOption = Annotated[
+    bool,
+    typer.Option("--redis", help="Read the Redis stream of all replicas (the configured state URL) instead of a file."),
+]
 
 
 @audit_app.command()
@@ -33,11 +41,17 @@ def tail(
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many records to show.")] = 20,
     config: ConfigOption = None,
     as_json: JsonOption = False,
+    redis: RedisOption = False,
 ) -> None:
     """Show the last records, oldest first (one line each; --json prints them as logged)."""
-    from gate.audit.report import tail_records
+    from gate.audit.report import parse_line, tail_records
+    from gate.audit.stream import stream_lines
 
-    records, malformed = tail_records(_audit_path(path, config), lines)
+    if redis:
+        parsed = [parse_line(raw) for raw in stream_lines(_stream_settings(path, config), last=lines)]
+        records, malformed = [record for record in parsed if record is not None], parsed.count(None)
+    else:
+        records, malformed = tail_records(_audit_path(path, config), lines)
     for record in records:
         typer.echo(json.dumps(record, ensure_ascii=False) if as_json else render_line(record))
     if malformed:
@@ -46,16 +60,37 @@ def tail(
 
 @audit_app.command()
 @friendly_errors
-def summary(path: PathArgument = None, *, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def summary(
+    path: PathArgument = None, *, config: ConfigOption = None, as_json: JsonOption = False, redis: RedisOption = False
+) -> None:
     """Decision mix, error types, p50/p99 latency, mean probability and requests per model, over all files."""
-    from gate.audit.report import audit_files, read_records, summarize
+    from gate.audit.report import audit_files, parse_line, read_records, summarize
+    from gate.audit.stream import STREAM_KEY, stream_lines
 
-    files = audit_files(_audit_path(path, config))
-    result = summarize(read_records(files))
-    if as_json:
-        typer.echo(json.dumps({"files": [str(f) for f in files], **result.numbers()}, indent=2))
+    if redis:
+        result = summarize(parse_line(raw) for raw in stream_lines(_stream_settings(path, config)))
+        source: dict[str, Any] = {"stream": STREAM_KEY}
+        shown = f"Redis stream {STREAM_KEY}"
     else:
-        typer.echo(render_summary(result.numbers(), files))
+        files = audit_files(_audit_path(path, config))
+        result = summarize(read_records(files))
+        source, shown = {"files": [str(f) for f in files]}, f"{len(files)} file(s)"
+    if as_json:
+        typer.echo(json.dumps({**source, **result.numbers()}, indent=2))
+    else:
+        typer.echo(render_summary(result.numbers(), shown))
+
+
+def _stream_settings(path: Path | None, config: Path | None) -> Settings:
+    """The settings naming the Redis the stream is on; a PATH makes no sense with ``--redis``."""
+    from gate.config import load_settings
+
+    if path is not None:
+        raise ValueError("give either a PATH or --redis, not both")
+    settings = load_settings(config_file=config)
+    if settings.state == "memory":
+        raise ValueError("--redis reads the stream on the configured state: set state to a redis:// URL (GATE_STATE)")
+    return settings
 
 
 def _audit_path(path: Path | None, config: Path | None) -> Path:
@@ -85,11 +120,11 @@ def render_line(record: dict[str, Any]) -> str:
     return "  ".join(str(value) for value in fields) + f"  {question!r}"
 
 
-def render_summary(numbers: dict[str, Any], files: list[Path]) -> str:
-    """The summary as a few readable lines."""
+def render_summary(numbers: dict[str, Any], source: str) -> str:
+    """The summary as a few readable lines; ``source`` says what was read (files, the stream)."""
     records = numbers["records"]
     lines = [
-        f"audit log: {len(files)} file(s), {numbers['lines']} line(s), {numbers['malformed']} malformed (skipped)",
+        f"audit log: {source}, {numbers['lines']} line(s), {numbers['malformed']} malformed (skipped)",
         f"period:    {numbers['first']} .. {numbers['last']}",
         f"requests:  {records}",
         "decisions: " + _mix(numbers["decisions"], records),

@@ -5,9 +5,9 @@ completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-reque
 extra body field ``gate`` (see :mod:`gate.server.policy`). A completion request runs one way through
 :mod:`gate.server.handler` (plan, generate or assess, render, record). What the routes share is one
 :class:`gate.server.state.ServerState`. Errors use OpenAI's shape and are mapped from exceptions in one
-place (:mod:`gate.server.errors`); the guards (request id, API keys, in-flight limit, body size) are in
-:mod:`gate.server.guards`. With API keys configured every path needs one except ``public_paths``
-(``/healthz`` and ``/readyz`` by default: ``/metrics`` and the OpenAPI pages ``/docs``, ``/redoc``,
+place (:mod:`gate.server.errors`); the guards (request id, API keys, per-key rate limits on Redis, in-flight
+limit, body size) are in :mod:`gate.server.guards`. With API keys configured every path needs one except
+``public_paths`` (``/healthz`` and ``/readyz`` by default: ``/metrics`` and the OpenAPI pages ``/docs``, ``/redoc``,
 ``/openapi.json`` need a key unless listed there). Every request that reaches the gate is counted in
 ``GET /metrics`` (:mod:`gate.server.metrics`) and, with ``audit_path`` set, appended to the audit log
 (:mod:`gate.audit.log`). ``docs/security.md`` says what a client may change and what is stored where.
@@ -32,11 +32,12 @@ from gate.errors import ConfigError, UpstreamError
 from gate.factory import create_gate
 from gate.pipeline import Gate
 from gate.server.errors import exception_handlers
-from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RequestId
+from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RateLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
 from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, server_state
+from gate.state.quota import Quota
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ API_PREFIX = "/v1/"
 def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one)."""
     state = ServerState.from_settings(settings)
+    quota = Quota.from_settings(settings)
     middleware = [
         Middleware(RequestId),  # outermost: every response carries x-request-id (the 500 handler sets its own)
         Middleware(MetricsMiddleware, metrics=state.metrics),  # counts the 401s, 413s and 429s too
@@ -55,6 +57,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
             privileged=_keys(settings.privileged_api_keys, "privileged_api_keys"),
             public=frozenset(settings.public_paths),
         ),
+        *_rate_limit(settings, quota),
         Middleware(
             ConcurrencyLimit,
             slots=state.slots,
@@ -67,7 +70,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     app = FastAPI(
         title="llm-gate",
         summary="OpenAI-compatible proxy that gates every answer: answer, hedge or abstain.",
-        lifespan=_lifespan(state, gate),
+        lifespan=_lifespan(state, gate, quota),
         default_response_class=GateJSONResponse,
         middleware=middleware,
         exception_handlers=exception_handlers(),
@@ -76,6 +79,14 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     app.include_router(_proxy_routes())
     app.include_router(_health_routes())
     return app
+
+
+def _rate_limit(settings: Settings, quota: Quota | None) -> list[Middleware]:
+    """The per-key limits, between authentication (only known keys take from a bucket) and the in-flight limit."""
+    if quota is None:
+        return []
+    per_key = bool(settings.api_keys or settings.privileged_api_keys)
+    return [Middleware(RateLimit, quota=quota, per_key=per_key, prefix=API_PREFIX, retry_s=settings.state_retry_s)]
 
 
 def _keys(secrets: list[SecretStr], name: str) -> tuple[bytes, ...]:
@@ -106,7 +117,7 @@ class Loadable(Protocol):
         ...
 
 
-def _lifespan(state: ServerState, injected: Gate | None) -> Callable[[FastAPI], Any]:
+def _lifespan(state: ServerState, injected: Gate | None, quota: Quota | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
@@ -114,6 +125,10 @@ def _lifespan(state: ServerState, injected: Gate | None) -> Callable[[FastAPI], 
                 yield
         finally:
             state.metrics.close()
+            if quota is not None:
+                await quota.aclose()
+            if state.audit is not None:
+                await state.audit.aclose()
 
     return lifespan
 

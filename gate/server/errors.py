@@ -19,10 +19,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from gate.errors import UnknownModelError, UpstreamError, UpstreamTooLargeError
+from gate.errors import StateUnavailableError, UnknownModelError, UpstreamError, UpstreamTooLargeError
 from gate.server.responses import GateJSONResponse
 from gate.server.state import REQUEST_ID_KEY, server_state
-from gate.server.wire import BadRequestError, PayloadTooLargeError, WireError, error_body, validation_message
+from gate.server.wire import (
+    BadRequestError,
+    NotReadyError,
+    PayloadTooLargeError,
+    WireError,
+    error_body,
+    validation_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,17 @@ async def _upstream_error(request: Request, exc: Exception) -> Response:
     return GateJSONResponse(error_body(message, type_=type_, code=code), status_code=status, headers=headers)
 
 
+def state_unavailable_response(exc: StateUnavailableError, *, retry_after_s: float) -> GateJSONResponse:
+    """503 while the shared state (Redis) is down and ``state_failure`` is closed; also used by the guards."""
+    headers = {"retry-after": str(max(1, round(retry_after_s)))}
+    return wire_error_response(NotReadyError(str(exc), code="state_unavailable", headers=headers))
+
+
+async def _state_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StateUnavailableError)
+    return state_unavailable_response(exc, retry_after_s=server_state(request).settings.state_retry_s)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     # Starlette's ServerErrorMiddleware sends this and re-raises, so the server logs the traceback.
     body = error_body(
@@ -94,5 +112,6 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Coroutine[A
         RequestValidationError: _invalid_request,
         HTTPException: _http_error,
         UpstreamError: _upstream_error,
+        StateUnavailableError: _state_unavailable,
         Exception: _unexpected,
     }

@@ -1,4 +1,5 @@
-"""The proxy's guards, as ASGI middleware: the request id, API keys, the in-flight limit, the body size limit.
+"""The proxy's guards, as ASGI middleware: the request id, API keys, per-key rate limits (on Redis), the in-flight
+limit, the body size limit.
 
 Each guard answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before a request reaches a
 route; every response, errors included, carries ``x-request-id``. What a guard learns for the routes (the
@@ -9,6 +10,8 @@ request's id, whether its key is privileged) goes into ``scope["state"]``, read 
 from __future__ import annotations
 
 import hmac
+import logging
+import math
 import uuid
 
 from prometheus_client import Gauge
@@ -16,9 +19,13 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gate.server.errors import wire_error_response
+from gate.errors import StateUnavailableError
+from gate.server.errors import state_unavailable_response, wire_error_response
 from gate.server.state import PRIVILEGED_KEY, REQUEST_ID_KEY, Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
+from gate.state.quota import Quota, key_hash
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
 
@@ -89,6 +96,43 @@ class ApiKeyAuth:
         for key in self.privileged:
             privileged |= hmac.compare_digest(token, key)
         return ordinary or privileged, privileged
+
+
+class RateLimit:
+    """429 beyond a key's rate or daily quota (:class:`gate.state.quota.Quota`, shared by every replica).
+
+    Runs after :class:`ApiKeyAuth`, so only known keys take from a bucket. Without authentication every client
+    shares one anonymous bucket: a Bearer value a client makes up must not buy it a bucket of its own. Each POST
+    under ``prefix`` takes one request and one unit of the daily quota. With Redis down and ``state_failure``
+    closed, the answer is 503 (``retry-after``: ``retry_s``).
+    """
+
+    def __init__(self, app: ASGIApp, *, quota: Quota, per_key: bool, prefix: str, retry_s: float) -> None:
+        self.app, self.quota, self.per_key, self.prefix, self.retry_s = app, quota, per_key, prefix, retry_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
+        key = token.strip() if self.per_key and scheme.lower() == "bearer" else ""
+        try:
+            allowed = await self.quota.check_and_take(key)
+        except StateUnavailableError as exc:
+            await state_unavailable_response(exc, retry_after_s=self.retry_s)(scope, receive, send)
+            return
+        if allowed.ok:
+            await self.app(scope, receive, send)
+            return
+        retry_after = max(1, math.ceil(allowed.retry_after))
+        logger.info("key %s over its %s limit; retry after %d s", key_hash(key)[:8], allowed.limit, retry_after)
+        what = "daily quota" if allowed.limit == "daily" else "rate limit"
+        error = OverloadedError(
+            f"this API key is over its {what}; retry after {retry_after} s",
+            code="quota_exceeded" if allowed.limit == "daily" else "rate_limit_exceeded",
+            headers={"retry-after": str(retry_after)},
+        )
+        await wire_error_response(error)(scope, receive, send)
 
 
 class ConcurrencyLimit:
