@@ -24,10 +24,10 @@ import numpy as np
 from benchmarks.common import machine_description
 from calibration.artifact import Artifact, load_artifact
 from calibration.bootstrap import percentile_interval
-from calibration.fitting import Target, cascade_mix, precheck_threshold, split_rows
+from calibration.fitting import cascade_mix, precheck_threshold, split_rows
 from calibration.fusion_selection import Candidate, candidates, nested_auroc
 from calibration.metrics import auroc
-from gate.offline.calibrate import cascade_outcomes, matrix, retarget
+from gate.offline.calibrate import answered_by_target, cascade_outcomes, matrix
 from gate.offline.signal_cache import CachedRow, read_cache
 from gate.suite import DEFAULT_SUITE
 
@@ -546,17 +546,9 @@ class Study:
             "|---|---|---|---|---|",
         ]
         curve = []
-        for level in TARGETS:
-            wanted = Target(
-                answer_level=level,
-                hedge_level=min(level, float(target["hedge_level"])),
-                confidence_level=float(target["confidence_level"]),
-                method=str(target.get("method", "ltt")),
-            )
-            art = retarget(self.artifact, self.rows, wanted)
-            test_rows = [r for r, t in zip(self.rows, self.test, strict=True) if t]
-            _, dec, _ = cascade_outcomes(art, test_rows)
-            ans = dec == "answer"
+        test_rows, answered_at = answered_by_target(self.artifact, self.rows, TARGETS)
+        assert [r.id for r in test_rows] == [r.id for r, t in zip(self.rows, self.test, strict=True) if t]
+        for level, ans in answered_at:
             err = 1 - y[ans].mean() if ans.any() else float("nan")
             ci = interval(lambda r, a=ans: 1 - y[r][a[r]].mean() if a[r].any() else float("nan"), len(y))
             held = "n/a" if np.isnan(err) else ("yes" if err <= 1 - level else "no")

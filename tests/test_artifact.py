@@ -17,7 +17,16 @@ from estimators.base import Cost, Signal
 from estimators.testing import Rule, ScriptedLLM
 from gate.config import Settings
 from gate.factory import SHIPPED_ARTIFACT, SHIPPED_NO_PRECHECK_ARTIFACT, load_calibration, suite_from
-from gate.offline.calibrate import EVALUATED_ON, FITTED_ON, FitOptions, fit_artifact, matrix, report_data, retarget
+from gate.offline.calibrate import (
+    EVALUATED_ON,
+    FITTED_ON,
+    FitOptions,
+    cascade_outcomes,
+    fit_artifact,
+    matrix,
+    report_data,
+    retarget,
+)
 from gate.offline.signal_cache import CachedRow, append_row, open_cache, read_cache
 from gate.pipeline import Gate
 from gate.suite import DEFAULT_SUITE, SignalSpec
@@ -322,3 +331,21 @@ def test_retarget_rechooses_thresholds_and_keeps_the_fit(artifact_and_rows) -> N
     assert strict.target["answer_level"] == 0.9 and strict.id != artifact.id
     same = retarget(artifact, rows, Target(**artifact.target))
     assert same.full.thresholds == artifact.full.thresholds
+
+
+def test_the_held_out_report_shows_what_each_target_would_answer(artifact_and_rows) -> None:
+    artifact, rows = artifact_and_rows
+    tables = report_data(artifact, rows).extra_tables
+    [title] = [title for title in tables if title.startswith("Trade-off")]
+    table = tables[title]
+    allowed = [row["allowed error among answered"] for row in table]
+    assert allowed == sorted(allowed, reverse=True) and len(allowed) == 9
+    answered = [row["answered (test)"] for row in table]
+    assert answered == sorted(answered, reverse=True)  # a stricter target never answers more
+    own = round(1 - artifact.target["answer_level"], 2)
+    shipped = next(row for row in table if row["allowed error among answered"] == own)
+    test = [row for row, part in zip(rows, split_rows([r.id for r in rows], seed=0), strict=True) if part == "test"]
+    _, decided, _ = cascade_outcomes(artifact, test)
+    assert shipped["answered (test)"] == round(float(np.mean(decided == "answer")), 4)  # the artifact's own target
+    new_data = report_data(artifact, rows, held_out_only=False).extra_tables  # gate evaluate: no threshold split
+    assert not any(title.startswith("Trade-off") for title in new_data)

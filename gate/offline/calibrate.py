@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,63 @@ def retarget(artifact: Artifact, rows: Sequence[CachedRow], target: Target) -> A
     )
 
 
+TRADEOFF_LEVELS = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8)
+"""Accuracy wanted among answered requests (1 - allowed error), loose to strict, for the trade-off table."""
+
+
+def answered_by_target(
+    artifact: Artifact, rows: Sequence[CachedRow], levels: Sequence[float] = TRADEOFF_LEVELS
+) -> tuple[list[CachedRow], list[tuple[float, np.ndarray]]]:
+    """Which test rows the cascade answers when the thresholds are re-chosen for each accuracy ``level``.
+
+    The target is a product decision; this shows what each choice costs. Thresholds come from the threshold
+    split (:func:`retarget`), the answers are counted on the test split. Returns the test rows and, per level,
+    the boolean mask of the test rows answered outright.
+    """
+    split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
+    test_rows = [row for row, part in zip(rows, split, strict=True) if part == "test"]
+    if "threshold" not in split:
+        return test_rows, []  # nothing to choose thresholds on
+    # strict targets are infeasible on purpose here: their per-target warnings would bury the fit's own
+    thresholds_log = logging.getLogger("calibration.thresholds")
+    level_before = thresholds_log.level
+    thresholds_log.setLevel(logging.ERROR)
+    try:
+        curve = [(level, _answered_at(artifact, rows, test_rows, level)) for level in levels]
+    finally:
+        thresholds_log.setLevel(level_before)
+    return test_rows, curve
+
+
+def _answered_at(artifact: Artifact, rows: Sequence[CachedRow], test_rows: list[CachedRow], level: float) -> np.ndarray:
+    target = artifact.target
+    wanted = Target(
+        answer_level=level,
+        hedge_level=min(level, float(target["hedge_level"])),
+        confidence_level=float(target["confidence_level"]),
+        method=str(target.get("method", "ltt")),
+    )
+    _, decided, _ = cascade_outcomes(retarget(artifact, rows, wanted), test_rows)
+    return decided == "answer"
+
+
+def _tradeoff_table(artifact: Artifact, rows: Sequence[CachedRow]) -> list[dict[str, object]]:
+    test_rows, curve = answered_by_target(artifact, rows)
+    y = np.array([row.correct for row in test_rows], dtype=bool)
+    table: list[dict[str, object]] = []
+    for level, answered in curve:
+        error = float(1 - y[answered].mean()) if answered.any() else None
+        held = "n/a (nothing answered)" if error is None else ("yes" if error <= 1 - level else "no")
+        table.append({
+            "allowed error among answered": round(1 - level, 2),
+            "answered (test)": round(float(answered.mean()), 4),
+            "error among answered (test)": "-" if error is None else round(error, 4),
+            "held": held,
+            "correct answers delivered": f"{int((answered & y).sum())} of {int(y.sum())}",
+        })
+    return table
+
+
 _ARTIFACT_METRICS = ("n_rows", "fused", "signals", "decision_mix", "request_costs", "extra_tables")
 
 
@@ -138,7 +196,11 @@ def report_data(
     extra_tables: dict[str, list[dict[str, object]]] | None = None,
 ) -> ReportData:
     """``rows`` under ``artifact``, ready for the report: its test split, or every row (new data)."""
+    tradeoff: dict[str, list[dict[str, object]]] = {}
     if held_out_only:
+        title_of = "Trade-off: the target (allowed error among answered) against the share answered, thresholds "
+        if table := _tradeoff_table(artifact, rows):
+            tradeoff = {title_of + "re-chosen per target on the threshold split, judged on the test split": table}
         split = split_rows([row.id for row in rows], seed=artifact.data.get("split_seed", 0))
         rows = [row for row, part in zip(rows, split, strict=True) if part == "test"]
         if not rows:
@@ -163,6 +225,7 @@ def report_data(
         extra_tables={
             **(extra_tables or {}),
             f"Cascade (precheck, free stage, full stage) on {where}": _cascade_table(decision, stage, y),
+            **tradeoff,
             **_calibrator_tables(artifact),
             **_coefficient_tables(artifact),
         },
