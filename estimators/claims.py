@@ -33,120 +33,22 @@ class Claim:
     end: int
 
 
-# Titles and other abbreviations that never end a sentence (they precede a name or a number).
-_NEVER_FINAL = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "st",
-        "mt",
-        "ft",
-        "gen",
-        "col",
-        "lt",
-        "sgt",
-        "capt",
-        "cmdr",
-        "adm",
-        "rev",
-        "hon",
-        "sen",
-        "rep",
-        "gov",
-        "pres",
-        "supt",
-        "messrs",
-        "mme",
-        "mlle",
-        "vs",
-        "v",
-        "e.g",
-        "i.e",
-        "cf",
-        "viz",
-        "approx",
-        "ca",
-        "fig",
-        "figs",
-        "no",
-        "nos",
-        "vol",
-        "vols",
-        "pp",
-        "p",
-        "ed",
-        "eds",
-        "op",
-        "al",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-    ]
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Titles and other abbreviations that never end a sentence (they precede a name, a number or a suffix).
+_NEVER_FINAL = _words(
+    """mr mrs ms dr prof st mt ft gen col lt sgt capt cmdr adm rev hon sen rep gov pres supt messrs mme mlle
+    vs v e.g i.e cf viz approx ca fig figs no nos vol vols pp p ed eds op al pvt dept univ assn
+    jan feb mar apr jun jul aug sep sept oct nov dec"""
 )
 # Abbreviations that can end a sentence: a break there only when the next word starts a sentence.
-_MAYBE_FINAL = frozenset(["etc", "inc", "ltd", "co", "corp", "jr", "sr", "bros", "llc", "plc", "esq"])
+_MAYBE_FINAL = _words("etc inc ltd co corp jr sr bros llc plc esq")
 # Words that commonly open an English sentence: after "U.S." or "Inc." one of them means a new sentence.
-_SENTENCE_STARTERS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "he",
-        "she",
-        "it",
-        "they",
-        "we",
-        "i",
-        "you",
-        "his",
-        "her",
-        "its",
-        "their",
-        "our",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "then",
-        "in",
-        "on",
-        "at",
-        "after",
-        "before",
-        "during",
-        "however",
-        "in",
-        "as",
-        "but",
-        "and",
-        "also",
-        "although",
-        "while",
-        "when",
-        "since",
-        "from",
-        "by",
-        "for",
-        "with",
-        "his",
-        "later",
-        "today",
-        "yet",
-        "so",
-    ]
+_SENTENCE_STARTERS = _words(
+    """a an the he she it they we i you his her its their our this that these those there then in on at
+    after before during however as but and also although while when since from by for with later today yet so"""
 )
 # Where a sentence may end: terminal punctuation, any closing quotes or brackets, then white space.
 _CANDIDATE = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")

@@ -33,6 +33,11 @@ def test_spans_are_exact_offsets() -> None:
             "Tools, e.g. hammers, etc. are sold. Acme Inc. The firm grew.",
             ["Tools, e.g. hammers, etc. are sold.", "Acme Inc.", "The firm grew."],
         ),
+        ("He founded Nadiadwala Pvt. Ltd. in 2005.", ["He founded Nadiadwala Pvt. Ltd. in 2005."]),
+        (
+            "Miracle in Cell No. 7 aired. Scientist vs. Professor too.",
+            ["Miracle in Cell No. 7 aired.", "Scientist vs. Professor too."],
+        ),
         ("He joined Acme Inc. in 1990. He left.", ["He joined Acme Inc. in 1990.", "He left."]),
         ("She won approx. three medals. Great!", ["She won approx. three medals.", "Great!"]),
         ("Is it true? Yes! It is.", ["Is it true?", "Yes!", "It is."]),
