@@ -49,7 +49,11 @@ _NOT_NAMES = frozenset(
     )
 )
 _FUNCTION_WORDS = frozenset(
-    re.findall(r"\w+", "of in on at to and or for by with from as is are was were be been has have had it its")
+    re.findall(
+        r"\w+",
+        "of in on at to and or for by with from as is are was were be been has have had it its he she they his her "
+        "their this that which who",
+    )
 )
 _MAX_REFERENCE_CHARS = 200  # the best reference sentence is kept in the audit trail, clipped
 
