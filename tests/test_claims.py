@@ -94,3 +94,13 @@ def test_roman_empire_example_from_the_issue() -> None:
 def test_rejects_non_text() -> None:
     with pytest.raises(TypeError, match="str"):
         split_claims(None)  # type: ignore[arg-type]
+
+
+def test_doctests_of_the_claim_modules_pass() -> None:
+    import doctest
+
+    from estimators import claim_consistency, claim_support, claims
+
+    for module in (claims, claim_support, claim_consistency):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
