@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 
@@ -95,6 +96,7 @@ async def test_embedder_cosine_and_two_sentence_windows() -> None:
     )
     assert single.details["claims"][0]["similarity"] < claim["similarity"]
     assert signal.details["similarity"] == "test/vocab"
+    json.dumps(signal.model_dump())  # the audit trail writes details as JSON: no numpy scalars
 
 
 async def test_conversation_user_and_tool_turns_are_references_assistant_turns_are_not() -> None:
