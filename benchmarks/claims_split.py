@@ -40,7 +40,7 @@ from estimators.claims import split_claims
 from estimators.text import normalize_answer
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "factscore_bios.jsonl"
-_CITATION = re.compile(r"\[\d+\]")
+CITATION = re.compile(r"\[\d+\]")
 _NAIVE = re.compile(r"(?<=[.!?])\s+|\n+")
 _FUNCTION_WORDS = frozenset(
     re.findall(
@@ -59,7 +59,7 @@ def naive_split(text: str) -> list[str]:
 
 def content_words(text: str) -> set[str]:
     """Normalised words of ``text`` without function words (all of them if nothing else is left)."""
-    words = set(normalize_answer(_CITATION.sub("", text)).split())
+    words = set(normalize_answer(CITATION.sub("", text)).split())
     return words - _FUNCTION_WORDS or words
 
 
@@ -76,10 +76,10 @@ def evaluate(rows: list[dict], splitter: Callable[[str], list[str]], embedder: o
     fact_texts: list[str] = []
     best_claim_texts: list[str] = []
     for row in rows:
-        claims = [c for c in (_CITATION.sub("", c).strip() for c in splitter(row["output"])) if c]
+        claims = [c for c in (CITATION.sub("", c).strip() for c in splitter(row["output"])) if c]
         sentences = [s["text"] for s in row["sentences"]]
         claim_norm = Counter(normalize_answer(c) for c in claims)
-        sent_norm = Counter(normalize_answer(_CITATION.sub("", s)) for s in sentences)
+        sent_norm = Counter(normalize_answer(CITATION.sub("", s)) for s in sentences)
         matched += sum((claim_norm & sent_norm).values())
         n_claims += len(claims)
         n_sentences += len(sentences)
