@@ -145,6 +145,9 @@ class Gate:
         self.context_tokens = context_tokens
         self.assess_all = assess_all
         self.tool_calls = tool_calls
+        unread = _unread(calibration, self.suite)
+        # whether an answer can be checked against supplied text: PACE runs and the calibration reads it
+        self.can_ground = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
         self.tool_agreement = ToolCallAgreement()
 
     async def assess(
@@ -190,19 +193,13 @@ class Gate:
         await run.precheck()
         if precheck and (abstention := run.precheck_abstention()) is not None:
             return abstention
-        started = time.perf_counter()
         answer_cost = Cost()
         finish_reason, tokens = None, None
         if answer is None:
-            [generation] = await self.llm.generate(
-                messages,
-                n=1,
-                temperature=temperature,
-                max_tokens=max_tokens or self.answer_tokens,
-                logprobs=ANSWER_LOGPROBS,
-                **({"options": options} if options else {}),  # an LLM written before options still serves
+            generation = await self._answer(
+                messages, temperature=temperature, max_tokens=max_tokens, options=options, logprobs=ANSWER_LOGPROBS
             )
-            answer_cost = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
+            answer_cost = generation.usage
             if generation.tool_calls and self.tool_calls == "assess":
                 return await self._assess_tool_calls(generation, answer_cost, run, messages, options or {})
             if generation.tool_calls:
@@ -244,6 +241,28 @@ class Gate:
         await run.precheck()
         return Precheck(signals=dict(run.signals), abstain=run.precheck_abstention())
 
+    async def _answer(
+        self,
+        messages: list[Message],
+        *,
+        temperature: float,
+        max_tokens: int | None,
+        options: Mapping[str, Any] | None,
+        logprobs: int | None = None,
+    ) -> Generation:
+        """The primary answer, the client's own fields sent with it, its usage timed on the wall clock."""
+        started = time.perf_counter()
+        [generation] = await self.llm.generate(
+            messages,
+            n=1,
+            temperature=temperature,
+            max_tokens=max_tokens or self.answer_tokens,
+            logprobs=logprobs,
+            **({"options": options} if options else {}),  # an LLM written before options still serves
+        )
+        usage = generation.usage.model_copy(update={"seconds": time.perf_counter() - started})
+        return generation.model_copy(update={"usage": usage})
+
     async def _passed_on(
         self,
         conversation: Conversation,
@@ -257,16 +276,9 @@ class Gate:
     ) -> Assessment:
         """A request the signals cannot judge: the model answers (unless ``reply`` is given) and it passes."""
         if reply is None:
-            started = time.perf_counter()
-            [reply] = await self.llm.generate(
-                list(conversation.messages),
-                n=1,
-                temperature=temperature,
-                max_tokens=max_tokens or self.answer_tokens,
-                **({"options": options} if options else {}),
+            reply = await self._answer(
+                list(conversation.messages), temperature=temperature, max_tokens=max_tokens, options=options
             )
-            usage = reply.usage.model_copy(update={"seconds": time.perf_counter() - started})
-            reply = reply.model_copy(update={"usage": usage})
         called = bool(reply.tool_calls)
         # a text answer after a tool's result is an answer grounded on that result, not a tool call
         written = "grounded" if kind.kind == "tool_call" else kind.kind
@@ -330,9 +342,7 @@ class Gate:
         """Why a request of this kind passes unassessed, or ``None`` when the signals can judge its answer."""
         if kind.kind == "non_factual":
             return kind.reason
-        unread = _unread(self.calibration, self.suite)
-        grounding = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
-        if _over_supplied_text(kind) and not grounding:
+        if _over_supplied_text(kind) and not self.can_ground:
             return (
                 f"{kind.reason}; the configured signals judge an answer by the model's own knowledge and cannot "
                 "check it against the supplied text (the pace signal does)"

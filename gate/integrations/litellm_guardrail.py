@@ -38,6 +38,7 @@ from gate.assessment import Assessment, RequestKindName
 from gate.backends.factory import create_llm
 from gate.backends.litellm_client import import_litellm
 from gate.config import DEFAULT_MODEL, Settings, load_settings
+from gate.conversation import message_text
 from gate.factory import create_gate
 from gate.integrations.litellm_local import local_handler
 from gate.pipeline import ANSWER_LOGPROBS, TOOL_CALL_REASON, Gate, not_assessed
@@ -320,7 +321,7 @@ def _last_turn_refusal(data: Mapping[str, Any]) -> str | None:
 def _question(data: Mapping[str, Any]) -> str:
     """The text of the last user turn ('' when there is none)."""
     users = [m for m in data.get("messages") or () if isinstance(m, Mapping) and m.get("role") == "user"]
-    return _text(users[-1].get("content")) if users else ""
+    return message_text(users[-1]) if users else ""
 
 
 def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:
@@ -332,22 +333,12 @@ def _chat_prompt(data: Mapping[str, Any]) -> list[Message] | None:
     for message in messages:
         if not isinstance(message, Mapping):
             return None
-        prompt.append({"role": str(message.get("role")), "content": _text(message.get("content"))})
+        prompt.append({"role": str(message.get("role")), "content": message_text(message)})
     last = prompt[-1]
     # a final answer follows a user's turn or a tool's result (the pipeline grounds it on that result)
     has_question = any(m["role"] == "user" and m["content"].strip() for m in prompt)
     answerable = last["role"] == "tool" or (last["role"] == "user" and last["content"].strip())
     return prompt if has_question and answerable else None
-
-
-def _text(content: Any) -> str:
-    """A message's text: the string itself, or the text parts of a multi-part content (images left out)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = [part.get("text") for part in content if isinstance(part, Mapping) and part.get("type") == "text"]
-        return "\n".join(str(text) for text in texts if text)
-    return ""
 
 
 def _token_logprobs(choice: Any) -> list[float] | None:
