@@ -290,6 +290,18 @@ class Gate:
             calibration=self.calibration.id,
         )
 
+    async def assess_tool_calls(
+        self, prompt: Prompt, generation: Generation, *, options: Mapping[str, Any]
+    ) -> Assessment:
+        """Tool calls a model already made (a proxy's post-call hook), judged by agreement across samples.
+
+        ``options`` are the request's own fields (``tools``, ``tool_choice``...): the samples are drawn with
+        the same tools offered. The decision follows the uncalibrated thresholds ``TOOL_CALL_THRESHOLDS``.
+        """
+        conversation = Conversation.from_prompt(prompt)
+        run = _Run(self, self._question(conversation), set(), Budget())
+        return await self._assess_tool_calls(generation, Cost(), run, list(conversation.messages), options)
+
     async def _assess_tool_calls(
         self, generation: Generation, answer_cost: Cost, run: _Run, messages: list[Message], options: Mapping[str, Any]
     ) -> Assessment:

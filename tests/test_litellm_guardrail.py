@@ -18,6 +18,7 @@ import openai
 import pytest
 from fastapi import HTTPException
 
+from estimators.base import ToolCall
 from estimators.testing import Rule, ScriptedLLM
 from gate.backends.litellm_client import import_litellm
 from gate.integrations.litellm_guardrail import METADATA_KEY, ConfidenceGuardrail
@@ -250,6 +251,55 @@ async def test_post_call_passes_tool_calls_unchanged_with_a_not_assessed_view() 
     assert out.gate["decision"] == "not_assessed" and out.gate["kind"] == "tool_call"
     assert out._hidden_params["additional_headers"]["x-gate-decision"] == "not_assessed"
     assert llm.calls == []  # nothing assessed
+
+
+WEATHER = "What is the weather in Paris?"
+PARIS_CALL = ToolCall(id="s", name="get_weather", arguments='{"city": "Paris"}')
+ROME_CALL = ToolCall(id="s", name="get_weather", arguments='{"city": "Rome"}')
+
+
+def tool_call_reply() -> ModelResponse:
+    message = {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}
+    return ModelResponse(choices=[{"index": 0, "message": message, "finish_reason": "tool_calls"}])
+
+
+@pytest.mark.parametrize(("sampled", "decision"), [(PARIS_CALL, "answer"), (ROME_CALL, "abstain")])
+async def test_tool_calls_assess_judges_the_calls_by_agreement_of_samples(sampled: ToolCall, decision: str) -> None:
+    llm = ScriptedLLM(rules=[Rule(WEATHER, "", tool_calls=[sampled])])
+    hook = guardrail(llm, tool_calls="assess")
+    data = request(WEATHER, tools=[WEATHER_TOOL], tool_choice="auto")
+    out = await hook.async_post_call_success_hook(data, None, tool_call_reply())
+    assert out.gate["decision"] == decision and out.gate["kind"] == "tool_call"
+    assert out._hidden_params["additional_headers"]["x-gate-decision"] == decision
+    [sampling] = llm.calls  # one call drew the samples, offered the same tools the same way
+    assert sampling.n == 5 and sampling.options == {"tools": [WEATHER_TOOL], "tool_choice": "auto"}
+    message = out.choices[0].message
+    if decision == "answer":  # the call goes out as the model made it
+        assert message.tool_calls[0].function.arguments == '{"city": "Paris"}' and message.content is None
+    else:  # withheld: the abstain message instead of a call nobody agrees with
+        assert not message.tool_calls and message.content.startswith("I can't answer this reliably")
+        assert out.choices[0].finish_reason == "stop"
+
+
+async def test_a_streamed_tool_call_is_put_together_and_assessed() -> None:
+    head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [head]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+    ]
+    chunks = [ModelResponseStream(id="c", model="gemma", choices=[{"index": 0, "delta": d}]) for d in deltas]
+    end = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+    chunks.append(ModelResponseStream(id="c", model="gemma", choices=[end]))
+    data = request(WEATHER, tools=[WEATHER_TOOL], stream=True)
+    agreeing = guardrail(ScriptedLLM(rules=[Rule(WEATHER, "", tool_calls=[PARIS_CALL])]), tool_calls="assess")
+    out = await collect(agreeing, data, chunks)
+    assert out == chunks and out[-1].gate["decision"] == "answer" and out[-1].gate["kind"] == "tool_call"
+    disagreeing = guardrail(ScriptedLLM(rules=[Rule(WEATHER, "", tool_calls=[ROME_CALL])]), tool_calls="assess")
+    out = await collect(disagreeing, dict(data), [chunk.model_copy(deep=True) for chunk in chunks])
+    assert out[-1].gate["decision"] == "abstain" and out[-1].choices[0].finish_reason == "stop"
+    assert not any(choice.delta.tool_calls for chunk in out for choice in chunk.choices)
+    assert "".join(c.delta.content or "" for chunk in out for c in chunk.choices).startswith("I can't answer")
 
 
 async def test_pre_call_never_abstains_when_tools_are_offered() -> None:

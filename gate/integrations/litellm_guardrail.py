@@ -14,6 +14,9 @@ For teams that already run the LiteLLM proxy (see ``docs/litellm_guardrail.md`` 
   the reason in ``gate``, as in ``gate serve``: an answer that calls tools, JSON output, image/audio/file
   input, a conversation that ends with a tool result. With tools offered the pre-call hook never abstains:
   the model may look up what it does not know.
+- ``tool_calls: assess``: an answer that calls tools is judged as ``gate serve`` judges it, by how often samples
+  offered the same tools make the same calls (:meth:`gate.pipeline.Gate.assess_tool_calls`); calls nobody
+  agrees with are withheld in ``enforce`` (the abstain message instead, ``finish_reason: stop``).
 
 The gate is configured like ``gate serve`` (``GATE_*`` variables, ``GATE_CONFIG``), and the guardrail's
 ``litellm_params`` may carry a ``gate_config`` mapping of the same settings, which wins over both. It is built
@@ -29,11 +32,12 @@ import functools
 import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException
 
-from estimators.base import Generation, Message, Signal
+from estimators.base import Generation, Message, Signal, ToolCall
 from gate.assessment import Assessment, RequestKindName
 from gate.backends.factory import create_llm
 from gate.backends.litellm_client import import_litellm
@@ -138,8 +142,16 @@ class ConfidenceGuardrail(CustomGuardrail):
         message = getattr(choice, "message", None)
         answer = getattr(message, "content", None)
         record = self._record(data)
-        verdict = _passed_on(data, tool_calls=bool(getattr(message, "tool_calls", None)))
-        if verdict is not None:
+        calls = _message_tool_calls(message)
+        verdict = _passed_on(data, tool_calls=bool(calls))
+        if calls and self.settings.tool_calls == "assess" and (prompt := _chat_prompt(data)) is not None:
+            generation = Generation(text=answer or "", tool_calls=calls, finish_reason=choice.finish_reason)
+            reply = await self._assessed_tool_calls(prompt, generation, data)
+            if withholds(self.settings.mode, reply.assessment):  # the calls are not made: the abstain message is
+                choice.message.content, choice.message.tool_calls = reply.texts[0], None  # type: ignore[union-attr]
+                choice.finish_reason = "stop"  # type: ignore[union-attr]
+            view, headers = reply.gate, reply.headers
+        elif verdict is not None:
             view, headers = await self._unassessed_view(data, answer or "", choice.finish_reason, verdict)
         elif (prompt := _chat_prompt(data)) is None or not isinstance(answer, str):
             return response
@@ -179,6 +191,8 @@ class ConfidenceGuardrail(CustomGuardrail):
             out: list[Any] = chunks
         elif "abstained" in record:  # LiteLLM streams the pre-call hook's abstain message: deliver it as it is
             out = streamed.original(record["abstained"], drop_logprobs=False)
+        elif streamed.tool_calls and self.settings.tool_calls == "assess" and prompt is not None:
+            out = await self._gated_tool_call_stream(prompt, streamed, request_data, record)
         elif verdict is not None:
             view, _ = await self._unassessed_view(request_data, streamed.text, streamed.finish_reason, verdict)
             out = streamed.original(view, drop_logprobs=bool(record.get("added_logprobs")))
@@ -199,6 +213,24 @@ class ConfidenceGuardrail(CustomGuardrail):
             return streamed.original(view, drop_logprobs=bool(record.get("added_logprobs")))
         withheld = withholds(self.settings.mode, assessment)
         return streamed.rebuild(content, "stop" if withheld else streamed.finish_reason, view)
+
+    async def _gated_tool_call_stream(
+        self, prompt: list[Message], streamed: _StreamedAnswer, data: Mapping[str, Any], record: Mapping[str, Any]
+    ) -> list[ModelResponseStream]:
+        generation = Generation(text=streamed.text, tool_calls=streamed.calls(), finish_reason=streamed.finish_reason)
+        reply = await self._assessed_tool_calls(prompt, generation, data)
+        if withholds(self.settings.mode, reply.assessment):
+            return streamed.rebuild(reply.texts[0], "stop", reply.gate)
+        return streamed.original(reply.gate, drop_logprobs=bool(record.get("added_logprobs")))
+
+    async def _assessed_tool_calls(
+        self, prompt: list[Message], generation: Generation, data: Mapping[str, Any]
+    ) -> _ToolCallReply:
+        """``tool_calls: assess``: the calls judged by how often samples, offered the same tools, make them too."""
+        options = {name: data[name] for name in _TOOL_FIELDS if data.get(name) is not None}
+        assessment = await (await self.gate()).assess_tool_calls(prompt, generation, options=options)
+        reply = self.policy.render(self.settings.mode, assessment)
+        return _ToolCallReply(assessment, reply.texts, reply.gate, reply.headers)
 
     async def _assess(
         self, prompt: list[Message], answer: str, logprobs: list[float] | None, record: Mapping[str, Any]
@@ -266,6 +298,18 @@ class _StreamedAnswer:
             finish_reason = choice.finish_reason or finish_reason
         return cls(list(chunks), logprobs, finish_reason, tool_calls=tool_calls)
 
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls the stream made, put together from their ``delta.tool_calls`` pieces (by index)."""
+        parts: dict[int, dict[str, str]] = {}
+        for choice in (choice for chunk in self.chunks for choice in chunk.choices):
+            for piece in choice.delta.tool_calls or ():
+                part = parts.setdefault(piece.index or 0, {"id": "", "name": "", "arguments": ""})
+                part["id"] = piece.id or part["id"]
+                if piece.function is not None:
+                    part["name"] = piece.function.name or part["name"]
+                    part["arguments"] += piece.function.arguments or ""
+        return tuple(ToolCall(**parts[index]) for index in sorted(parts))
+
     def original(self, view: dict[str, Any], *, drop_logprobs: bool) -> list[ModelResponseStream]:
         """The model's own chunks with the gate's view (log-probs the client did not ask for removed)."""
         if drop_logprobs:
@@ -293,6 +337,28 @@ class _StreamedAnswer:
             system_fingerprint=first.system_fingerprint,
             choices=[StreamingChoices(index=0, delta=delta, finish_reason=finish_reason)],
         )
+
+
+@dataclass(frozen=True)
+class _ToolCallReply:
+    assessment: Assessment
+    texts: list[str]
+    gate: dict[str, Any]
+    headers: dict[str, str]
+
+
+# The request fields the samples of ``tool_calls: assess`` are drawn with: the same tools, offered the same way.
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+def _message_tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    """A completion message's tool calls in the estimators' shape (``()`` when it makes none)."""
+    calls = []
+    for call in getattr(message, "tool_calls", None) or ():
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None) or ""
+        calls.append(ToolCall(id=call.id or "", name=name, arguments=getattr(function, "arguments", None) or ""))
+    return tuple(calls)
 
 
 def _offers_tools(data: Mapping[str, Any]) -> bool:
