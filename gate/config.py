@@ -218,6 +218,16 @@ class Settings(BaseSettings):
         description="familiarity scores kept in Redis per model; beyond it the least recently written go (at once, "
         "in the same script as the write)",
     )
+    assessment_cache_ttl_s: int = Field(
+        default=0,
+        ge=0,
+        le=30 * 86_400,
+        description="keep the assessment of a greedy (temperature 0) request this long and serve an identical one "
+        "from it at no LLM call, shared by replicas on Redis; 0: off (default: a cache holds questions and answers)",
+    )
+    assessment_cache_max_entries: int = Field(
+        default=10_000, ge=1, description="assessments the cache keeps (per process in memory, in all on Redis)"
+    )
     rate_limit_rps: float | None = Field(
         default=None,
         gt=0,

@@ -97,7 +97,7 @@ def test_the_size_bound_holds_with_replicas_writing_at_once(redis_url):
 
 def test_a_foreign_value_is_a_miss(redis_url):
     cache = make_cache(redis_url)
-    for value in ["not json", "true", '"0.5"', "NaN"]:
+    for value in ["not json", "true", '"0.5"', "NaN", b"\x80\x04 not text"]:  # the last one: not even UTF-8
         raw_client(redis_url).set(cache._entry("explain|x"), value)
         assert make_cache(redis_url).get("explain|x") is None
 

@@ -30,10 +30,11 @@ from gate.concept_cache import MemoryConceptCache
 from gate.config import Settings
 from gate.state.connection import FAILURES, Outage, sync_client
 
+# A bounded, expiring write (also used by gate/state/assessment_cache.py).
 # KEYS[1] the entry, KEYS[2] the model's index; ARGV[1] the JSON value, ARGV[2] the TTL (s), ARGV[3] the bound.
 # Server time, not the caller's, orders the index: replicas' clocks may disagree. Deletions go in chunks of
 # 1000: unpack() of a longer list overflows Lua's stack (a bound lowered by far between two deployments).
-_PUT = """
+BOUNDED_PUT = """
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local ttl = tonumber(ARGV[2])
@@ -77,7 +78,7 @@ class RedisConceptCache:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self.prefix = model_prefix(model)
         self._memory = MemoryConceptCache()
-        self._put = client.register_script(_PUT)
+        self._put = client.register_script(BOUNDED_PUT)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisConceptCache:
@@ -97,6 +98,8 @@ class RedisConceptCache:
             return score
         try:
             raw = self.client.get(self._entry(key))
+        except UnicodeDecodeError:  # not text, so not ours: Redis answered, the entry is a miss
+            raw = None
         except FAILURES as exc:
             self.outage.failed(exc)
             return None
