@@ -8,7 +8,6 @@ command is printed and logged), 1 on a usage error (bad options, missing files, 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,8 +21,6 @@ from gate.cli.options import ConfigOption, JsonOption
 if TYPE_CHECKING:
     from gate.config import Settings
     from gate.monitor import GroupReport, Joined, Targets
-
-logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_USAGE, EXIT_ALARM = 0, 1, 2
 
@@ -98,9 +95,8 @@ def monitor(
         typer.echo(json.dumps({"labels": joined.counts(), "groups": [r.to_dict() for r in reports]}, indent=2))
     else:
         typer.echo(render(reports, joined))
-    for report in alarms:
+    for report in alarms:  # one line each on stderr: what a cron job's log and mail keep
         typer.echo(_alarm_line(report, targets(report.calibration)), err=True)
-        logger.warning(_alarm_line(report, targets(report.calibration)))
     raise typer.Exit(EXIT_ALARM if alarms else EXIT_OK)
 
 
