@@ -37,9 +37,11 @@ class TargetedCalibration(FakeCalibration):
 
 
 @contextmanager
-def serving(**settings: Any) -> Iterator[str]:
-    """The proxy over the scripted model with keys configured; yields the server's root URL."""
-    config = Settings(model=MODEL, api_keys=[KEY], privileged_api_keys=[ADMIN], **settings)
+def serving(*, keys: bool = True, **settings: Any) -> Iterator[str]:
+    """The proxy over the scripted model, with keys configured unless ``keys`` is false; yields its root URL."""
+    if keys:
+        settings |= {"api_keys": [KEY], "privileged_api_keys": [ADMIN]}
+    config = Settings(model=MODEL, **settings)
     app = create_app(config, gate=make_gate(ScriptedLLM(rules=RULES), TargetedCalibration()))
     with running(app, **uvicorn_options(config)) as (url, _):
         yield url.removesuffix("/v1")
@@ -119,6 +121,15 @@ def test_only_a_privileged_key_may_label_and_nothing_is_stored_otherwise(tmp_pat
         refused = error_of(label(root, {"request_id": request_id, "correct": True}, key=KEY), 403)
         assert refused["type"] == "permission_error" and "privileged_api_keys" in refused["message"]
     assert not audit.with_name("audit.feedback.jsonl").exists() or not lines(audit.with_name("audit.feedback.jsonl"))
+
+
+def test_without_keys_the_route_is_open_like_every_other(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    with serving(keys=False, audit_path=audit) as root:
+        response = httpx.post(f"{root}/v1/chat/completions", json=chat(HEDGE_Q), timeout=30)
+        labelled = label(root, {"request_id": response.headers["x-request-id"], "correct": True}, key=None)
+    assert labelled.status_code == 202 and labelled.json()["joined"] is True
+    assert [line["correct"] for line in lines(audit.with_name("audit.feedback.jsonl"))] == [True]
 
 
 @pytest.fixture(scope="module")

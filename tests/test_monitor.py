@@ -186,3 +186,5 @@ def test_usage_errors_exit_with_1(tmp_path):
     audit, _ = drift_logs(tmp_path, easy_n=5, drift_n=0)
     code, _, err = monitor(str(audit), "--redis", "redis://127.0.0.1:1/0")
     assert code == 1 and "not both" in err
+    code, _, err = monitor("--redis", "redis://:hunter2@127.0.0.1:1/0")  # nothing listens on port 1
+    assert code == 1 and "cannot read the Redis streams at redis://:***@127.0.0.1:1/0" in err and "hunter2" not in err

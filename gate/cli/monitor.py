@@ -82,6 +82,10 @@ def monitor(
     hedged; confidence_level: of the bounds), each overridden by the option of the same name, spelled as in
     gate calibrate. Exit status: 0 no alarm, 2 alarm, 1 usage error.
     """
+    from redis.exceptions import RedisError
+
+    from gate.config import without_password
+
     try:
         levels = (answer_level, hedge_level, confidence_level)
         reports, joined, targets = _run(
@@ -89,6 +93,10 @@ def monitor(
         )
     except USER_ERRORS as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except RedisError as exc:  # unreachable, refused, wrong password: the URL shown without its password
+        where = without_password(redis or "")
+        typer.secho(f"error: cannot read the Redis streams at {where}: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(EXIT_USAGE) from None
     alarms = [report for report in reports if report.status == "alarm"]
     if as_json:
