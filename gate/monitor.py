@@ -23,7 +23,6 @@ several labels counts once, with its latest label. No HTTP here: :mod:`gate.cli.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -265,11 +264,7 @@ def evaluate(
 
 def recalibration_command(targets: Targets) -> str:
     """The ``gate calibrate`` command that refits an artifact for the same targets on freshly labelled questions."""
-    levels = [
-        f"--{name.replace('_', '-')} {value:g}"
-        for name, value in asdict(targets).items()
-        if value is not None and not math.isnan(value)
-    ]
+    levels = [f"--{name.replace('_', '-')} {value:g}" for name, value in asdict(targets).items() if value is not None]
     return " ".join(["gate calibrate -d <recent labelled questions, JSONL> --out <new artifact>.json", *levels])
 
 

@@ -183,6 +183,8 @@ def test_usage_errors_exit_with_1(tmp_path):
     assert monitor(str(tmp_path / "missing.jsonl"))[0] == 1
     assert "no audit log at" in monitor(str(tmp_path / "missing.jsonl"))[2]
     assert monitor(str(tmp_path / "a.jsonl"), "--window", "0")[0] == 1
+    code, _, err = monitor(str(tmp_path / "a.jsonl"), "--confidence-level", "0")
+    assert code == 1 and "--confidence-level is a probability strictly between 0 and 1, got 0" in err
     audit, _ = drift_logs(tmp_path, easy_n=5, drift_n=0)
     code, _, err = monitor(str(audit), "--redis", "redis://127.0.0.1:1/0")
     assert code == 1 and "not both" in err

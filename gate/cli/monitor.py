@@ -39,7 +39,13 @@ class MonitorCommand(TyperCommand):
             raise
 
 
-Level = Annotated[float | None, typer.Option(min=0.0, max=1.0, show_default=False)]
+def _level(text: str) -> Any:
+    return Annotated[float | None, typer.Option(min=0.0, max=1.0, help=text, show_default=False)]
+
+
+AnswerLevel = _level("Wanted accuracy among answered requests (default: the artifact's).")
+HedgeLevel = _level("Wanted accuracy among answered or hedged requests (default: the artifact's).")
+ConfidenceLevel = _level("Confidence of the bounds (default: the artifact's, else 0.9).")
 
 
 def monitor(
@@ -64,9 +70,9 @@ def monitor(
         Path | None,
         typer.Option(help="The artifact whose targets apply (default: the configured one).", show_default=False),
     ] = None,
-    answer_level: Level = None,
-    hedge_level: Level = None,
-    confidence_level: Level = None,
+    answer_level: AnswerLevel = None,
+    hedge_level: HedgeLevel = None,
+    confidence_level: ConfidenceLevel = None,
     window: Annotated[
         int | None,
         typer.Option(
@@ -121,6 +127,9 @@ def _run(
     from gate.config import load_settings
     from gate.monitor import evaluate, join, latest_labels
 
+    for name, value in zip(("answer-level", "hedge-level", "confidence-level"), levels, strict=True):
+        if value is not None and not 0.0 < value < 1.0:
+            raise ValueError(f"--{name} is a probability strictly between 0 and 1, got {value:g}")
     settings = load_settings(config_file=config, state=redis, artifact=artifact)
     audit_records, feedback_records = _sources(settings, audit, feedback, from_redis=redis is not None)
     labels, malformed = latest_labels(feedback_records)
