@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     audit_stream_maxlen: int = Field(
         default=1_000_000, ge=1, description="audit entries the Redis stream keeps (about: Redis trims whole nodes)"
     )
+    feedback_path: Path | None = Field(
+        default=None,
+        description="JSONL of the labels POSTed to /v1/gate/feedback (gate monitor joins them with the audit log); "
+        "default: beside audit_path (audit.jsonl -> audit.feedback.jsonl), rotated like it; with audit_stream the "
+        "labels also go to the Redis stream gate:feedback",
+    )
     metrics_dir: Path | None = Field(
         default=None,
         description="where the workers of gate serve --workers keep their /metrics values, emptied at start "

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gate.errors import ConfigError, UpstreamError
-from gate.server.metrics import LATENCY_BUCKETS, MULTIPROC_ENV, ProxyMetrics
+from gate.server.metrics import LATENCY_BUCKETS, MONITOR_GAUGES, MULTIPROC_ENV, ProxyMetrics
 from tests.test_server import (
     ABSTAIN_Q,
     ALL_MODES,
@@ -44,6 +44,8 @@ FAMILIES = {
     "gate_own_latency_seconds": "histogram",
     "gate_in_flight_requests": "gauge",
     "gate_max_concurrency": "gauge",
+    "gate_feedback": "counter",  # labels and the guarantee's monitor (tests/test_feedback.py)
+    **{f"gate_monitor_{name}": "gauge" for name in MONITOR_GAUGES},
 }
 
 

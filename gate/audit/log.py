@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,6 +171,7 @@ class AuditLog:
         self.stream = stream  # the same lines on a Redis stream shared by replicas (gate/audit/stream.py)
         self._lock = asyncio.Lock()  # writers wait here without holding a worker thread
         self._file_lock = threading.Lock()  # a cancelled writer's thread may still be writing: never interleave
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         if path is None:
             return
         try:  # a path that cannot be written stops the server at start, not at the first request
@@ -199,10 +200,20 @@ class AuditLog:
             stream=stream,
         )
 
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with every record written from now on (the live monitor of :mod:`gate.server.feedback`)."""
+        self._listeners.append(listener)
+
     async def write(self, outcome: Outcome) -> None:
         """Append the line of ``outcome`` to the file and the stream; returns once both have it (raises ``OSError``
         when the file cannot be written, ``StateUnavailableError`` when the stream fails closed)."""
-        line = self.line(outcome)
+        record = audit_record(outcome, question=self.question)
+        await self.write_line(self.masked(record))
+        for listener in self._listeners:
+            listener(record)
+
+    async def write_line(self, line: str) -> None:
+        """Append one JSON line, already masked, to the file and the stream (the same guarantees as ``write``)."""
         if self.path is not None:
             async with self._lock:
                 # A lone surrogate cannot be UTF-8: written as its JSON escape (inside a string, where it stands),
@@ -218,7 +229,11 @@ class AuditLog:
 
     def line(self, outcome: Outcome) -> str:
         """The JSON line for ``outcome``, every configured secret masked."""
-        text = json.dumps(audit_record(outcome, question=self.question), ensure_ascii=False, separators=(",", ":"))
+        return self.masked(audit_record(outcome, question=self.question))
+
+    def masked(self, record: Mapping[str, Any]) -> str:
+        """``record`` as one JSON line, every configured secret masked."""
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
         return mask_known(text, self.secrets) + "\n"
 
     def append(self, data: bytes) -> None:

@@ -58,17 +58,19 @@ class AuditStream:
         await self.client.aclose(close_connection_pool=True)
 
 
-def stream_lines(settings: Settings, *, last: int | None = None) -> Iterator[bytes]:
-    """The stream's lines, oldest first: all of them, or the ``last`` ones (for the CLI; raises when unreachable)."""
+def stream_lines(settings: Settings, *, last: int | None = None, key: str = STREAM_KEY) -> Iterator[bytes]:
+    """The stream's lines, oldest first: all of them, or the ``last`` ones (for the CLI; raises when unreachable).
+
+    ``key`` names another stream of the same shape (the labels, ``gate:feedback``)."""
     client = sync_client(settings)
     try:
         if last is not None:
-            entries = client.xrevrange(STREAM_KEY, count=last) if last > 0 else []
+            entries = client.xrevrange(key, count=last) if last > 0 else []
             yield from (_line(fields) for _, fields in reversed(entries))
             return
         start = "-"
         while True:
-            entries = client.xrange(STREAM_KEY, min=start, count=_READ_BATCH)
+            entries = client.xrange(key, min=start, count=_READ_BATCH)
             yield from (_line(fields) for _, fields in entries)
             if len(entries) < _READ_BATCH:
                 return

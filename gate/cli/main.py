@@ -13,6 +13,7 @@ from gate.cli.calibrate import calibrate, report
 from gate.cli.errors import friendly_errors
 from gate.cli.index import index_app
 from gate.cli.logs import configure_logging
+from gate.cli.monitor import MonitorCommand, monitor
 from gate.cli.options import ConfigOption, JsonOption, ModelOption
 from gate.cli.score import evaluate, score
 from gate.cli.serve import serve
@@ -32,6 +33,7 @@ app.command()(report)
 app.command()(score)
 app.command()(evaluate)
 app.command()(serve)
+app.command(cls=MonitorCommand)(monitor)
 
 @app.command()
 @friendly_errors

@@ -32,6 +32,7 @@ from gate.errors import ConfigError, UpstreamError
 from gate.factory import create_gate
 from gate.pipeline import Gate
 from gate.server.errors import exception_handlers
+from gate.server.feedback import Feedback
 from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RateLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     app.state.server = state  # read through server_state(request), nowhere else
     app.include_router(_proxy_routes())
     app.include_router(_health_routes())
+    app.include_router(Feedback(settings, audit=state.audit, metrics=state.metrics).router())  # labels, the monitor
     return app
 
 

@@ -12,6 +12,12 @@ Metrics (per app, on ``ServerState.metrics``; summed over the workers of ``gate 
     gate_upstream_latency_seconds            histogram: the upstream model generating the answer
     gate_own_latency_seconds                 histogram: everything else the gate added to a request
     gate_in_flight_requests, gate_max_concurrency   gauges: completion requests being served, and the limit
+    gate_feedback_total{joined}              labels POSTed to /v1/gate/feedback; joined "false": this replica did not
+                                             serve the request (gate monitor joins it from the logs)
+    gate_monitor_labelled, gate_monitor_error_rate, gate_monitor_error_lower_bound, gate_monitor_error_upper_bound,
+    gate_monitor_error_target, gate_monitor_alarm   {tenant,calibration,tier}: gauges of the guarantee's monitor
+                                             (gate/monitor.py) over this replica's window of labels, set when a label
+                                             arrives; alarm is 1 when the lower bound exceeds the target
 
 One process keeps its values in a ``CollectorRegistry`` of its own app (never the library's global one, so
 several apps in one process stay apart). The workers of ``gate serve --workers N`` share one port, so a scrape
@@ -19,12 +25,16 @@ reaches any of them: they use prometheus_client's multiprocess mode. ``gate serv
 ``PROMETHEUS_MULTIPROC_DIR`` (to ``metrics_dir``) before it spawns them, each worker's values go to its own files
 there, and every scrape merges all the files: counters and histograms sum over the workers, those that have
 exited too (totals never go down); the gauges sum over the live workers (a worker that stops cleanly removes its
-own; one that crashes keeps counting in them until ``gate serve`` restarts).
+own; one that crashes keeps counting in them until ``gate serve`` restarts). The monitor's gauges are a rate and
+bounds, which do not sum: each worker (and each replica) shows its own window, one series per worker (``pid``
+label) in multiprocess mode, and ``gate_monitor_alarm`` is the largest over the workers. ``gate monitor`` reads the
+logs of every replica and is the complete view.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,17 +48,29 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.audit.log import Outcome
 from gate.errors import ConfigError
+from gate.monitor import GroupReport
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """The text format ``generate_latest`` writes (prometheus_client's ``CONTENT_TYPE_LATEST`` names version 1.0.0)."""
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Upper bounds in seconds, from 1 ms to 60 s (slower observations land in the +Inf bucket)."""
-ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/readyz", "/metrics"})
+ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/gate/feedback", "/healthz", "/readyz", "/metrics"}
+)
 """Paths labelled as themselves; any other path is "other", so that probing clients cannot grow the series."""
 MODE_KEY = "gate_mode"
 """The ``request.state`` attribute the completion handlers set once a request's gate mode is known."""
 ERROR_BODY_LIMIT = 65_536
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MONITOR_LABELS = ("tenant", "calibration", "tier")
+MONITOR_GAUGES = {
+    "labelled": "labelled answered requests in the window",
+    "error_rate": "error rate among them",
+    "error_lower_bound": "one-sided Clopper-Pearson lower bound on the error rate",
+    "error_upper_bound": "one-sided Clopper-Pearson upper bound on the error rate",
+    "error_target": "the largest error rate the artifact promises (NaN: unknown)",
+    "alarm": "1 when the lower bound exceeds the target (the target is no longer met)",
+}
 
 
 class ProxyMetrics:
@@ -112,6 +134,22 @@ class ProxyMetrics:
             multiprocess_mode="livesum",
         )
         self.max_concurrency.set(limit)
+        self.feedback = Counter(
+            "gate_feedback_total",
+            "Labels received, by whether this replica served the request.",
+            ("joined",),
+            registry=registry,
+        )
+        self.monitor = {
+            name: Gauge(
+                f"gate_monitor_{name}",
+                f"The guarantee's monitor over this replica's window of labels: {text}.",
+                MONITOR_LABELS,
+                registry=registry,
+                multiprocess_mode="livemax" if name == "alarm" else "liveall",
+            )
+            for name, text in MONITOR_GAUGES.items()
+        }
 
     def observe(self, outcome: Outcome) -> None:
         """Count a request that reached the gate (a failed one only through its error response)."""
@@ -127,6 +165,20 @@ class ProxyMetrics:
         if outcome.upstream_s is not None:
             self.upstream_latency.observe(outcome.upstream_s)
         self.own_latency.observe(outcome.own_s)
+
+    def observe_monitor(self, report: GroupReport) -> None:
+        """Set the monitor's gauges of one (tenant, artifact, tier) from its latest report."""
+        labels = (report.tenant, report.calibration, report.tier)
+        values = {
+            "labelled": report.labelled,
+            "error_rate": report.error_rate,
+            "error_lower_bound": report.lower,
+            "error_upper_bound": report.upper,
+            "error_target": report.target,
+            "alarm": 1.0 if report.status == "alarm" else 0.0,
+        }
+        for name, value in values.items():
+            self.monitor[name].labels(*labels).set(math.nan if value is None else value)
 
     def render(self) -> bytes:
         """The exposition text (every worker's values merged, in multiprocess mode)."""
