@@ -2,15 +2,19 @@
 
 It lives on ``app.state.server`` and is read in one way only, :func:`server_state`; everything below the
 routes receives it (or the parts it needs) as typed arguments. What the guards learned about one request
-(its id, a privileged key) is read with :func:`request_id` and :func:`is_privileged`.
+(its id, a privileged key, the tenant) is read with :func:`request_id`, :func:`is_privileged` and
+:func:`tenant_name`. A request that matched a tenant sees the state as that tenant does: :func:`server_state`
+answers with the tenant's settings, policy and gate (its risk target), taken when the request arrived, so a
+reload (:mod:`gate.tenants.reload`) never changes the policy of a request in flight.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import redis.asyncio
 from starlette.requests import Request
 
 from gate.audit.log import AuditLog
@@ -19,9 +23,12 @@ from gate.pipeline import Gate
 from gate.server.metrics import ProxyMetrics
 from gate.server.policy import Policy
 from gate.server.wire import NotReadyError
+from gate.state.connection import async_client
+from gate.tenants.table import Tenant, Tenants
 
 REQUEST_ID_KEY = "request_id"
 PRIVILEGED_KEY = "gate_privileged"
+TENANT_KEY = "gate_tenant"
 """Where the guards (:mod:`gate.server.guards`) leave what they learned about a request, in ``scope["state"]``."""
 
 
@@ -42,6 +49,8 @@ class ServerState:
     slots: Slots
     metrics: ProxyMetrics
     audit: AuditLog | None
+    tenants: Tenants
+    state_client: redis.asyncio.Redis | None = None  # the rate limits' Redis client, kept across reloads
     started: int = field(default_factory=lambda: int(time.time()))
     gate: Gate | None = None
     load_error: str | None = None
@@ -50,6 +59,7 @@ class ServerState:
     def from_settings(cls, settings: Settings) -> ServerState:
         """The state of a new app for ``settings`` (its gate is set once it has loaded)."""
         slots = Slots(limit=settings.max_concurrency)
+        client = _state_client(settings)
         return cls(
             settings=settings,
             policy=Policy.from_settings(settings),
@@ -57,7 +67,24 @@ class ServerState:
             # metrics_dir: a worker of gate serve --workers, whose /metrics shows all of them
             metrics=ProxyMetrics(limit=settings.max_concurrency, multiprocess_dir=settings.metrics_dir),
             audit=AuditLog.from_settings(settings),
+            tenants=Tenants.from_settings(settings, client=client),
+            state_client=client,
         )
+
+    def ready(self, gate: Gate) -> None:
+        """Serve with ``gate`` from now on, each tenant with its risk target (``ArtifactError`` on a mismatch)."""
+        self.tenants = self.tenants.bound(gate)
+        self.gate = gate
+
+    def swap(self, tenants: Tenants) -> None:
+        """Serve new requests with ``tenants`` (a reload); no await between the assignments: no request sees a mix."""
+        self.tenants = tenants
+        self.settings = tenants.settings
+        self.policy = tenants.anonymous.policy
+
+    def for_tenant(self, tenant: Tenant) -> ServerState:
+        """This state as ``tenant`` sees it: its settings, policy and gate (none until the gate is ready)."""
+        return replace(self, settings=tenant.settings, policy=tenant.policy, gate=tenant.gate)
 
     def ready_gate(self) -> Gate:
         """The loaded gate; a 503 while it is still loading or after it failed to load."""
@@ -67,9 +94,21 @@ class ServerState:
 
 
 def server_state(request: Request) -> ServerState:
-    """The state of the app serving ``request``."""
+    """The state of the app serving ``request``, as the request's tenant sees it when it has one."""
     state: ServerState = request.app.state.server  # set once by create_app
-    return state
+    tenant = request.scope.get("state", {}).get(TENANT_KEY)
+    return state.for_tenant(tenant) if isinstance(tenant, Tenant) else state
+
+
+def tenant_name(request: Request) -> str | None:
+    """The name of the tenant whose key ``request`` came with (``anonymous`` without authentication)."""
+    tenant = request.scope.get("state", {}).get(TENANT_KEY)
+    return tenant.name if isinstance(tenant, Tenant) else None
+
+
+def _state_client(settings: Settings) -> redis.asyncio.Redis | None:
+    """The Redis client of the rate limits when state is on Redis (it connects on first use, if ever)."""
+    return None if settings.state == "memory" else async_client(settings)
 
 
 def request_id(request: Request) -> str:
@@ -78,5 +117,5 @@ def request_id(request: Request) -> str:
 
 
 def is_privileged(request: Request) -> bool:
-    """Whether ``request`` came with a key from ``privileged_api_keys``."""
+    """Whether ``request`` came with a privileged key (``privileged_api_keys``, or a privileged tenant's)."""
     return request.scope.get("state", {}).get(PRIVILEGED_KEY) is True

@@ -1,0 +1,202 @@
+"""Who is calling and under which policy: the tenants of one configuration, built once per load or reload.
+
+:class:`Tenants` is immutable: a reload builds a new one and the server swaps it in with one assignment
+(:mod:`gate.tenants.reload`); a request keeps the :class:`Tenant` its key matched when it arrived, so it
+finishes with the policy it started with.
+
+Besides the configured tenants there are three implicit ones, so that configurations without tenants behave as
+before: ``anonymous`` (no key configured anywhere: no authentication), ``api_keys`` and ``privileged_api_keys``
+(holders of the plain keys of those settings; rate limits per key, as before). Configured tenants get one rate
+limit bucket and one daily quota each, shared by all their keys and, on Redis, by all replicas.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+from pydantic import SecretStr
+
+from gate.config import CONFIG_ENV_VAR, Settings, TenantSettings
+from gate.errors import ConfigError
+from gate.pipeline import Gate
+from gate.server.policy import Plan, Policy
+from gate.server.wire import ChatRequest, CompletionRequest
+from gate.state.connection import Outage
+from gate.state.quota import Quota
+from gate.tenants.keyfile import KeyFile, read_keys
+from gate.tenants.target import RiskTarget
+
+logger = logging.getLogger(__name__)
+
+ANONYMOUS, PLAIN, PLAIN_PRIVILEGED = "anonymous", "api_keys", "privileged_api_keys"
+
+
+@dataclass(frozen=True)
+class TenantPolicy(Policy):
+    """A server policy whose signals a tenant narrows: a request picks among ``only_signals``, by default all."""
+
+    only_signals: tuple[str, ...] | None = None
+
+    @classmethod
+    def for_tenant(cls, settings: Settings, signals: Sequence[str] | None) -> Policy:
+        """The policy of ``settings`` (the server's with the tenant's overrides), narrowed to ``signals``."""
+        policy = Policy.from_settings(settings)
+        if signals is None:
+            return policy
+        return cls(**{f.name: getattr(policy, f.name) for f in fields(Policy)}, only_signals=tuple(signals))
+
+    def plan(
+        self, request: ChatRequest | CompletionRequest, *, signals: Sequence[str], privileged: bool = False
+    ) -> Plan:
+        """:meth:`Policy.plan` over the served signals this tenant may use."""
+        allowed = [key for key in signals if self.only_signals is None or key in self.only_signals]
+        plan = super().plan(request, signals=allowed, privileged=privileged)
+        return plan if plan.signals is not None else replace(plan, signals=tuple(allowed))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One caller's identity and policy: what the guards and the routes need to serve its requests."""
+
+    name: str
+    privileged: bool
+    settings: Settings
+    policy: Policy
+    target: RiskTarget = field(default_factory=RiskTarget)
+    quota: Quota | None = None
+    bucket_name: str | None = None  # its rate limit bucket; None: one per API key (the plain keys, as before)
+    gate: Gate | None = None  # the server's gate deciding with this tenant's target, once the gate is ready
+
+    def bucket(self, api_key: str) -> str:
+        """Whose bucket and daily count a request with ``api_key`` takes from (the quota hashes it)."""
+        return api_key if self.bucket_name is None else self.bucket_name
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """The tenants of one configuration, their keys, and the paths open without a key."""
+
+    settings: Settings
+    by_name: Mapping[str, Tenant]
+    hashed: KeyFile | None
+    plain: tuple[tuple[bytes, str], ...]
+    public: frozenset[str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: redis.asyncio.Redis | None = None) -> Tenants:
+        """Build every tenant of ``settings``; reads the keys file and tenants' artifacts (``ConfigError``)."""
+        quotas = _Quotas(settings, client)
+        base = Policy.from_settings(settings)
+        by_name = {
+            ANONYMOUS: Tenant(ANONYMOUS, False, settings, base, quota=quotas.of(settings), bucket_name=""),
+            PLAIN: Tenant(PLAIN, False, settings, base, quota=quotas.of(settings)),
+            PLAIN_PRIVILEGED: Tenant(PLAIN_PRIVILEGED, True, settings, base, quota=quotas.of(settings)),
+        }
+        for tenant in settings.tenants:
+            by_name[tenant.name] = _tenant(settings, tenant, quotas)
+        plain = _plain(settings.api_keys, PLAIN) + _plain(settings.privileged_api_keys, PLAIN_PRIVILEGED)
+        hashed = read_keys(relative_to_config(settings, settings.keys_file)) if settings.keys_file else None
+        if hashed is not None:
+            orphans = sorted(key.id for key in hashed.keys if key.tenant not in by_name or key.tenant in _IMPLICIT)
+            if orphans:
+                logger.warning("keys %s name tenants the config does not define: they are refused", orphans)
+        return cls(settings, by_name, hashed, plain, frozenset(settings.public_paths))
+
+    @property
+    def auth(self) -> bool:
+        """Whether requests need a key: any key configured, or any tenant (a tenant without keys yet is closed)."""
+        return bool(self.plain or self.settings.tenants or (self.hashed is not None and self.hashed.keys))
+
+    @property
+    def anonymous(self) -> Tenant:
+        """Every caller when there is no authentication."""
+        return self.by_name[ANONYMOUS]
+
+    @property
+    def configured(self) -> list[str]:
+        """The configured tenants' names."""
+        return [tenant.name for tenant in self.settings.tenants]
+
+    def authenticate(self, api_key: str) -> Tenant | None:
+        """The tenant ``api_key`` belongs to, or ``None``; every plain key is compared, in constant time."""
+        raw = api_key.encode("utf-8", "surrogatepass")
+        matched: set[str] = set()
+        for key, name in self.plain:
+            if hmac.compare_digest(raw, key):
+                matched.add(name)
+        if PLAIN_PRIVILEGED in matched or PLAIN in matched:  # a key in both lists is privileged, as before
+            return self.by_name[PLAIN_PRIVILEGED if PLAIN_PRIVILEGED in matched else PLAIN]
+        entry = self.hashed.match(api_key) if self.hashed is not None else None
+        if entry is None or entry.tenant in _IMPLICIT:
+            return None
+        return self.by_name.get(entry.tenant)
+
+    def bound(self, gate: Gate) -> Tenants:
+        """These tenants with the ready ``gate``, each with its risk target (``ArtifactError`` on a mismatch)."""
+        served = {spec.key for spec in gate.suite}
+        for tenant in self.settings.tenants:
+            unserved = sorted(set(tenant.signals or ()) - served)
+            if unserved:
+                logger.warning("tenant %s names signals this gate does not compute: %s", tenant.name, unserved)
+        model = self.settings.model
+        tenants = {name: replace(t, gate=t.target.gate_for(gate, model=model)) for name, t in self.by_name.items()}
+        return replace(self, by_name=tenants)
+
+
+_IMPLICIT = frozenset({ANONYMOUS, PLAIN, PLAIN_PRIVILEGED})
+
+
+class _Quotas:
+    """Quotas for several tenants on one Redis client and one outage state (an outage is logged once)."""
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis | None) -> None:
+        self.client = client
+        self.outage = Outage.from_settings("rate limits", settings)
+
+    def of(self, settings: Settings) -> Quota | None:
+        if settings.rate_limit_rps is None and settings.daily_quota is None:
+            return None
+        if self.client is None:  # the settings refuse limits without Redis; this is the server's wiring
+            raise ConfigError("rate limits and quotas need state on Redis")
+        return Quota(
+            self.client,
+            outage=self.outage,
+            rate_per_s=settings.rate_limit_rps,
+            burst=settings.rate_limit_burst,
+            daily=settings.daily_quota,
+        )
+
+
+def _tenant(settings: Settings, tenant: TenantSettings, quotas: _Quotas) -> Tenant:
+    own: Any = settings.model_copy(update=tenant.overrides())
+    if tenant.rate_limit_rps is not None and tenant.rate_limit_burst is None:
+        own = own.model_copy(update={"rate_limit_burst": None})  # the server's burst belongs to the server's rate
+    artifact = relative_to_config(settings, tenant.artifact) if tenant.artifact is not None else None
+    try:
+        target = RiskTarget.load(artifact, tenant.thresholds)
+        policy = TenantPolicy.for_tenant(own, tenant.signals)
+    except (ConfigError, ValueError) as exc:
+        raise ConfigError(f"tenant {tenant.name!r}: {exc}") from None
+    return Tenant(tenant.name, tenant.privileged, own, policy, target, quotas.of(own), f"tenant:{tenant.name}")
+
+
+def _plain(secrets: list[SecretStr], name: str) -> tuple[tuple[bytes, str], ...]:
+    keys = tuple(key.get_secret_value().encode() for key in secrets)
+    if any(not key.strip() for key in keys):
+        raise ConfigError(f"{name} holds an empty key; remove it (no keys at all turns authentication off)")
+    return tuple((key, name) for key in keys)
+
+
+def relative_to_config(settings: Settings, path: Path) -> Path:
+    """``path`` as written in the config: a relative one is taken from the config file's folder."""
+    if path.is_absolute():
+        return path
+    config = settings.config_file or (Path(os.environ[CONFIG_ENV_VAR]) if os.environ.get(CONFIG_ENV_VAR) else None)
+    return (config.parent / path) if config is not None else path
