@@ -88,7 +88,12 @@ class TenantSettings(BaseModel):
     max_gate_seconds: float | None = Field(default=None, gt=0)
     rate_limit_rps: float | None = Field(default=None, gt=0, description="requests/s for the tenant, all keys")
     rate_limit_burst: int | None = Field(default=None, ge=1)
-    daily_quota: int | None = Field(default=None, ge=1, description="requests per UTC day for the tenant, all keys")
+    daily_quota: int | None = Field(default=None, ge=1, description="units per UTC day for the tenant, all keys")
+    daily_quota_unit: Literal["requests", "calls", "tokens"] = Field(
+        default="requests",
+        description="what daily_quota counts: requests; LLM calls (the answer's and the gate's own); or their tokens."
+        " A request takes one unit when admitted and the rest of its usage once answered",
+    )
 
     @field_validator("name")
     @classmethod
@@ -364,6 +369,8 @@ class Settings(BaseSettings):
                 f"tenants {limited} have rate limits or quotas, enforced on Redis: set state to a redis:// URL"
             )
         for tenant in self.tenants:
+            if tenant.daily_quota_unit != "requests" and (tenant.daily_quota or self.daily_quota) is None:
+                raise ValueError(f"tenant {tenant.name!r}: daily_quota_unit needs a daily_quota")
             if tenant.rate_limit_burst is not None and (tenant.rate_limit_rps or self.rate_limit_rps) is None:
                 raise ValueError(f"tenant {tenant.name!r}: rate_limit_burst needs rate_limit_rps")
         return self

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from gate.config import Settings
 from gate.errors import ConfigError
 from gate.server.app import create_app
+from gate.state.quota import key_hash
 from gate.tenants.keyfile import KeyFile, read_keys, write_keys
 from tests.test_prom import parse, value
 from tests.test_server import HEDGE_Q, MODEL, chat, content, serving
@@ -187,3 +190,29 @@ def test_a_key_is_matched_only_by_its_own_file_and_secret():
     assert keys.match(key + "x") is None and keys.match(key.replace(".", "-")) is None
     assert KeyFile.new().model_copy(update={"keys": keys.keys}).match(key) is None  # another file's salt
     assert key not in keys.model_dump_json() and entry.id in key
+
+
+@pytest.mark.parametrize("unit", ["calls", "tokens"])
+def test_a_daily_quota_in_calls_or_tokens_counts_what_each_answer_used(tmp_path, redis_url, unit):
+    path = tmp_path / "keys.yaml"
+    key = issue(path, "metered")["metered"]
+    tenants = [{"name": "metered", "daily_quota": 10_000, "daily_quota_unit": unit}]
+    with serving_http(state=redis_url, state_timeout_s=5, tenants=tenants, keys_file=path) as served:
+        answers = [post(served.url, key) for _ in range(2)]
+    costs = [answer.json()["gate"]["cost"] for answer in answers]
+    used = [c["calls"] if unit == "calls" else c["prompt_tokens"] + c["completion_tokens"] for c in costs]
+    assert all(answer.status_code == 200 for answer in answers) and min(used) > 1
+    client = redis.Redis.from_url(redis_url)
+    day = datetime.now(UTC).strftime("%Y%m%d")
+    assert int(client.get(f"gate:quota:{{{key_hash('tenant:metered')}}}:{day}")) == sum(used)
+    client.close()
+
+
+def test_a_tenant_over_its_daily_calls_is_refused_with_429(tmp_path, redis_url):
+    path = tmp_path / "keys.yaml"
+    key = issue(path, "metered")["metered"]
+    tenants = [{"name": "metered", "daily_quota": 2, "daily_quota_unit": "calls"}]
+    with serving_http(state=redis_url, state_timeout_s=5, tenants=tenants, keys_file=path) as served:
+        first, second = post(served.url, key), post(served.url, key)
+    assert first.json()["gate"]["cost"]["calls"] >= 2  # the first answer spent the day
+    assert error_of(second, 429)["code"] == "quota_exceeded"

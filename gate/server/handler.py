@@ -129,8 +129,9 @@ async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest,
 
 
 async def _record(server: ServerState, outcome: Outcome) -> None:
-    """Count ``outcome`` in the metrics and append it to the audit log, when one is configured."""
+    """Count ``outcome`` in the metrics and its tenant's quota, and append it to the audit log, when configured."""
     server.metrics.observe(outcome)
+    await server.charge(outcome)
     if server.audit is None:
         return
     try:

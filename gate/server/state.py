@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 import redis.asyncio
 from starlette.requests import Request
 
-from gate.audit.log import AuditLog
+from gate.audit.log import AuditLog, Outcome
 from gate.config import Settings
 from gate.pipeline import Gate
 from gate.server.metrics import ProxyMetrics
@@ -54,6 +54,7 @@ class ServerState:
     started: int = field(default_factory=lambda: int(time.time()))
     gate: Gate | None = None
     load_error: str | None = None
+    tenant: Tenant | None = None  # in a request's view (for_tenant): whose request it is
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:
@@ -84,7 +85,12 @@ class ServerState:
 
     def for_tenant(self, tenant: Tenant) -> ServerState:
         """This state as ``tenant`` sees it: its settings, policy and gate (none until the gate is ready)."""
-        return replace(self, settings=tenant.settings, policy=tenant.policy, gate=tenant.gate)
+        return replace(self, settings=tenant.settings, policy=tenant.policy, gate=tenant.gate, tenant=tenant)
+
+    async def charge(self, outcome: Outcome) -> None:
+        """Charge an answered request's usage to its tenant's daily quota, where that counts calls or tokens."""
+        if self.tenant is not None and outcome.error is None:
+            await self.tenant.charge(outcome)
 
     def ready_gate(self) -> Gate:
         """The loaded gate; a 503 while it is still loading or after it failed to load."""

@@ -18,13 +18,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio
 from pydantic import SecretStr
 
+from gate.audit.log import Outcome
 from gate.config import CONFIG_ENV_VAR, Settings, TenantSettings
-from gate.errors import ConfigError
+from gate.errors import ConfigError, StateUnavailableError
 from gate.pipeline import Gate
 from gate.server.policy import Plan, Policy
 from gate.server.wire import ChatRequest, CompletionRequest
@@ -36,6 +37,7 @@ from gate.tenants.target import RiskTarget
 logger = logging.getLogger(__name__)
 
 ANONYMOUS, PLAIN, PLAIN_PRIVILEGED = "anonymous", "api_keys", "privileged_api_keys"
+QuotaUnit = Literal["requests", "calls", "tokens"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,28 @@ class Tenant:
     quota: Quota | None = None
     bucket_name: str | None = None  # its rate limit bucket; None: one per API key (the plain keys, as before)
     gate: Gate | None = None  # the server's gate deciding with this tenant's target, once the gate is ready
+    quota_unit: QuotaUnit = "requests"
 
     def bucket(self, api_key: str) -> str:
         """Whose bucket and daily count a request with ``api_key`` takes from (the quota hashes it)."""
         return api_key if self.bucket_name is None else self.bucket_name
+
+    async def charge(self, outcome: Outcome) -> None:
+        """Add what an answered request used, beyond the unit its admission took, to the tenant's day.
+
+        Counted in calls or tokens (``daily_quota_unit``); the tenant's next request is refused once its day is
+        spent. Redis failing here (``state_failure: closed``) loses the charge, logged: the answer is already made.
+        """
+        if self.quota is None or self.bucket_name is None or self.quota_unit == "requests":
+            return
+        used = outcome.answer_cost + outcome.gate_cost
+        units = used.calls if self.quota_unit == "calls" else used.prompt_tokens + used.completion_tokens
+        try:
+            await self.quota.charge(self.bucket_name, max(0, units - 1))
+        except StateUnavailableError:
+            logger.warning(
+                "tenant %s: usage of request %s not charged (Redis unavailable)", self.name, outcome.request_id
+            )
 
 
 @dataclass(frozen=True)
@@ -184,7 +204,10 @@ def _tenant(settings: Settings, tenant: TenantSettings, quotas: _Quotas) -> Tena
         policy = TenantPolicy.for_tenant(own, tenant.signals)
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f"tenant {tenant.name!r}: {exc}") from None
-    return Tenant(tenant.name, tenant.privileged, own, policy, target, quotas.of(own), f"tenant:{tenant.name}")
+    bucket = f"tenant:{tenant.name}"
+    return Tenant(
+        tenant.name, tenant.privileged, own, policy, target, quotas.of(own), bucket, None, tenant.daily_quota_unit
+    )
 
 
 def _plain(secrets: list[SecretStr], name: str) -> tuple[tuple[bytes, str], ...]:
