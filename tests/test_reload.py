@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from gate.cli.main import app as gate_cli
 from gate.config import load_settings
+from gate.server.state import ServerState
 from gate.tenants.keyfile import KeyFile, key_id, write_keys
 from gate.tenants.reload import reload
 from tests.stub_upstream import StubState, stub_upstream
@@ -147,3 +148,15 @@ def test_a_request_in_flight_finishes_with_the_policy_it_started_with(tmp_path, 
         assert asyncio.run(reload(state, lambda: load_settings(config_file=config, model=MODEL)))
         assert "['max_body_bytes'] changed and take effect on restart only" in caplog.text
         assert state.settings.max_body_bytes != 4096
+
+
+def test_a_reload_cannot_switch_authentication_off(tmp_path, caplog):
+    config = tmp_path / "gate.yaml"
+    config.write_text("api_keys: [sk-one]\n")
+    state = ServerState.from_settings(load_settings(config_file=config, model=MODEL))
+    config.write_text("api_keys: [sk-two]\n")
+    assert asyncio.run(reload(state, lambda: load_settings(config_file=config, model=MODEL)))
+    assert state.tenants.authenticate("sk-one") is None and state.tenants.authenticate("sk-two") is not None
+    config.write_text("{}\n")
+    assert not asyncio.run(reload(state, lambda: load_settings(config_file=config, model=MODEL)))
+    assert state.tenants.auth and "would switch authentication off" in caplog.text

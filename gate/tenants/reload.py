@@ -4,7 +4,7 @@ The new configuration is read and every tenant built (keys file, artifacts, thre
 only when all of it is valid is it swapped in, with plain assignments on the event loop, so a request sees the
 old configuration or the new one, never a mix. A request that already passed authentication keeps the tenant
 (policy, target, quota) it started with. A bad configuration is refused with one log line and the running one
-stays.
+stays; so is one that would switch authentication off (no key and no tenant left), which takes a restart.
 
 What a reload changes: the tenants and their keys (``tenants``, ``keys_file``, ``api_keys``,
 ``privileged_api_keys``), ``public_paths``, and the server's own policy and limits (:data:`RELOADABLE`).
@@ -68,6 +68,9 @@ async def reload(state: ServerState, load: Loader) -> bool:
     """Read the configuration with ``load`` and swap it into ``state``; ``False`` (logged) when it is refused."""
     try:
         settings, tenants = await asyncio.to_thread(_prepare, state, load)
+        if state.tenants.auth and not tenants.auth:
+            # No key left would mean no authentication at all: too much for a signal to do, perhaps by mistake.
+            raise ConfigError("it has no API key and no tenant left, which would switch authentication off; restart")
     except REFUSED as exc:
         logger.error("reload refused, the running configuration stays: %s", " ".join(str(exc).split()))
         return False
