@@ -28,7 +28,7 @@ from gate.server.state import ServerState
 from gate.tenants.keyfile import KeyFile, key_id, write_keys
 from gate.tenants.reload import reload
 from tests.stub_upstream import StubState, stub_upstream
-from tests.test_serve_workers import free_port, wait_until_ready
+from tests.test_serve_workers import children, free_port, wait_until_ready
 from tests.test_server import MODEL
 from tests.test_server_security import serving
 
@@ -160,3 +160,35 @@ def test_a_reload_cannot_switch_authentication_off(tmp_path, caplog):
     config.write_text("{}\n")
     assert not asyncio.run(reload(state, lambda: load_settings(config_file=config, model=MODEL)))
     assert state.tenants.auth and "would switch authentication off" in caplog.text
+
+
+def test_with_workers_each_worker_reloads_in_place_on_its_own_sighup(tmp_path, monkeypatch):
+    """``gate serve --workers 2``: SIGHUP to each worker (``pkill -HUP -P <supervisor>``) reloads it in place."""
+    for name in [name for name in os.environ if name.startswith("GATE_")]:
+        monkeypatch.delenv(name)
+    write_keys(tmp_path / "keys.yaml", KeyFile.new())
+    with stub_upstream(StubState()) as api_base:
+        config = tmp_path / "gate.yaml"
+        config.write_text(CONFIG.format(api_base=api_base) + TENANTS + f"metrics_dir: {tmp_path / 'metrics'}\n")
+        port, log = free_port(), tmp_path / "serve.log"
+        url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-c", "from gate.cli.main import main; main()", "serve", "--port", str(port)]
+        command += ["--workers", "2", "--config", str(config), "-m", "openai/stub"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with log.open("w") as out:
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until_ready(f"{url}/readyz", process, log)
+            assert eventually(lambda: len(children(process.pid)) == 2)
+            before = sorted(children(process.pid))
+            fresh = gate_keys("add", "--tenant", "acme", "--config", str(config))
+            assert status(url, fresh) == 401
+            for worker in children(process.pid):
+                os.kill(worker, signal.SIGHUP)
+            assert eventually(lambda: log.read_text().count("configuration reloaded") == 2), log.read_text()[-3000:]
+            codes = [status(url, fresh) for _ in range(10)]
+            workers = sorted(children(process.pid))
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+    assert codes == [200] * 10 and workers == before  # the same two workers: reloaded, not replaced

@@ -112,11 +112,12 @@ class RateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         tenant = scope.get("state", {}).get(TENANT_KEY) if scope["type"] == "http" else None
-        limited = isinstance(tenant, Tenant) and tenant.quota is not None
-        if not limited or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+        if not isinstance(tenant, Tenant) or tenant.quota is None:
             await self.app(scope, receive, send)
             return
-        assert isinstance(tenant, Tenant) and tenant.quota is not None
+        if scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
         _, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
         bucket = tenant.bucket(token.strip())
         try:
