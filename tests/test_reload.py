@@ -54,6 +54,16 @@ def eventually(check: Callable[[], bool], within_s: float = 15) -> bool:
     return False
 
 
+def workers_of(pid: int) -> list[int]:
+    """uvicorn's worker processes under the supervisor ``pid`` (not multiprocessing's resource tracker)."""
+    found = []
+    for child in children(pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"multiprocessing.spawn" in command and b"resource_tracker" not in command:
+            found.append(child)
+    return sorted(found)
+
+
 def gate_keys(*args: str) -> str:
     result = CliRunner().invoke(gate_cli, ["keys", *args])
     assert result.exit_code == 0, result.stderr
@@ -179,15 +189,15 @@ def test_with_workers_each_worker_reloads_in_place_on_its_own_sighup(tmp_path, m
             process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_until_ready(f"{url}/readyz", process, log)
-            assert eventually(lambda: len(children(process.pid)) == 2)
-            before = sorted(children(process.pid))
+            assert eventually(lambda: len(workers_of(process.pid)) == 2)
+            before = workers_of(process.pid)
             fresh = gate_keys("add", "--tenant", "acme", "--config", str(config))
             assert status(url, fresh) == 401
-            for worker in children(process.pid):
+            for worker in before:
                 os.kill(worker, signal.SIGHUP)
             assert eventually(lambda: log.read_text().count("configuration reloaded") == 2), log.read_text()[-3000:]
             codes = [status(url, fresh) for _ in range(10)]
-            workers = sorted(children(process.pid))
+            workers = workers_of(process.pid)
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
