@@ -24,9 +24,9 @@ from typer.testing import CliRunner
 
 from gate.cli.main import app as gate_cli
 from gate.config import load_settings
+from gate.server.reload import reload
 from gate.server.state import ServerState
 from gate.tenants.keyfile import KeyFile, key_id, write_keys
-from gate.tenants.reload import reload
 from tests.stub_upstream import StubState, stub_upstream
 from tests.test_serve_workers import children, free_port, wait_until_ready
 from tests.test_server import MODEL
@@ -149,7 +149,7 @@ def test_a_request_in_flight_finishes_with_the_policy_it_started_with(tmp_path, 
         assert before.json()["gate"]["mode"] == "enforce" and after.json()["gate"]["mode"] == "observe"
 
         config.write_text("tenants: [{name: acme, thresholds: {abstain: 0.9, hedge: 0.1}}]\n")
-        caplog.set_level(logging.INFO, logger="gate.tenants.reload")
+        caplog.set_level(logging.INFO, logger="gate.server.reload")
         running = state.tenants
         assert not asyncio.run(reload(state, lambda: load_settings(config_file=config, model=MODEL)))
         assert state.tenants is running and "reload refused" in caplog.text and "must be at most hedge" in caplog.text

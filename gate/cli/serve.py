@@ -1,6 +1,6 @@
 """``gate serve``: run the OpenAI-compatible gating proxy with uvicorn (loopback unless told otherwise).
 
-SIGHUP reloads the configuration (tenants, keys, policy; :mod:`gate.tenants.reload`) without dropping a request.
+SIGHUP reloads the configuration (tenants, keys, policy; :mod:`gate.server.reload`) without dropping a request.
 One process: the app's own handler reloads in place. With ``--workers N``, uvicorn's supervisor takes SIGHUP
 itself and replaces the workers one at a time, each new one reading the configuration as it starts and taking
 connections before the old one stops (which finishes its requests first); with the embedded model a new worker

@@ -36,9 +36,9 @@ from gate.server.feedback import Feedback
 from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RateLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
+from gate.server.reload import Loader, install_sighup
 from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, server_state
-from gate.tenants.reload import Loader, install_sighup
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.errors import StateUnavailableError
 from gate.server.errors import state_unavailable_response, wire_error_response
-from gate.server.state import PRIVILEGED_KEY, REQUEST_ID_KEY, TENANT_KEY, ServerState, Slots
+from gate.server.state import CALLER_KEY, PRIVILEGED_KEY, REQUEST_ID_KEY, Caller, ServerState, Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
 from gate.state.quota import key_hash
-from gate.tenants.table import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +77,13 @@ class ApiKeyAuth:
             return
         tenants = self.state.tenants
         if not tenants.auth:
-            scope.setdefault("state", {})[TENANT_KEY] = tenants.anonymous
+            scope.setdefault("state", {})[CALLER_KEY] = self.state.caller(tenants.anonymous)
             await self.app(scope, receive, send)
             return
         scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
         tenant = tenants.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if tenant is not None:
-            scope.setdefault("state", {})[TENANT_KEY] = tenant
+            scope.setdefault("state", {})[CALLER_KEY] = self.state.caller(tenant)
             if tenant.privileged:
                 scope["state"][PRIVILEGED_KEY] = True
         if tenant is not None or scope["path"] in tenants.public:
@@ -111,8 +110,9 @@ class RateLimit:
         self.app, self.prefix = app, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tenant = scope.get("state", {}).get(TENANT_KEY) if scope["type"] == "http" else None
-        if not isinstance(tenant, Tenant) or tenant.quota is None:
+        caller = scope.get("state", {}).get(CALLER_KEY) if scope["type"] == "http" else None
+        tenant = caller.tenant if isinstance(caller, Caller) else None
+        if tenant is None or tenant.quota is None:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST" or not scope["path"].startswith(self.prefix):

@@ -1,8 +1,9 @@
-"""Who is calling and under which policy: the tenants of one configuration, built once per load or reload.
+"""Who is calling and what applies to it: the tenants of one configuration, built once per load or reload.
 
 :class:`Tenants` is immutable: a reload builds a new one and the server swaps it in with one assignment
-(:mod:`gate.tenants.reload`); a request keeps the :class:`Tenant` its key matched when it arrived, so it
-finishes with the policy it started with.
+(:mod:`gate.server.reload`); a request keeps the :class:`Tenant` its key matched when it arrived, so it
+finishes with the settings, target and quota it started with. The server turns a tenant's settings into its
+request policy (:mod:`gate.server.tenancy`); this room knows nothing of HTTP.
 
 Besides the configured tenants there are three implicit ones, so that configurations without tenants behave as
 before: ``anonymous`` (no key configured anywhere: no authentication), ``api_keys`` and ``privileged_api_keys``
@@ -15,20 +16,18 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import redis.asyncio
 from pydantic import SecretStr
 
-from gate.audit.log import Outcome
+from estimators.base import Cost
 from gate.config import CONFIG_ENV_VAR, Settings, TenantSettings
 from gate.errors import ConfigError, StateUnavailableError
 from gate.pipeline import Gate
-from gate.server.policy import Plan, Policy
-from gate.server.wire import ChatRequest, CompletionRequest
 from gate.state.connection import Outage
 from gate.state.quota import Quota
 from gate.tenants.keyfile import KeyFile, read_keys
@@ -41,36 +40,14 @@ QuotaUnit = Literal["requests", "calls", "tokens"]
 
 
 @dataclass(frozen=True)
-class TenantPolicy(Policy):
-    """A server policy whose signals a tenant narrows: a request picks among ``only_signals``, by default all."""
-
-    only_signals: tuple[str, ...] | None = None
-
-    @classmethod
-    def for_tenant(cls, settings: Settings, signals: Sequence[str] | None) -> Policy:
-        """The policy of ``settings`` (the server's with the tenant's overrides), narrowed to ``signals``."""
-        policy = Policy.from_settings(settings)
-        if signals is None:
-            return policy
-        return cls(**{f.name: getattr(policy, f.name) for f in fields(Policy)}, only_signals=tuple(signals))
-
-    def plan(
-        self, request: ChatRequest | CompletionRequest, *, signals: Sequence[str], privileged: bool = False
-    ) -> Plan:
-        """:meth:`Policy.plan` over the served signals this tenant may use."""
-        allowed = [key for key in signals if self.only_signals is None or key in self.only_signals]
-        plan = super().plan(request, signals=allowed, privileged=privileged)
-        return plan if plan.signals is not None else replace(plan, signals=tuple(allowed))
-
-
-@dataclass(frozen=True)
 class Tenant:
-    """One caller's identity and policy: what the guards and the routes need to serve its requests."""
+    """One caller's identity and what applies to it: its settings (the server's with its overrides), the signals
+    it may use, its risk target and its quota."""
 
     name: str
     privileged: bool
     settings: Settings
-    policy: Policy
+    signals: tuple[str, ...] | None = None  # None: every signal the server computes
     target: RiskTarget = field(default_factory=RiskTarget)
     quota: Quota | None = None
     bucket_name: str | None = None  # its rate limit bucket; None: one per API key (the plain keys, as before)
@@ -81,7 +58,7 @@ class Tenant:
         """Whose bucket and daily count a request with ``api_key`` takes from (the quota hashes it)."""
         return api_key if self.bucket_name is None else self.bucket_name
 
-    async def charge(self, outcome: Outcome) -> None:
+    async def charge(self, used: Cost, request_id: str) -> None:
         """Add what an answered request used, beyond the unit its admission took, to the tenant's day.
 
         Counted in calls or tokens (``daily_quota_unit``); the tenant's next request is refused once its day is
@@ -89,14 +66,11 @@ class Tenant:
         """
         if self.quota is None or self.bucket_name is None or self.quota_unit == "requests":
             return
-        used = outcome.answer_cost + outcome.gate_cost
         units = used.calls if self.quota_unit == "calls" else used.prompt_tokens + used.completion_tokens
         try:
             await self.quota.charge(self.bucket_name, max(0, units - 1))
         except StateUnavailableError:
-            logger.warning(
-                "tenant %s: usage of request %s not charged (Redis unavailable)", self.name, outcome.request_id
-            )
+            logger.warning("tenant %s: usage of request %s not charged (Redis unavailable)", self.name, request_id)
 
 
 @dataclass(frozen=True)
@@ -113,11 +87,10 @@ class Tenants:
     def from_settings(cls, settings: Settings, *, client: redis.asyncio.Redis | None = None) -> Tenants:
         """Build every tenant of ``settings``; reads the keys file and tenants' artifacts (``ConfigError``)."""
         quotas = _Quotas(settings, client)
-        base = Policy.from_settings(settings)
         by_name = {
-            ANONYMOUS: Tenant(ANONYMOUS, False, settings, base, quota=quotas.of(settings), bucket_name=""),
-            PLAIN: Tenant(PLAIN, False, settings, base, quota=quotas.of(settings)),
-            PLAIN_PRIVILEGED: Tenant(PLAIN_PRIVILEGED, True, settings, base, quota=quotas.of(settings)),
+            ANONYMOUS: Tenant(ANONYMOUS, False, settings, quota=quotas.of(settings), bucket_name=""),
+            PLAIN: Tenant(PLAIN, False, settings, quota=quotas.of(settings)),
+            PLAIN_PRIVILEGED: Tenant(PLAIN_PRIVILEGED, True, settings, quota=quotas.of(settings)),
         }
         for tenant in settings.tenants:
             by_name[tenant.name] = _tenant(settings, tenant, quotas)
@@ -201,12 +174,18 @@ def _tenant(settings: Settings, tenant: TenantSettings, quotas: _Quotas) -> Tena
     artifact = relative_to_config(settings, tenant.artifact) if tenant.artifact is not None else None
     try:
         target = RiskTarget.load(artifact, tenant.thresholds)
-        policy = TenantPolicy.for_tenant(own, tenant.signals)
     except (ConfigError, ValueError) as exc:
         raise ConfigError(f"tenant {tenant.name!r}: {exc}") from None
-    bucket = f"tenant:{tenant.name}"
+    signals = tuple(tenant.signals) if tenant.signals is not None else None
     return Tenant(
-        tenant.name, tenant.privileged, own, policy, target, quotas.of(own), bucket, None, tenant.daily_quota_unit
+        tenant.name,
+        tenant.privileged,
+        own,
+        signals,
+        target,
+        quotas.of(own),
+        bucket_name=f"tenant:{tenant.name}",
+        quota_unit=tenant.daily_quota_unit,
     )
 
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from calibration.artifact import ArtifactError
 from gate.config import Settings
 from gate.errors import ConfigError
+from gate.server.policy import Policy
+from gate.server.tenancy import policies_of
 from gate.tenants.table import Tenants
 
 if TYPE_CHECKING:
@@ -67,7 +69,7 @@ REFUSED = (ConfigError, ArtifactError, ValueError, OSError)
 async def reload(state: ServerState, load: Loader) -> bool:
     """Read the configuration with ``load`` and swap it into ``state``; ``False`` (logged) when it is refused."""
     try:
-        settings, tenants = await asyncio.to_thread(_prepare, state, load)
+        settings, tenants, policies = await asyncio.to_thread(_prepare, state, load)
         if state.tenants.auth and not tenants.auth:
             # No key left would mean no authentication at all: too much for a signal to do, perhaps by mistake.
             raise ConfigError("it has no API key and no tenant left, which would switch authentication off; restart")
@@ -81,19 +83,22 @@ async def reload(state: ServerState, load: Loader) -> bool:
     )
     if restart_only:
         logger.warning("reload: %s changed and take effect on restart only; running values kept", restart_only)
-    state.swap(tenants)
+    state.swap(tenants, policies)
     logger.info("configuration reloaded: tenants %s, %d hashed keys", tenants.configured, _count(tenants))
     return True
 
 
-def _prepare(state: ServerState, load: Loader) -> tuple[Settings, Tenants]:
-    """The new settings, and the tenants built from the running settings with the reloadable ones replaced."""
+def _prepare(state: ServerState, load: Loader) -> tuple[Settings, Tenants, Mapping[str, Policy]]:
+    """The new settings, and the tenants (and their policies) built from the running settings with the reloadable
+    ones replaced."""
     settings = load()
     merged = state.settings.model_copy(update={name: getattr(settings, name) for name in RELOADABLE})
     # model_copy does not validate: validate the merge as a whole (e.g. tenant quotas need the running state)
     checked = Settings.model_validate(merged.model_dump())
     tenants = Tenants.from_settings(checked, client=state.state_client)
-    return settings, (tenants.bound(state.gate) if state.gate is not None else tenants)
+    if state.gate is not None:
+        tenants = tenants.bound(state.gate)
+    return settings, tenants, policies_of(tenants)
 
 
 def _count(tenants: Tenants) -> int:
