@@ -42,9 +42,9 @@ SampleDecoding = Literal["batched", "serial"]
 
 # --- tenants (gate/tenants/, docs/tenants.md): API keys -> policies. Everything about them is kept here. -------
 TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-IMPLICIT_TENANTS = frozenset({"anonymous", "api_keys", "privileged_api_keys"})
-"""Names the gate gives callers without a configured tenant: no authentication, or a plain ``api_keys`` /
-``privileged_api_keys`` key. A configured tenant may not take one (the audit log and /metrics would mix them)."""
+IMPLICIT_TENANTS = frozenset({"default", "anonymous", "api_keys", "privileged_api_keys"})
+"""Names of callers without a configured tenant (no authentication, or a plain ``api_keys`` / ``privileged_api_keys``
+key), reported as ``default``. A configured tenant may not take one (the audit log and /metrics would mix them)."""
 
 
 class TenantThresholds(BaseModel):

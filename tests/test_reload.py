@@ -108,7 +108,7 @@ def test_sighup_applies_new_and_revoked_keys_refuses_a_bad_config_and_drops_no_r
                 process.send_signal(signal.SIGHUP)
                 assert eventually(lambda: status(url, doomed) == 401), log.read_text()[-3000:]
 
-                config.write_text(CONFIG.format(api_base=api_base) + "tenants: [{name: api_keys}]\n")
+                config.write_text(CONFIG.format(api_base=api_base) + "tenants: [{name: default}]\n")
                 process.send_signal(signal.SIGHUP)
                 assert eventually(lambda: "reload refused" in log.read_text()), log.read_text()[-3000:]
                 assert status(url, fresh) == 200 and status(url, doomed) == 401  # the running config stayed

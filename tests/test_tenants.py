@@ -145,7 +145,7 @@ async def test_old_settings_keep_working_as_implicit_tenants(tmp_path):
         refused = await client.post("/v1/chat/completions", json=off, headers=bearer("sk-plain"))
     assert plain.status_code == admin.status_code == 200 and refused.status_code == 403
     tenants = [json.loads(line)["tenant"] for line in audit.read_text().splitlines()]
-    assert tenants == ["api_keys", "privileged_api_keys"]
+    assert tenants == ["default", "default"]  # what gate monitor calls a request that names no tenant
 
 
 def test_a_tenant_quota_holds_across_two_replicas_on_one_redis(tmp_path, redis_url):
@@ -170,7 +170,7 @@ def test_bad_tenant_configurations_are_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ConfigError, match=r"tenant 'a': .*missing\.json"):
         create_app(Settings(model=MODEL, tenants=[{"name": "a", "artifact": tmp_path / "missing.json"}]))
     with pytest.raises(ValueError, match="reserved"):
-        Settings(model=MODEL, tenants=[{"name": "api_keys"}])
+        Settings(model=MODEL, tenants=[{"name": "default"}])
     with pytest.raises(ValueError, match="artifact or thresholds, not both"):
         Settings(model=MODEL, tenants=[{"name": "a", "artifact": "x.json", "thresholds": {"abstain": 0, "hedge": 1}}])
     with pytest.raises(ValueError, match="must be at most hedge"):
@@ -216,3 +216,17 @@ def test_a_tenant_over_its_daily_calls_is_refused_with_429(tmp_path, redis_url):
         first, second = post(served.url, key), post(served.url, key)
     assert first.json()["gate"]["cost"]["calls"] >= 2  # the first answer spent the day
     assert error_of(second, 429)["code"] == "quota_exceeded"
+
+
+async def test_only_a_privileged_tenant_may_send_labels_and_they_name_it(tmp_path):
+    path, audit = tmp_path / "keys.yaml", tmp_path / "audit.jsonl"
+    keys = issue(path, "acme", "ops")
+    tenants = [{"name": "acme"}, {"name": "ops", "privileged": True}]
+    async with serving(tenants=tenants, keys_file=path, audit_path=audit) as client:
+        asked = await client.post("/v1/chat/completions", json=chat(HEDGE_Q), headers=bearer(keys["acme"]))
+        label = {"request_id": asked.headers["x-request-id"], "correct": True}
+        refused = await client.post("/v1/gate/feedback", json=label, headers=bearer(keys["acme"]))
+        taken = await client.post("/v1/gate/feedback", json=label, headers=bearer(keys["ops"]))
+    assert refused.status_code == 403 and taken.status_code == 202
+    labels = [json.loads(line) for line in audit.with_name("audit.feedback.jsonl").read_text().splitlines()]
+    assert [entry["tenant"] for entry in labels] == ["ops"]

@@ -21,9 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.errors import StateUnavailableError
 from gate.server.errors import state_unavailable_response, wire_error_response
-from gate.server.state import CALLER_KEY, PRIVILEGED_KEY, REQUEST_ID_KEY, Caller, ServerState, Slots
+from gate.server.state import CALLER_KEY, PRIVILEGED_KEY, REQUEST_ID_KEY, TENANT_NAME_KEY, Caller, ServerState, Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
 from gate.state.quota import key_hash
+from gate.tenants.table import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +78,13 @@ class ApiKeyAuth:
             return
         tenants = self.state.tenants
         if not tenants.auth:
-            scope.setdefault("state", {})[CALLER_KEY] = self.state.caller(tenants.anonymous)
+            self._found(scope, tenants.anonymous)
             await self.app(scope, receive, send)
             return
         scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
         tenant = tenants.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
         if tenant is not None:
-            scope.setdefault("state", {})[CALLER_KEY] = self.state.caller(tenant)
-            if tenant.privileged:
-                scope["state"][PRIVILEGED_KEY] = True
+            self._found(scope, tenant)
         if tenant is not None or scope["path"] in tenants.public:
             await self.app(scope, receive, send)
             return
@@ -94,6 +93,13 @@ class ApiKeyAuth:
         else:
             error = UnauthorizedError("invalid API key")
         await wire_error_response(error)(scope, receive, send)
+
+    def _found(self, scope: Scope, tenant: Tenant) -> None:
+        """Leave the request's caller (tenant and policy), its tenant's name and its privilege for the routes."""
+        state = scope.setdefault("state", {})
+        state[CALLER_KEY], state[TENANT_NAME_KEY] = self.state.caller(tenant), tenant.name
+        if tenant.privileged:
+            state[PRIVILEGED_KEY] = True
 
 
 class RateLimit:

@@ -31,6 +31,7 @@ from gate.tenants.table import Tenant, Tenants
 REQUEST_ID_KEY = "request_id"
 PRIVILEGED_KEY = "gate_privileged"
 CALLER_KEY = "gate_caller"
+TENANT_NAME_KEY = "tenant"  # the caller's tenant's name alone, as gate.server.feedback reads it
 """Where the guards (:mod:`gate.server.guards`) leave what they learned about a request, in ``scope["state"]``."""
 
 
@@ -125,7 +126,7 @@ def server_state(request: Request) -> ServerState:
 
 
 def tenant_name(request: Request) -> str | None:
-    """The name of the tenant whose key ``request`` came with (``anonymous`` without authentication)."""
+    """The name of the tenant whose key ``request`` came with (``default`` for no tenant or a plain key)."""
     caller = request.scope.get("state", {}).get(CALLER_KEY)
     return caller.tenant.name if isinstance(caller, Caller) else None
 

@@ -38,5 +38,5 @@ def policy_of(tenant: Tenant) -> Policy:
 
 
 def policies_of(tenants: Tenants) -> Mapping[str, Policy]:
-    """Every tenant's policy, by name."""
-    return {name: policy_of(tenant) for name, tenant in tenants.by_name.items()}
+    """Every tenant's policy, by name (the implicit tenants share the name ``default`` and the server's policy)."""
+    return {tenant.name: policy_of(tenant) for tenant in tenants.by_name.values()}

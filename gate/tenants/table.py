@@ -6,9 +6,10 @@ finishes with the settings, target and quota it started with. The server turns a
 request policy (:mod:`gate.server.tenancy`); this room knows nothing of HTTP.
 
 Besides the configured tenants there are three implicit ones, so that configurations without tenants behave as
-before: ``anonymous`` (no key configured anywhere: no authentication), ``api_keys`` and ``privileged_api_keys``
-(holders of the plain keys of those settings; rate limits per key, as before). Configured tenants get one rate
-limit bucket and one daily quota each, shared by all their keys and, on Redis, by all replicas.
+before: no key configured anywhere (no authentication), and holders of the plain keys of ``api_keys`` and of
+``privileged_api_keys`` (rate limits per key, as before). All three report the name ``default``. Configured
+tenants get one rate limit bucket and one daily quota each, shared by all their keys and, on Redis, by all
+replicas.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from gate.tenants.target import RiskTarget
 logger = logging.getLogger(__name__)
 
 ANONYMOUS, PLAIN, PLAIN_PRIVILEGED = "anonymous", "api_keys", "privileged_api_keys"
+"""The implicit tenants, by how a caller got there (internal keys of :attr:`Tenants.by_name`)."""
+DEFAULT = "default"
+"""The name the implicit tenants report (audit log, labels, metrics): ``gate monitor``'s tenant of a request that
+names none, so audit logs written before tenants existed and after group alike."""
 QuotaUnit = Literal["requests", "calls", "tokens"]
 
 
@@ -88,9 +93,9 @@ class Tenants:
         """Build every tenant of ``settings``; reads the keys file and tenants' artifacts (``ConfigError``)."""
         quotas = _Quotas(settings, client)
         by_name = {
-            ANONYMOUS: Tenant(ANONYMOUS, False, settings, quota=quotas.of(settings), bucket_name=""),
-            PLAIN: Tenant(PLAIN, False, settings, quota=quotas.of(settings)),
-            PLAIN_PRIVILEGED: Tenant(PLAIN_PRIVILEGED, True, settings, quota=quotas.of(settings)),
+            ANONYMOUS: Tenant(DEFAULT, False, settings, quota=quotas.of(settings), bucket_name=""),
+            PLAIN: Tenant(DEFAULT, False, settings, quota=quotas.of(settings)),
+            PLAIN_PRIVILEGED: Tenant(DEFAULT, True, settings, quota=quotas.of(settings)),
         }
         for tenant in settings.tenants:
             by_name[tenant.name] = _tenant(settings, tenant, quotas)
@@ -143,7 +148,7 @@ class Tenants:
         return replace(self, by_name=tenants)
 
 
-_IMPLICIT = frozenset({ANONYMOUS, PLAIN, PLAIN_PRIVILEGED})
+_IMPLICIT = frozenset({ANONYMOUS, PLAIN, PLAIN_PRIVILEGED, DEFAULT})
 
 
 class _Quotas:
