@@ -100,7 +100,7 @@ class Tenants:
         for tenant in settings.tenants:
             by_name[tenant.name] = _tenant(settings, tenant, quotas)
         plain = _plain(settings.api_keys, PLAIN) + _plain(settings.privileged_api_keys, PLAIN_PRIVILEGED)
-        hashed = read_keys(relative_to_config(settings, settings.keys_file)) if settings.keys_file else None
+        hashed = _hashed_keys(settings)
         if hashed is not None:
             orphans = sorted(key.id for key in hashed.keys if key.tenant not in by_name or key.tenant in _IMPLICIT)
             if orphans:
@@ -192,6 +192,16 @@ def _tenant(settings: Settings, tenant: TenantSettings, quotas: _Quotas) -> Tena
         bucket_name=f"tenant:{tenant.name}",
         quota_unit=tenant.daily_quota_unit,
     )
+
+
+def _hashed_keys(settings: Settings) -> KeyFile | None:
+    """The keys file's keys, if one is configured (empty until ``gate keys add`` makes it, logged)."""
+    if settings.keys_file is None:
+        return None
+    path = relative_to_config(settings, settings.keys_file)
+    if not path.exists():
+        logger.warning("keys file %s does not exist yet: no tenant key is accepted (`gate keys add` makes it)", path)
+    return read_keys(path)
 
 
 def _plain(secrets: list[SecretStr], name: str) -> tuple[tuple[bytes, str], ...]:
