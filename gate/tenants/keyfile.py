@@ -13,13 +13,13 @@ tenant, when it was made and ``HMAC-SHA256(salt, key)``; the salt is random per 
       hmac_sha256: 5e1b...
 
 Why a fast keyed hash and not bcrypt/scrypt/argon2: those slow hashes exist to protect passwords, which people
-choose from a small space. A generated key has 256 random bits, so a stolen file cannot be brute-forced at any
-hash speed, while a slow hash would cost every request its deliberate slowness in CPU (and hand an attacker a
-cheap way to burn it; docs/security.md has the numbers measured here). The per-file salt as the HMAC key means a hash from one deployment's file says nothing about
-another's, and no table computed in advance applies. The id in the key finds its entry without trying every
-hash; the digests are then compared in constant time (``hmac.compare_digest``), and a key with an unknown id is
-hashed and compared all the same, so the time taken does not say whether an id exists beyond what its
-listing already says (ids are not secrets).
+choose from a small space. A generated key has 256 random bits, so a stolen file cannot be brute-forced at any hash
+speed, while a slow hash would cost every request its deliberate slowness in CPU (and hand an attacker a cheap way
+to burn it; docs/security.md has the numbers measured here). The per-file salt as the HMAC key means a hash from
+one deployment's file says nothing about another's, and no table computed in advance applies. The id in the key
+finds its entry without trying every hash; the digests are then compared in constant time
+(``hmac.compare_digest``), and a key with an unknown id is hashed and compared all the same, so the time taken does
+not say whether an id exists beyond what its listing already says (ids are not secrets).
 
 Why a separate file and not the config: ``gate keys`` rewrites this file whole (atomically: a temporary file,
 then ``os.replace``), and rewriting the operator's own YAML would drop its comments and layout. The file is
