@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from typer.testing import CliRunner
 
+from calibration.artifact import artifact_from_dict
+from gate.cli.main import app as cli
 from gate.config import Settings
 from gate.errors import ConfigError
+from gate.factory import SHIPPED_ARTIFACT
 from gate.server.app import create_app
 from gate.state.quota import key_hash
 from gate.tenants.keyfile import KeyFile, read_keys, write_keys
 from tests.test_prom import parse, value
-from tests.test_server import HEDGE_Q, MODEL, chat, content, serving
+from tests.test_server import HEDGE_Q, MODEL, SUITE, chat, content, serving
 from tests.test_server_rate_limit import post
 from tests.test_server_security import error_of
 from tests.test_server_security import serving as serving_http
@@ -230,3 +235,32 @@ async def test_only_a_privileged_tenant_may_send_labels_and_they_name_it(tmp_pat
     assert refused.status_code == 403 and taken.status_code == 202
     labels = [json.loads(line) for line in audit.with_name("audit.feedback.jsonl").read_text().splitlines()]
     assert [entry["tenant"] for entry in labels] == ["ops"]
+
+
+def test_gate_serve_refuses_a_tenant_artifact_fitted_for_another_model_before_it_starts(tmp_path, monkeypatch):
+    for name in [name for name in os.environ if name.startswith("GATE_")]:
+        monkeypatch.delenv(name)
+    config = tmp_path / "gate.yaml"
+    config.write_text(
+        "api_base: http://127.0.0.1:9/v1\nsignals: [logprob_min]\n"
+        f"tenants:\n  - name: a\n    artifact: {SHIPPED_ARTIFACT}\n"
+    )
+    result = CliRunner().invoke(cli, ["serve", "--config", str(config), "-m", "openai/stub", "--port", "9"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "tenant 'a': the calibration artifact was fitted for model 'local/gemma-3-270m'" in result.stderr
+
+
+async def test_a_tenant_with_its_own_artifact_is_decided_by_it(tmp_path):
+    """The shipped artifact's fitted stages, recorded for the test model and signals: a real artifact file."""
+    data = json.loads(SHIPPED_ARTIFACT.read_text())
+    data.pop("id")
+    artifact = artifact_from_dict({**data, "model": MODEL, "suite": [spec.to_dict() for spec in SUITE]})
+    artifact.save(tmp_path / "own.calibration.json")
+    path = tmp_path / "keys.yaml"
+    keys = issue(path, "own", "plain")
+    tenants = [{"name": "own", "artifact": tmp_path / "own.calibration.json"}, {"name": "plain"}]
+    async with serving(tenants=tenants, keys_file=path) as client:
+        own = await client.post("/v1/chat/completions", json=chat(HEDGE_Q), headers=bearer(keys["own"]))
+        plain = await client.post("/v1/chat/completions", json=chat(HEDGE_Q), headers=bearer(keys["plain"]))
+    assert own.json()["gate"]["calibration"] == artifact.id and plain.json()["gate"]["calibration"] == "test-artifact"
+    assert own.json()["gate"]["probability"] != plain.json()["gate"]["probability"]

@@ -58,11 +58,13 @@ def serve(
     from gate.config import load_settings
     from gate.factory import create_gate
     from gate.server.app import create_app, uvicorn_options
+    from gate.tenants.table import check_targets
 
     settings = load_settings(config_file=config, model=model)
     # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
     # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
     gate = create_gate(settings)
+    check_targets(settings, gate)  # the tenants' artifacts too
     configure_logging(settings.log_level)
     if not (settings.api_keys or settings.privileged_api_keys) and host not in {"127.0.0.1", "localhost", "::1"}:
         logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)

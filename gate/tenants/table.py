@@ -194,6 +194,18 @@ def _tenant(settings: Settings, tenant: TenantSettings, quotas: _Quotas) -> Tena
     )
 
 
+def check_targets(settings: Settings, gate: Gate) -> None:
+    """Refuse tenants' artifacts that cannot be read or were fitted for another model or signals than ``gate``'s
+    (``ConfigError``, ``ArtifactError``): what the server would find once the gate is ready, found before it starts."""
+    for tenant in settings.tenants:
+        if tenant.artifact is not None:
+            try:
+                target = RiskTarget.load(relative_to_config(settings, tenant.artifact), None)
+                target.gate_for(gate, model=settings.model)
+            except ValueError as exc:  # ArtifactError included
+                raise ConfigError(f"tenant {tenant.name!r}: {exc}") from None
+
+
 def _hashed_keys(settings: Settings) -> KeyFile | None:
     """The keys file's keys, if one is configured (empty until ``gate keys add`` makes it, logged)."""
     if settings.keys_file is None:
