@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -38,6 +38,81 @@ StateFailure = Literal["open", "closed"]
 STATE_SCHEMES = ("redis", "rediss", "unix")
 SampleDecoding = Literal["batched", "serial"]
 """How the embedded model decodes n samples: together, or one after the other (``embedded.engine.LlamaEngine``)."""
+
+
+# --- tenants (gate/tenants/, docs/tenants.md): API keys -> policies. Everything about them is kept here. -------
+TENANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+IMPLICIT_TENANTS = frozenset({"default", "anonymous", "api_keys", "privileged_api_keys"})
+"""Names of callers without a configured tenant (no authentication, or a plain ``api_keys`` / ``privileged_api_keys``
+key), reported as ``default``. A configured tenant may not take one (the audit log and /metrics would mix them)."""
+
+
+class TenantThresholds(BaseModel):
+    """Explicit decision thresholds for one tenant, applied to the probability of the server's artifact."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    abstain: float = Field(ge=0, le=1, description="abstain below this probability")
+    hedge: float = Field(ge=0, le=1, description="hedge below this probability, answer at or above")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TenantThresholds:
+        if self.abstain > self.hedge:
+            raise ValueError(f"thresholds: abstain ({self.abstain:g}) must be at most hedge ({self.hedge:g})")
+        return self
+
+
+class TenantSettings(BaseModel):
+    """One tenant: its name and what it overrides; a field left out (None) keeps the server's value.
+
+    Its keys are not here: ``gate keys add --tenant NAME`` writes their hashes to ``keys_file``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=TENANT_NAME_PATTERN, description="shown in the audit log and /metrics")
+    privileged: bool = Field(default=False, description="may pick any mode and always gets gate.original")
+    mode: GateMode | None = None
+    allowed_modes: list[GateMode] | None = Field(default=None, min_length=1)
+    artifact: Path | None = Field(
+        default=None, description="its own calibration artifact (same model and signals as the server's)"
+    )
+    thresholds: TenantThresholds | None = Field(
+        default=None, description="abstain/hedge thresholds on the server artifact's probability"
+    )
+    signals: list[str] | None = Field(
+        default=None, min_length=1, description="the signals it may use: narrows the server's, never widens"
+    )
+    max_gate_calls: int | None = Field(default=None, ge=1)
+    max_gate_tokens: int | None = Field(default=None, ge=1)
+    max_gate_seconds: float | None = Field(default=None, gt=0)
+    rate_limit_rps: float | None = Field(default=None, gt=0, description="requests/s for the tenant, all keys")
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    daily_quota: int | None = Field(default=None, ge=1, description="units per UTC day for the tenant, all keys")
+    daily_quota_unit: Literal["requests", "calls", "tokens"] = Field(
+        default="requests",
+        description="what daily_quota counts: requests; LLM calls (the answer's and the gate's own); or their tokens."
+        " A request takes one unit when admitted and the rest of its usage once answered",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_implicit(cls, name: str) -> str:
+        if name in IMPLICIT_TENANTS:
+            raise ValueError(f"tenant name {name!r} is reserved ({sorted(IMPLICIT_TENANTS)})")
+        return name
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TenantSettings:
+        if self.artifact is not None and self.thresholds is not None:
+            raise ValueError(f"tenant {self.name!r}: give artifact or thresholds, not both")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The server settings this tenant sets, by their ``Settings`` names."""
+        names = ("mode", "allowed_modes", "max_gate_calls", "max_gate_tokens", "max_gate_seconds")
+        names += ("rate_limit_rps", "rate_limit_burst", "daily_quota")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 class Settings(BaseSettings):
@@ -251,6 +326,17 @@ class Settings(BaseSettings):
         "answer call); None: no quota",
     )
 
+    # Tenants (gate/tenants/, docs/tenants.md): several key holders with their own policies; see TenantSettings.
+    tenants: list[TenantSettings] = Field(
+        default_factory=list,
+        description="tenants and their overrides; with any tenant configured every request needs a key",
+    )
+    keys_file: Path | None = Field(
+        default=None,
+        description="YAML file of hashed tenant keys written by `gate keys` (relative: to the config file); "
+        "re-read with the rest on SIGHUP",
+    )
+
     @field_validator("state")
     @classmethod
     def _state(cls, value: str) -> str:
@@ -270,6 +356,23 @@ class Settings(BaseSettings):
             raise ValueError("audit_stream appends to a Redis stream: set state to a redis:// URL")
         if self.rate_limit_burst is not None and self.rate_limit_rps is None:
             raise ValueError("rate_limit_burst needs rate_limit_rps")
+        return self
+
+    @model_validator(mode="after")
+    def _tenants_consistent(self) -> Settings:
+        names = [tenant.name for tenant in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique, got {sorted(names)}")
+        limited = [t.name for t in self.tenants if t.rate_limit_rps is not None or t.daily_quota is not None]
+        if limited and self.state == "memory":
+            raise ValueError(
+                f"tenants {limited} have rate limits or quotas, enforced on Redis: set state to a redis:// URL"
+            )
+        for tenant in self.tenants:
+            if tenant.daily_quota_unit != "requests" and (tenant.daily_quota or self.daily_quota) is None:
+                raise ValueError(f"tenant {tenant.name!r}: daily_quota_unit needs a daily_quota")
+            if tenant.rate_limit_burst is not None and (tenant.rate_limit_rps or self.rate_limit_rps) is None:
+                raise ValueError(f"tenant {tenant.name!r}: rate_limit_burst needs rate_limit_rps")
         return self
 
     @field_validator("public_paths")

@@ -35,11 +35,13 @@ GATE_ROOM_IMPORTS = {
     "datasets": set(),
     "state": {"core"},  # shared state on Redis: caches and quotas behind the core's settings and cache contract
     "offline": {"core", "datasets"},  # collecting signals reads the labelled datasets
-    # the proxy calls the upstream, appends to the audit log and takes from the per-key quotas
-    "server": {"core", "backends", "audit", "state"},
+    # tenants: keys (hashed) -> settings, risk target and quota; no HTTP (the server applies them)
+    "tenants": {"core", "state"},
+    # the proxy calls the upstream, appends to the audit log, applies tenants and takes from their quotas
+    "server": {"core", "backends", "audit", "state", "tenants"},
     "integrations": {"core", "backends", "server"},  # the LiteLLM guardrail applies the proxy's policy and wire format
     # cli may use any room
-    "cli": {"core", "backends", "audit", "datasets", "offline", "server", "integrations", "state"},
+    "cli": {"core", "backends", "audit", "datasets", "offline", "server", "integrations", "state", "tenants"},
 }
 
 # Top-level modules of gate/ that belong to a room: documented import paths that re-export it.

@@ -35,6 +35,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 FAMILIES = {
     "gate_requests": "counter",
     "gate_decisions": "counter",
+    "gate_tenant_requests": "counter",
     "gate_errors": "counter",
     "gate_signal_failures": "counter",
     "gate_llm_calls": "counter",

@@ -4,6 +4,7 @@ Each line holds (``null`` where a value does not apply)::
 
     {"time": "2026-05-09T07:35:25.123Z",      # UTC, when the request was answered
      "request_id": "...", "route": "chat" | "completions", "model": "...", "mode": "off" | "observe" | "enforce",
+     "tenant": "acme",                         # the caller's tenant (gate.tenants), never its key
      "question_sha256": "...",                 # always; "question": the text too when audit_question = "text"
      "decision": "answer" | "hedge" | "abstain" | "not_assessed" | null, "probability": 0.93,
      "stage": "precheck" | "free" | "full" | "none",
@@ -73,6 +74,7 @@ class Outcome:
     answer_cost: Cost = field(default_factory=Cost)
     gate_cost: Cost = field(default_factory=Cost)
     error: BaseException | None = None
+    tenant: str | None = None  # whose key it came with (gate.tenants): the tenant's name, never the key
 
     @classmethod
     def served(cls, reply: ServedReply, *, total_s: float, reply_s: float, **request: Any) -> Outcome:
@@ -109,6 +111,7 @@ def audit_record(outcome: Outcome, *, question: QuestionMode) -> dict[str, Any]:
         "route": outcome.route,
         "model": outcome.model,
         "mode": outcome.mode,
+        **({"tenant": outcome.tenant} if outcome.tenant is not None else {}),
         # surrogatepass: a lone surrogate (legal in JSON's \\uXXXX escapes, not in UTF-8) still gets a hash
         "question_sha256": hashlib.sha256(outcome.question.encode("utf-8", "surrogatepass")).hexdigest(),
     }

@@ -12,6 +12,7 @@ from gate.cli.audit import audit_app
 from gate.cli.calibrate import calibrate, report
 from gate.cli.errors import friendly_errors
 from gate.cli.index import index_app
+from gate.cli.keys import keys_app
 from gate.cli.logs import configure_logging
 from gate.cli.monitor import MonitorCommand, monitor
 from gate.cli.options import ConfigOption, JsonOption, ModelOption
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index", help="Build and search FAISS indexes of reference documents.")
 app.add_typer(audit_app, name="audit", help="Read the gating proxy's audit log back: tail and summary.")
+app.add_typer(keys_app, name="keys", help="Tenants' API keys: add (shown once, stored hashed), list, revoke.")
 app.command()(calibrate)
 app.command()(report)
 app.command()(score)

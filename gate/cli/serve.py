@@ -1,4 +1,12 @@
-"""``gate serve``: run the OpenAI-compatible gating proxy with uvicorn (loopback unless told otherwise)."""
+"""``gate serve``: run the OpenAI-compatible gating proxy with uvicorn (loopback unless told otherwise).
+
+SIGHUP reloads the configuration (tenants, keys, policy; :mod:`gate.server.reload`) without dropping a request.
+One process: the app's own handler reloads in place. With ``--workers N``, uvicorn's supervisor takes SIGHUP
+itself and replaces the workers one at a time, each new one reading the configuration as it starts and taking
+connections before the old one stops (which finishes its requests first); with the embedded model a new worker
+answers 503 until its model has loaded, so with it prefer the in-place reload: each worker installs the same
+handler, and ``pkill -HUP -P <supervisor pid>`` reaches every worker without replacing it.
+"""
 
 from __future__ import annotations
 
@@ -41,17 +49,22 @@ def serve(
     config: ConfigOption = None,
     model: ModelOption = None,
 ) -> None:
-    """Serve the OpenAI-compatible gate: /v1/chat/completions, /v1/completions, /v1/models, health and /metrics."""
+    """Serve the OpenAI-compatible gate: /v1/chat/completions, /v1/completions, /v1/models, health and /metrics.
+
+    SIGHUP reloads tenants, keys and policy without dropping requests.
+    """
     import uvicorn
 
     from gate.config import load_settings
     from gate.factory import create_gate
     from gate.server.app import create_app, uvicorn_options
+    from gate.tenants.table import check_targets
 
     settings = load_settings(config_file=config, model=model)
     # Building the gate here (artifact, index, the model name's route) turns a misconfiguration into one
     # line before uvicorn starts, instead of a worker's startup traceback; the weights load behind /readyz.
     gate = create_gate(settings)
+    check_targets(settings, gate)  # the tenants' artifacts too
     configure_logging(settings.log_level)
     if not (settings.api_keys or settings.privileged_api_keys) and host not in {"127.0.0.1", "localhost", "::1"}:
         logging.getLogger(__name__).warning("serving on %s without API keys: anyone who can reach it may use it", host)
@@ -63,7 +76,10 @@ def serve(
     # uvicorn's own shutdown finishes in-flight requests before the lifespan ends
     if workers == 1:
         # one process: its app's own registry; metrics_dir is where the workers of --workers keep theirs
-        app = create_app(settings.model_copy(update={"metrics_dir": None}), gate=gate)
+        def reload() -> Settings:
+            return load_settings(config_file=config, model=model).model_copy(update={"metrics_dir": None})
+
+        app = create_app(settings.model_copy(update={"metrics_dir": None}), gate=gate, reload=reload)
         uvicorn.run(app, host=host, port=port, log_level=settings.log_level, **uvicorn_options(settings))
         return
     del gate  # each worker builds its own
@@ -87,7 +103,7 @@ def worker_app() -> FastAPI:
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, reload=load_settings)
 
 
 def _hand_to_workers(settings: Settings, *, config: Path | None, model: str | None, workers: int) -> None:

@@ -5,8 +5,9 @@ completion comes back with a ``gate`` object and ``x-gate-*`` headers; per-reque
 extra body field ``gate`` (see :mod:`gate.server.policy`). A completion request runs one way through
 :mod:`gate.server.handler` (plan, generate or assess, render, record). What the routes share is one
 :class:`gate.server.state.ServerState`. Errors use OpenAI's shape and are mapped from exceptions in one
-place (:mod:`gate.server.errors`); the guards (request id, API keys, per-key rate limits on Redis, in-flight
-limit, body size) are in :mod:`gate.server.guards`. With API keys configured every path needs one except
+place (:mod:`gate.server.errors`); the guards (request id, API keys and their tenants, per-tenant rate limits
+on Redis, in-flight limit, body size) are in :mod:`gate.server.guards`; tenants and the SIGHUP reload in
+:mod:`gate.tenants`. With API keys configured every path needs one except
 ``public_paths`` (``/healthz`` and ``/readyz`` by default: ``/metrics`` and the OpenAPI pages ``/docs``, ``/redoc``,
 ``/openapi.json`` need a key unless listed there). Every request that reaches the gate is counted in
 ``GET /metrics`` (:mod:`gate.server.metrics`) and, with ``audit_path`` set, appended to the audit log
@@ -23,12 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from pydantic import SecretStr
 from starlette.middleware import Middleware
 
 from gate.backends.factory import close_llm
 from gate.config import Settings
-from gate.errors import ConfigError, UpstreamError
+from gate.errors import UpstreamError
 from gate.factory import create_gate
 from gate.pipeline import Gate
 from gate.server.errors import exception_handlers
@@ -36,29 +36,27 @@ from gate.server.feedback import Feedback
 from gate.server.guards import ApiKeyAuth, BodyLimit, ConcurrencyLimit, RateLimit, RequestId
 from gate.server.handler import chat_completions, completions
 from gate.server.metrics import CONTENT_TYPE, MetricsMiddleware
+from gate.server.reload import Loader, install_sighup
 from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, server_state
-from gate.state.quota import Quota
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
 
 
-def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
-    """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one)."""
+def create_app(settings: Settings, *, gate: Gate | None = None, reload: Loader | None = None) -> FastAPI:
+    """The proxy for ``settings``; the gate loads in the lifespan unless one is given (tests inject one).
+
+    ``reload``: re-read the configuration on SIGHUP with it (``gate serve``; needs the main thread's loop).
+    """
     state = ServerState.from_settings(settings)
-    quota = Quota.from_settings(settings)
     middleware = [
         Middleware(RequestId),  # outermost: every response carries x-request-id (the 500 handler sets its own)
         Middleware(MetricsMiddleware, metrics=state.metrics),  # counts the 401s, 413s and 429s too
-        Middleware(
-            ApiKeyAuth,
-            keys=_keys(settings.api_keys, "api_keys"),
-            privileged=_keys(settings.privileged_api_keys, "privileged_api_keys"),
-            public=frozenset(settings.public_paths),
-        ),
-        *_rate_limit(settings, quota),
+        Middleware(ApiKeyAuth, state=state),  # the request's tenant, from the tenants of the moment
+        # between authentication (only known keys take from a bucket) and the in-flight limit
+        Middleware(RateLimit, prefix=API_PREFIX),
         Middleware(
             ConcurrencyLimit,
             slots=state.slots,
@@ -71,7 +69,7 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     app = FastAPI(
         title="llm-gate",
         summary="OpenAI-compatible proxy that gates every answer: answer, hedge or abstain.",
-        lifespan=_lifespan(state, gate, quota),
+        lifespan=_lifespan(state, gate, reload),
         default_response_class=GateJSONResponse,
         middleware=middleware,
         exception_handlers=exception_handlers(),
@@ -81,21 +79,6 @@ def create_app(settings: Settings, *, gate: Gate | None = None) -> FastAPI:
     app.include_router(_health_routes())
     app.include_router(Feedback(settings, audit=state.audit, metrics=state.metrics).router())  # labels, the monitor
     return app
-
-
-def _rate_limit(settings: Settings, quota: Quota | None) -> list[Middleware]:
-    """The per-key limits, between authentication (only known keys take from a bucket) and the in-flight limit."""
-    if quota is None:
-        return []
-    per_key = bool(settings.api_keys or settings.privileged_api_keys)
-    return [Middleware(RateLimit, quota=quota, per_key=per_key, prefix=API_PREFIX, retry_s=settings.state_retry_s)]
-
-
-def _keys(secrets: list[SecretStr], name: str) -> tuple[bytes, ...]:
-    keys = tuple(key.get_secret_value().encode() for key in secrets)
-    if any(not key.strip() for key in keys):
-        raise ConfigError(f"{name} holds an empty key; remove it (no keys at all turns authentication off)")
-    return keys
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -119,16 +102,19 @@ class Loadable(Protocol):
         ...
 
 
-def _lifespan(state: ServerState, injected: Gate | None, quota: Quota | None) -> Callable[[FastAPI], Any]:
+def _lifespan(state: ServerState, injected: Gate | None, reload: Loader | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remove = install_sighup(state, reload) if reload is not None else None
         try:
             async with _serving(state, injected):
                 yield
         finally:
+            if remove is not None:
+                remove()
             state.metrics.close()
-            if quota is not None:
-                await quota.aclose()
+            if state.state_client is not None:
+                await state.state_client.aclose(close_connection_pool=True)
             if state.audit is not None:
                 await state.audit.aclose()
 
@@ -168,7 +154,7 @@ async def _load(state: ServerState, gate: Gate, llm: Loadable) -> None:
 
 
 def _ready(state: ServerState, gate: Gate) -> None:
-    state.gate = gate
+    state.ready(gate)
     logger.info("gate ready: %s (calibration %s)", state.settings.model, gate.calibration.id)
 
 

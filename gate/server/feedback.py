@@ -77,7 +77,6 @@ class Feedback:
     """The route's state: where labels go, the live monitor and the metrics it sets."""
 
     def __init__(self, settings: Settings, *, audit: AuditLog | None, metrics: ProxyMetrics) -> None:
-        self.open = not (settings.api_keys or settings.privileged_api_keys)  # no keys: no authentication anywhere
         self.metrics = metrics
         self.log = None if audit is None else feedback_log(settings, audit)
         self.live = LiveMonitor(window=LIVE_WINDOW, recent=RECENT_REQUESTS)
@@ -104,7 +103,8 @@ class Feedback:
 
     async def receive(self, raw: Any, request: Request) -> GateJSONResponse:
         """Check who sends it and what, store it, then move this replica's monitor when it served the request."""
-        if not (self.open or is_privileged(request)):
+        # no key and no tenant: no authentication anywhere (read per request: a reload may add keys)
+        if server_state(request).tenants.auth and not is_privileged(request):
             raise ForbiddenError("labels need a key from privileged_api_keys (they move the monitor of the guarantee)")
         if self.log is None:
             raise FeedbackNotConfiguredError(

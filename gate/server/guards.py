@@ -1,15 +1,15 @@
-"""The proxy's guards, as ASGI middleware: the request id, API keys, per-key rate limits (on Redis), the in-flight
-limit, the body size limit.
+"""The proxy's guards, as ASGI middleware: the request id, API keys (tenants), per-tenant rate limits (on Redis),
+the in-flight limit, the body size limit.
 
 Each guard answers in OpenAI's error shape (401, 429 with ``retry-after``, 413) before a request reaches a
 route; every response, errors included, carries ``x-request-id``. What a guard learns for the routes (the
-request's id, whether its key is privileged) goes into ``scope["state"]``, read back by
-:func:`gate.server.state.request_id` and :func:`gate.server.state.is_privileged`.
+request's id, its tenant, whether that is privileged) goes into ``scope["state"]``, read back by
+:func:`gate.server.state.request_id`, :func:`gate.server.state.server_state` and
+:func:`gate.server.state.is_privileged`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import uuid
@@ -21,9 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gate.errors import StateUnavailableError
 from gate.server.errors import state_unavailable_response, wire_error_response
-from gate.server.state import PRIVILEGED_KEY, REQUEST_ID_KEY, Slots
+from gate.server.state import CALLER_KEY, PRIVILEGED_KEY, REQUEST_ID_KEY, TENANT_NAME_KEY, Caller, ServerState, Slots
 from gate.server.wire import OverloadedError, PayloadTooLargeError, UnauthorizedError
-from gate.state.quota import Quota, key_hash
+from gate.state.quota import key_hash
+from gate.tenants.table import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -59,27 +60,32 @@ class RequestId:
 
 
 class ApiKeyAuth:
-    """Bearer API keys on every path but the ``public`` ones (constant-time comparison; never logged or echoed).
+    """Bearer API keys on every path but the public ones (constant-time comparison; never logged or echoed).
 
-    ``keys`` are the ordinary keys, ``privileged`` the keys whose holders may weaken the gate (marked in
-    ``scope["state"]`` for the policy). With no key of either kind there is no authentication and nobody is
-    privileged: every client gets the operator's defaults.
+    Keys belong to tenants (:class:`gate.tenants.table.Tenants`, read from ``state.tenants`` once per request,
+    so a reload applies from the next request on): the plain ``api_keys`` and ``privileged_api_keys``, and the
+    hashed keys of configured tenants. The matched tenant goes into ``scope["state"]`` for the routes, marked
+    privileged when it is. With no key and no tenant configured there is no authentication and every client is
+    the ``anonymous`` tenant with the operator's defaults.
     """
 
-    def __init__(
-        self, app: ASGIApp, *, keys: tuple[bytes, ...], privileged: tuple[bytes, ...], public: frozenset[str]
-    ) -> None:
-        self.app, self.keys, self.privileged, self.public = app, keys, privileged, public
+    def __init__(self, app: ASGIApp, *, state: ServerState) -> None:
+        self.app, self.state = app, state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not (self.keys or self.privileged):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        tenants = self.state.tenants
+        if not tenants.auth:
+            self._found(scope, tenants.anonymous)
             await self.app(scope, receive, send)
             return
         scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
-        known, privileged = self._match(token.strip().encode()) if scheme.lower() == "bearer" else (False, False)
-        if privileged:
-            scope.setdefault("state", {})[PRIVILEGED_KEY] = True
-        if known or scope["path"] in self.public:
+        tenant = tenants.authenticate(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if tenant is not None:
+            self._found(scope, tenant)
+        if tenant is not None or scope["path"] in tenants.public:
             await self.app(scope, receive, send)
             return
         if scheme.lower() != "bearer" or not token.strip():
@@ -88,47 +94,54 @@ class ApiKeyAuth:
             error = UnauthorizedError("invalid API key")
         await wire_error_response(error)(scope, receive, send)
 
-    def _match(self, token: bytes) -> tuple[bool, bool]:
-        """(a known key, a privileged key); every key is compared, so the time does not say which one matched."""
-        ordinary = privileged = False
-        for key in self.keys:
-            ordinary |= hmac.compare_digest(token, key)
-        for key in self.privileged:
-            privileged |= hmac.compare_digest(token, key)
-        return ordinary or privileged, privileged
+    def _found(self, scope: Scope, tenant: Tenant) -> None:
+        """Leave the request's caller (tenant and policy), its tenant's name and its privilege for the routes."""
+        state = scope.setdefault("state", {})
+        state[CALLER_KEY], state[TENANT_NAME_KEY] = self.state.caller(tenant), tenant.name
+        if tenant.privileged:
+            state[PRIVILEGED_KEY] = True
 
 
 class RateLimit:
-    """429 beyond a key's rate or daily quota (:class:`gate.state.quota.Quota`, shared by every replica).
+    """429 beyond a tenant's rate or daily quota (:class:`gate.state.quota.Quota`, shared by every replica).
 
-    Runs after :class:`ApiKeyAuth`, so only known keys take from a bucket. Without authentication every client
-    shares one anonymous bucket: a Bearer value a client makes up must not buy it a bucket of its own. Each POST
-    under ``prefix`` takes one request and one unit of the daily quota. With Redis down and ``state_failure``
-    closed, the answer is 503 (``retry-after``: ``retry_s``).
+    Runs after :class:`ApiKeyAuth` and takes the quota of the tenant it found, so only known keys take from a
+    bucket. A configured tenant has one bucket for all its keys; the plain ``api_keys`` one per key, as before.
+    Without authentication every client shares one anonymous bucket: a Bearer value a client makes up must not
+    buy it a bucket of its own. Each POST under ``prefix`` takes one request and one unit of the daily quota.
+    With Redis down and ``state_failure`` closed, the answer is 503 (``retry-after``: ``state_retry_s``).
     """
 
-    def __init__(self, app: ASGIApp, *, quota: Quota, per_key: bool, prefix: str, retry_s: float) -> None:
-        self.app, self.quota, self.per_key, self.prefix, self.retry_s = app, quota, per_key, prefix, retry_s
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app, self.prefix = app, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+        caller = scope.get("state", {}).get(CALLER_KEY) if scope["type"] == "http" else None
+        tenant = caller.tenant if isinstance(caller, Caller) else None
+        if tenant is None or tenant.quota is None:
             await self.app(scope, receive, send)
             return
-        scheme, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
-        key = token.strip() if self.per_key and scheme.lower() == "bearer" else ""
+        if scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        _, _, token = (Headers(scope=scope).get("authorization") or "").partition(" ")
+        bucket = tenant.bucket(token.strip())
         try:
-            allowed = await self.quota.check_and_take(key)
+            allowed = await tenant.quota.check_and_take(bucket)
         except StateUnavailableError as exc:
-            await state_unavailable_response(exc, retry_after_s=self.retry_s)(scope, receive, send)
+            retry_s = tenant.settings.state_retry_s
+            await state_unavailable_response(exc, retry_after_s=retry_s)(scope, receive, send)
             return
         if allowed.ok:
             await self.app(scope, receive, send)
             return
         retry_after = max(1, math.ceil(allowed.retry_after))
-        logger.info("key %s over its %s limit; retry after %d s", key_hash(key)[:8], allowed.limit, retry_after)
+        who = f"tenant {tenant.name}" if tenant.bucket_name else "key " + key_hash(bucket)[:8]
+        logger.info("%s over its %s limit; retry after %d s", who, allowed.limit, retry_after)
         what = "daily quota" if allowed.limit == "daily" else "rate limit"
+        holder = "tenant" if tenant.bucket_name else "API key"
         error = OverloadedError(
-            f"this API key is over its {what}; retry after {retry_after} s",
+            f"this {holder} is over its {what}; retry after {retry_after} s",
             code="quota_exceeded" if allowed.limit == "daily" else "rate_limit_exceeded",
             headers={"retry-after": str(retry_after)},
         )

@@ -28,7 +28,7 @@ from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
 from gate.server.replies import Envelope, Reply, completion_body, stream_events
 from gate.server.responses import GateJSONResponse
-from gate.server.state import ServerState, is_privileged, request_id, server_state
+from gate.server.state import ServerState, is_privileged, request_id, server_state, tenant_name
 from gate.server.wire import BadRequestError, ChatRequest, CompletionRequest, GatewayTimeoutError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ async def _complete(
         "model": server.settings.model,
         "mode": plan.mode,
         "question": body.question(),
+        "tenant": tenant_name(request),
     }
     try:
         result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
@@ -128,8 +129,9 @@ async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest,
 
 
 async def _record(server: ServerState, outcome: Outcome) -> None:
-    """Count ``outcome`` in the metrics and append it to the audit log, when one is configured."""
+    """Count ``outcome`` in the metrics and its tenant's quota, and append it to the audit log, when configured."""
     server.metrics.observe(outcome)
+    await server.charge(outcome)
     if server.audit is None:
         return
     try:

@@ -90,6 +90,12 @@ class ProxyMetrics:
             registry=registry,
         )
         self.decisions = Counter("gate_decisions_total", "Gate decisions by kind.", ("decision",), registry=registry)
+        self.tenant_requests = Counter(
+            "gate_tenant_requests_total",
+            "Requests that reached the gate by tenant (configured names only, never keys) and outcome.",
+            ("tenant", "outcome"),
+            registry=registry,
+        )
         self.errors = Counter(
             "gate_errors_total", "Error responses by OpenAI error code.", ("type",), registry=registry
         )
@@ -153,6 +159,9 @@ class ProxyMetrics:
 
     def observe(self, outcome: Outcome) -> None:
         """Count a request that reached the gate (a failed one only through its error response)."""
+        if outcome.tenant is not None:
+            kind = "error" if outcome.error is not None else outcome.decision or "pass-through"
+            self.tenant_requests.labels(outcome.tenant, kind).inc()
         if outcome.error is not None:
             return
         if outcome.decision is not None:
