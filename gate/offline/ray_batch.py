@@ -145,8 +145,15 @@ def _run(
 
 @contextlib.contextmanager
 def ray_session(cluster: RayCluster) -> Iterator[tuple[ModuleType, int]]:
-    """Join the cluster (or start the local instance); yields ray and the CPUs the cluster offers."""
+    """Join the cluster (or start the local instance); yields ray and the CPUs the cluster offers.
+
+    A process already connected to Ray (a notebook, a benchmark) keeps its connection: the address is not
+    used then, and the connection is left open.
+    """
     ray = import_ray()
+    if ray.is_initialized():
+        yield ray, int(ray.cluster_resources().get("CPU", 0))
+        return
     check_reachable(cluster.address)
     try:
         if cluster.address == LOCAL:
