@@ -163,15 +163,21 @@ def test_signal_collection_on_ray_caches_the_same_rows(tmp_path: Path, cluster: 
     assert by_id(tmp_path / "ray.signals.jsonl") == by_id(tmp_path / "local.signals.jsonl")
 
 
-def test_an_unreachable_cluster_is_one_line_and_a_failed_exit(tmp_path: Path, config: Path) -> None:
+@pytest.mark.parametrize("form", ["HOST:PORT", "ray://HOST:PORT", "auto"])
+def test_an_unreachable_cluster_is_one_line_and_a_failed_exit(
+    tmp_path: Path, config: Path, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = _inputs(tmp_path / "in.jsonl")
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = form.replace("HOST:PORT", closed)
+    monkeypatch.setenv("RAY_ADDRESS", closed)  # what auto resolves to
     result = CliRunner().invoke(app, ["score", str(source), "-o", str(tmp_path / "o.jsonl"), "-c", str(config),
                                       "--ray", address])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"error: could not reach the Ray cluster at '{address}': "
+    shown = closed if form == "auto" else address
+    assert result.output.strip().splitlines() == [f"error: could not reach the Ray cluster at '{shown}': "
                                                   "Connection refused"]
     assert not (tmp_path / "o.jsonl").exists() or not (tmp_path / "o.jsonl").read_text()
 

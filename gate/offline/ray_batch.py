@@ -20,17 +20,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gate.config import Settings
 from gate.datasets import QAItem
 from gate.errors import GateError, MissingExtraError
 from gate.offline.signal_cache import CachedRow
+
+if TYPE_CHECKING:
+    from gate.offline.score import ScoreSummary
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +87,7 @@ def score_on_ray(
     concurrency: int = 4,
     signals: list[str] | None = None,
     on_line: Callable[[], None] | None = None,
-) -> Any:
+) -> ScoreSummary:
     """``gate score`` with the lines scored on ``cluster``: the same output, order and resume as locally."""
     from gate.factory import suite_from
     from gate.offline.score import ScoreInput, score_lines
@@ -92,7 +96,7 @@ def score_on_ray(
     select(suite_from(settings), signals)  # a typo in --estimators costs nothing, not a cluster start
     options = {"sample_more": sample_more, "signals": signals}
 
-    async def run(gates: _RemoteGates) -> Any:
+    async def run(gates: _RemoteGates) -> ScoreSummary:
         async def score_batch(records: list[ScoreInput]) -> list[dict[str, Any]]:
             work = (gates.call("score", record.model_dump(mode="json"), options) for record in records)
             return list(await asyncio.gather(*work))
@@ -151,10 +155,10 @@ def ray_session(cluster: RayCluster) -> Iterator[tuple[ModuleType, int]]:
     used then, and the connection is left open.
     """
     ray = import_ray()
+    check_reachable(cluster.address)
     if ray.is_initialized():
         yield ray, int(ray.cluster_resources().get("CPU", 0))
         return
-    check_reachable(cluster.address)
     try:
         if cluster.address == LOCAL:
             ray.init(num_cpus=cluster.cpus, include_dashboard=False, log_to_driver=False,
@@ -175,7 +179,9 @@ def check_reachable(address: str) -> None:
     ``ray.init`` waits for an unreachable ``HOST:PORT`` without a limit (measured: over 10 minutes) and
     gives up on an unreachable ``ray://`` only after 30 s; one connect with a timeout says it at once.
     """
-    if address in (LOCAL, "auto"):
+    if address == "auto":  # RAY_ADDRESS when set; else Ray finds an instance on this machine, or says there is none
+        address = os.environ.get("RAY_ADDRESS", "")
+    if address in (LOCAL, "auto", ""):
         return
     host, colon, port = address.removeprefix("ray://").rpartition(":")
     if not colon or not host or not port.isdigit():
