@@ -1,9 +1,9 @@
 """`gate score` and `gate calibrate --collect-only` with `--ray ADDRESS`, on a real local Ray instance (2 CPUs).
 
 The upstream is the stub OpenAI-compatible server on loopback, answering by a hash of each request, so the
-scoring is deterministic and the Ray output can be compared with the local one line by line. The Ray runs
+scoring is deterministic and the Ray output can be compared with the local one line by line. Most Ray runs
 are the real command in a subprocess (its own Ray driver, as a user's would be) joining the instance this
-module starts once: starting Ray is the slow part (about 13 s on 2 busy cores).
+module starts once: starting Ray is the slow part (5-15 s on 2 busy cores).
 """
 
 from __future__ import annotations
@@ -141,6 +141,20 @@ def test_ray_resumes_a_partial_output_into_exactly_the_local_output(
     assert SECRET not in result.stdout + result.stderr
     logs = [path for path in ray_dir.rglob("*") if path.is_file() and path.suffix in {".log", ".out", ".err"}]
     assert logs and not [path for path in logs if SECRET.encode() in path.read_bytes()]
+
+
+def test_ray_local_scores_every_line_as_the_local_path_does(tmp_path: Path, cluster: str, config: Path) -> None:
+    # in this process, already joined to the module's instance: `--ray local` uses that connection (starting a
+    # second instance would double this file's time; the command's own start of one is what the other tests'
+    # subprocesses and benchmarks/ray_batch.py exercise against a running instance)
+    source = _inputs(tmp_path / "in.jsonl")
+    _local("score", str(source), "-o", str(tmp_path / "local.jsonl"), "-c", str(config))
+    _local("score", str(source), "-o", str(tmp_path / "ray.jsonl"), "-c", str(config), "--ray", "local",
+           "--ray-actors", "2", "--concurrency", "2")
+    remote = _rows(tmp_path / "ray.jsonl")
+    assert [row["id"] for row in remote] == [f"q{i}" for i in range(LINES)]
+    assert remote == _rows(tmp_path / "local.jsonl")
+    assert ray.is_initialized()  # the connection it found is left open for its owner
 
 
 def test_signal_collection_on_ray_caches_the_same_rows(tmp_path: Path, cluster: str, config: Path) -> None:
