@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gate.cli.errors import friendly_errors
-from gate.cli.options import ConfigOption, DatasetOption, LimitOption, ModelOption, ResamplesOption, split_names
+from gate.cli.options import (
+    ConfigOption,
+    DatasetOption,
+    LimitOption,
+    ModelOption,
+    RayActorsOption,
+    RayCpusOption,
+    RayOption,
+    ResamplesOption,
+    ray_cluster,
+    split_names,
+)
 from gate.reasons import format_probability
 
 if TYPE_CHECKING:
     from calibration.artifact import Artifact
+    from gate.config import Settings
     from gate.datasets import QAItem
     from gate.offline.calibrate import FitOptions
     from gate.offline.signal_cache import CachedRow
-    from gate.pipeline import Gate
     from gate.suite import SignalSpec
 
 
@@ -61,18 +73,21 @@ def calibrate(
             "answers for a fit of their own is fine). --out then only names the default cache."
         ),
     ] = False,
+    ray: RayOption = None,
+    ray_cpus: RayCpusOption = None,
+    ray_actors: RayActorsOption = None,
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Run every signal over labelled questions, cache them, fit fusion + calibration + thresholds."""
     from calibration.fitting import Target
-    from gate.backends.factory import run_then_close
     from gate.config import load_settings
-    from gate.factory import create_gate
+    from gate.factory import suite_from
     from gate.offline.calibrate import FitOptions
-    from gate.offline.collect import collect, sample_items
+    from gate.offline.collect import sample_items
 
     _check_modes(limit, collect_only=collect_only, cached_only=cached_only)
+    cluster = ray_cluster(ray, ray_cpus, ray_actors)
     settings = load_settings(config_file=config, model=model, signals=split_names(signals))
     target = Target(
         answer_level=answer_level, hedge_level=hedge_level, confidence_level=confidence_level, method=method
@@ -80,14 +95,18 @@ def calibrate(
     options = FitOptions(seed=seed, fusion=fusion, calibrator=calibrator, target=target)
     items = sample_items(dataset, limit=limit, seed=seed, data_dir=settings.data_dir)
     cache = cache or out.with_suffix(".signals.jsonl")
-    gate = create_gate(settings, calibrated=False)
-    work = _collect_with_progress(collect, gate, items, cache, settings.model, cached_only=cached_only)
-    rows = run_then_close(gate.llm, work)
+    with _signal_progress(len(items)) as on_row:
+        if cluster is not None and not cached_only:  # --cached-only computes nothing: no cluster to start
+            from gate.offline.ray_batch import collect_on_ray
+
+            rows = collect_on_ray(settings, items, cache, cluster, on_row=on_row)
+        else:
+            rows = _collect_here(settings, items, cache, on_row=on_row, cached_only=cached_only)
     if collect_only:
         correct = sum(row.correct for row in rows)
         typer.echo(f"cached {len(rows)} graded questions ({correct} correct) in {cache}; nothing fitted", err=True)
         return
-    _fit_and_save(rows, model=settings.model, suite=gate.suite, options=options, out=out, cache=cache)
+    _fit_and_save(rows, model=settings.model, suite=suite_from(settings), options=options, out=out, cache=cache)
 
 
 def _check_modes(limit: int | None, *, collect_only: bool, cached_only: bool) -> None:
@@ -98,21 +117,33 @@ def _check_modes(limit: int | None, *, collect_only: bool, cached_only: bool) ->
         raise ValueError("--collect-only and --cached-only exclude each other: one computes, the other fits")
 
 
-async def _collect_with_progress(
-    collect: Callable[..., Awaitable[list[CachedRow]]],
-    gate: Gate,
+def _collect_here(
+    settings: Settings,
     items: Sequence[tuple[str, QAItem]],
     cache: Path,
-    model: str,
     *,
+    on_row: Callable[[CachedRow, bool], None],
     cached_only: bool,
 ) -> list[CachedRow]:
+    """The signal collection in this process, on a Gate built here."""
+    from gate.backends.factory import run_then_close
+    from gate.factory import create_gate
+    from gate.offline.collect import collect
+
+    gate = create_gate(settings, calibrated=False)
+    work = collect(gate, items, cache, model=settings.model, on_row=on_row, cached_only=cached_only)
+    return run_then_close(gate.llm, work)
+
+
+@contextlib.contextmanager
+def _signal_progress(total: int) -> Iterator[Callable[[CachedRow, bool], None]]:
+    """A progress bar with the accuracy so far; yields the ``on_row`` callback of the collection."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     correct = [0, 0]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("signals", total=len(items))
+        task = progress.add_task("signals", total=total)
 
         def on_row(row: CachedRow, cached: bool) -> None:
             correct[0] += row.correct
@@ -120,7 +151,7 @@ async def _collect_with_progress(
             label = f"signals (accuracy so far {correct[0] / correct[1]:.3f})"
             progress.update(task, advance=1, description=label)
 
-        return await collect(gate, items, cache, model=model, on_row=on_row, cached_only=cached_only)
+        yield on_row
 
 
 def _fit_and_save(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from gate.offline.ray_batch import RayCluster
 
 __all__ = [
     "ConfigOption",
@@ -13,7 +16,11 @@ __all__ = [
     "JsonOption",
     "LimitOption",
     "ModelOption",
+    "RayActorsOption",
+    "RayCpusOption",
+    "RayOption",
     "ResamplesOption",
+    "ray_cluster",
     "split_names",
 ]
 
@@ -41,8 +48,37 @@ DatasetOption = Annotated[
 LimitOption = Annotated[int | None, typer.Option(help="Questions drawn at random from each dataset.")]
 ResamplesOption = Annotated[int, typer.Option(help="Bootstrap resamples per interval.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+RayOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Run the batch on a Ray cluster: auto, HOST:PORT, ray://HOST:10001, or local (a Ray instance started "
+        "here); same output, order and resume as without it. Needs the ray extra.",
+        show_default=False,
+    ),
+]
+RayCpusOption = Annotated[
+    int | None, typer.Option(help="CPUs of the --ray local instance (default: all of them).", show_default=False)
+]
+RayActorsOption = Annotated[
+    int | None,
+    typer.Option(help="Gates on the Ray cluster, one CPU and one model each (default: one per CPU).",
+                 show_default=False),
+]
 
 
 def split_names(value: str | None) -> list[str] | None:
     """The names of a comma-separated option (``"a, b,"`` -> ``["a", "b"]``); ``None`` when none is given."""
     return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+def ray_cluster(address: str | None, cpus: int | None, actors: int | None) -> RayCluster | None:
+    """The ``--ray`` options as one value; ``None`` runs locally (the Ray options then make no sense)."""
+    if address is None:
+        if cpus is not None or actors is not None:
+            raise ValueError("--ray-cpus and --ray-actors go with --ray ADDRESS")
+        return None
+    from gate.offline.ray_batch import RayCluster
+
+    return RayCluster(address, cpus=cpus, actors=actors)

@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from gate.cli.errors import friendly_errors
-from gate.cli.options import ConfigOption, DatasetOption, LimitOption, ModelOption, ResamplesOption, split_names
+from gate.cli.options import (
+    ConfigOption,
+    DatasetOption,
+    LimitOption,
+    ModelOption,
+    RayActorsOption,
+    RayCpusOption,
+    RayOption,
+    ResamplesOption,
+    ray_cluster,
+    split_names,
+)
 
 ArtifactOption = Annotated[
     Path | None,
@@ -31,7 +42,10 @@ def score(
     ] = None,
     sample_more: Annotated[int, typer.Option(help="Draw this many fresh samples per line for consistency.")] = 0,
     index: Annotated[Path | None, typer.Option(help="Retrieval index for PACE (gate index build).")] = None,
-    concurrency: Annotated[int, typer.Option(help="Lines scored at once.")] = 4,
+    concurrency: Annotated[int, typer.Option(help="Lines scored at once (with --ray: by each Gate).")] = 4,
+    ray: RayOption = None,
+    ray_cpus: RayCpusOption = None,
+    ray_actors: RayActorsOption = None,
     model: ModelOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -45,17 +59,26 @@ def score(
         raise ValueError(f"input file {source} does not exist")
     if sample_more < 0 or concurrency < 1:
         raise ValueError(f"--sample-more must be >= 0 and --concurrency >= 1, got {sample_more} and {concurrency}")
+    cluster = ray_cluster(ray, ray_cpus, ray_actors)
     settings = load_settings(config_file=config, model=model, artifact=artifact, index_dir=index)
-    gate = create_gate(settings)
+    signals = split_names(estimators)
     with source.open(encoding="utf-8") as handle:
         total = sum(1 for line in handle if line.strip())
     with _progress(total, "scoring") as advance:
-        summary = run_then_close(
-            gate.llm,
-            score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
-                       budget=budget_from(settings), signals=split_names(estimators), on_line=advance),
-        )
+        if cluster is not None:
+            from gate.offline.ray_batch import score_on_ray
+
+            summary = score_on_ray(settings, source, out, cluster, sample_more=sample_more, concurrency=concurrency,
+                                   signals=signals, on_line=advance)
+        else:
+            gate = create_gate(settings)
+            summary = run_then_close(
+                gate.llm,
+                score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
+                           budget=budget_from(settings), signals=signals, on_line=advance),
+            )
     typer.echo("\n".join([f"wrote {out}", *summary.lines()]))
+
 
 
 @friendly_errors

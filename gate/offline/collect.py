@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from gate.datasets import QAItem, is_correct, load_dataset
 from gate.offline.signal_cache import CachedRow, append_row, open_cache
 from gate.pipeline import Gate
+from gate.suite import SignalSpec
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ def _name_and_limit(entry: str, limit: int | None) -> tuple[str, int | None]:
     return entry, limit
 
 
+Grader = Callable[[str, QAItem], Awaitable[CachedRow]]
+"""Grades one item of a named dataset (here, or on a Ray cluster)."""
+
+
 async def collect(
     gate: Gate,
     items: Sequence[tuple[str, QAItem]],
@@ -62,7 +67,29 @@ async def collect(
     computes nothing and returns the rows already cached (to fit on part of a long run).
     Items with passages (SciQ, XQuAD, a user's ``references``) pass them to PACE as its references.
     """
-    done = {row.id: row for row in open_cache(cache, model, gate.suite)}
+
+    async def grader(dataset: str, item: QAItem) -> CachedRow:
+        return await grade(gate, item, dataset=dataset)
+
+    return await collect_rows(
+        grader, gate.suite, items, cache, model=model, on_row=on_row, concurrency=concurrency, cached_only=cached_only
+    )
+
+
+async def collect_rows(
+    grader: Grader,
+    suite: Sequence[SignalSpec],
+    items: Sequence[tuple[str, QAItem]],
+    cache: Path,
+    *,
+    model: str,
+    on_row: Callable[[CachedRow, bool], None] | None = None,
+    concurrency: int = 1,
+    cached_only: bool = False,
+) -> list[CachedRow]:
+    """The cache and order rules of :func:`collect`, whoever grades: at most ``concurrency`` items in flight,
+    each row appended as it comes, the rows returned in the order of ``items``."""
+    done = {row.id: row for row in open_cache(cache, model, suite)}
     rows: list[CachedRow] = []
     for _, item in items:
         if item.id in done:
@@ -74,7 +101,7 @@ async def collect(
 
     async def one(dataset: str, item: QAItem) -> None:
         async with limiter:
-            row = await grade(gate, item, dataset=dataset)
+            row = await grader(dataset, item)
         append_row(cache, row)
         rows.append(row)
         if on_row:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from gate.errors import UpstreamError
+from gate.offline.signal_cache import drop_torn_tail
 from gate.pipeline import Budget, Gate
 from gate.suite import select
 
@@ -162,6 +163,10 @@ async def score_one(
     return verdict
 
 
+BatchScorer = Callable[[list[ScoreInput]], Awaitable[list[dict[str, Any]]]]
+"""Scores a batch of lines and returns their verdicts in the batch's order (here, or on a Ray cluster)."""
+
+
 async def score_file(
     gate: Gate,
     source: Path,
@@ -178,11 +183,28 @@ async def score_file(
     ``signals`` narrows the suite's signals (the artifact still applies: fusion treats the rest as missing).
     """
     check_wanted(gate, signals)  # before any line is read, so a typo costs nothing
+
+    async def score_batch(records: list[ScoreInput]) -> list[dict[str, Any]]:
+        work = (score_one(gate, record, sample_more=sample_more, budget=budget, signals=signals) for record in records)
+        return list(await asyncio.gather(*work))
+
+    return await score_lines(source, out, score_batch, batch_size=concurrency, on_line=on_line)
+
+
+async def score_lines(
+    source: Path, out: Path, score_batch: BatchScorer, *, batch_size: int, on_line: Callable[[], None] | None = None
+) -> ScoreSummary:
+    """The ordering and resume rules every ``gate score`` path shares, whoever computes the verdicts.
+
+    Lines whose id is already in ``out`` are skipped; the others are scored ``batch_size`` at a time and
+    appended in input order, flushed per batch, so an interruption loses at most the batch in flight.
+    """
     summary = ScoreSummary()
-    options = {"sample_more": sample_more, "budget": budget, "signals": signals}
     seen = done_ids(out)
     batch: list[tuple[str, dict[str, Any], ScoreInput]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        drop_torn_tail(out)  # the next line must not be glued to the torn one an interruption left
     with out.open("a", encoding="utf-8") as sink:
         for number, raw, record in read_inputs(source, summary):
             key = line_id(record, number)
@@ -191,23 +213,24 @@ async def score_file(
                 continue
             seen.add(key)
             batch.append((key, raw, record))
-            if len(batch) >= concurrency:
-                await _score_batch(gate, batch, sink, summary, options, on_line=on_line)
+            if len(batch) >= batch_size:
+                await _score_batch(score_batch, batch, sink, summary, on_line=on_line)
                 batch = []
-        await _score_batch(gate, batch, sink, summary, options, on_line=on_line)
+        await _score_batch(score_batch, batch, sink, summary, on_line=on_line)
     return summary
 
 
 async def _score_batch(
-    gate: Gate,
+    score_batch: BatchScorer,
     batch: list[tuple[str, dict[str, Any], ScoreInput]],
     sink: Any,
     summary: ScoreSummary,
-    options: dict[str, Any],
     *,
     on_line: Callable[[], None] | None,
 ) -> None:
-    results = await asyncio.gather(*(score_one(gate, record, **options) for _, _, record in batch))
+    if not batch:
+        return
+    results = await score_batch([record for _, _, record in batch])
     for (key, raw, _), verdict in zip(batch, results, strict=True):
         sink.write(json.dumps({**raw, "id": raw.get("id", key), "gate": verdict}) + "\n")
         summary.scored += 1

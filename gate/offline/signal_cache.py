@@ -126,7 +126,7 @@ def open_cache(path: Path, model: str, suite: Sequence[SignalSpec]) -> list[Cach
             f"{path} was computed for model {head['model']!r} with a different signal suite; "
             "use another --cache path or the same model and signals"
         )
-    _drop_torn_tail(path)
+    drop_torn_tail(path)
     return rows
 
 
@@ -144,7 +144,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def _drop_torn_tail(path: Path) -> None:
+def drop_torn_tail(path: Path) -> None:
     """Cut an unterminated last line, so the next append starts on a line of its own."""
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
