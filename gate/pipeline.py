@@ -14,8 +14,11 @@ from typing import Any, Literal, Protocol
 
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
+from estimators.claims import split_claims
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
+from gate.claims.judge import MIN_CLAIMS, ClaimJudge, ClaimJudgement
+from gate.claims.verdict import answer_decision, answer_probability
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
@@ -109,6 +112,11 @@ class Gate:
         What happens to an answer that calls tools: passed on ``not_assessed`` (default), or assessed by how
         often samples make the same calls (``estimators.tool_agreement``, one more LLM call; uncalibrated:
         the agreement rate is read as the probability, with the uncalibrated default's thresholds).
+    claims : ClaimJudge, optional
+        Judges long answers claim by claim (``gate.claims``): an answer of several sentences gets a verdict
+        per claim instead of one for the paragraph, and a task over supplied text that the suite cannot ground
+        (no PACE) is checked claim by claim against that text instead of passing ``not_assessed``.
+        ``None``: every answer is judged whole, as before.
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -129,6 +137,7 @@ class Gate:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         assess_all: bool = False,
         tool_calls: Literal["pass", "assess"] = "pass",
+        claims: ClaimJudge | None = None,
     ) -> None:
         check_suite(suite)
         if context_tokens < 1:
@@ -149,6 +158,7 @@ class Gate:
         # whether an answer can be checked against supplied text: PACE runs and the calibration reads it
         self.can_ground = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
         self.tool_agreement = ToolCallAgreement()
+        self.claims = claims
 
     async def assess(
         self,
@@ -167,6 +177,7 @@ class Gate:
         known: Mapping[str, Signal] | None = None,
         options: Mapping[str, Any] | None = None,
         assess_all: bool | None = None,
+        claims: bool = True,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
@@ -177,11 +188,15 @@ class Gate:
         ``options`` are the client's own request fields (tools, response_format...), sent with the primary
         answer only; an answer that calls tools is passed on unassessed (:func:`not_assessed`).
         ``assess_all`` overrides the gate's setting for this request (calibration data is factual by design).
+        ``claims=False`` judges a long answer whole even when the gate has a claim judge (the ``off`` policy).
         """
         conversation = Conversation.from_prompt(prompt)
         messages = list(conversation.messages)
         kind = self._kind(conversation, assess_all)
-        if kind is not None and (why := self._unassessable(kind)) is not None:
+        judge = self.claims if claims else None
+        # a task over supplied text that only the claim route can check against that text
+        by_claims = kind is not None and judge is not None and _over_supplied_text(kind) and not self.can_ground
+        if kind is not None and not by_claims and (why := self._unassessable(kind)) is not None:
             reply = Generation(text=answer) if answer is not None else None
             return await self._passed_on(
                 conversation, kind, why, reply, temperature=temperature, max_tokens=max_tokens, options=options
@@ -191,7 +206,8 @@ class Gate:
         wanted = set(signals) if signals is not None else None
         run = _Run(self, self._question(conversation), wanted, budget or Budget(), known, every_signal=not cascade)
         await run.precheck()
-        if precheck and (abstention := run.precheck_abstention()) is not None:
+        # the claim route over supplied text judges the answer by that text, not by what the model knows
+        if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
             return abstention
         answer_cost = Cost()
         finish_reason, tokens = None, None
@@ -214,6 +230,22 @@ class Gate:
                 )
             answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
             tokens = generation.tokens
+        grounded = kind is not None and _over_supplied_text(kind)
+        if judge is not None and (by_claims or len(split_claims(answer)) >= MIN_CLAIMS):
+            given = references if references is not None else (list(kind.references) if grounded and kind else None)
+            judgement = await judge.judge(
+                run.question,
+                answer,
+                llm=self.llm,
+                references=given,
+                conversation=list(conversation.messages) if given else self._signal_messages(conversation),
+                samples=samples,
+                max_tokens=max_tokens or self.answer_tokens,
+            )
+            assessment = _claims_assessment(run, answer, answer_cost, judgement)
+            written_kind: RequestKindName = "grounded" if judgement.route == "grounded" else "factual"
+            update = {"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written_kind}
+            return assessment.model_copy(update=update)
         context = {
             "samples": samples,
             "references": references if references is not None else (list(conversation.references) or None),
@@ -222,7 +254,6 @@ class Gate:
         }
         await run.score_stage("free", answer, context)
         # an answer over supplied text is judged against it: the free stage cannot end that assessment
-        grounded = kind is not None and _over_supplied_text(kind)
         if cascade and not grounded and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
         else:
@@ -542,6 +573,39 @@ def not_assessed(
         gate_cost=total_cost(signal.cost for signal in signals.values()),
         calibration=calibration,
         answer_tokens=generation.tokens,
+    )
+
+
+def _claims_assessment(run: _Run, answer: str, answer_cost: Cost, judgement: ClaimJudgement) -> Assessment:
+    """A long answer judged claim by claim: the answer's decision and probability follow from its claims."""
+    signals = {**run.signals, judgement.signal.name: judgement.signal}
+    scorer, claims = judgement.calibration.scorer, judgement.verdicts
+    if not claims:
+        decision: Decision = "hedge"
+        reasons = [f"the claims could not be judged ({judgement.signal.error}), so the answer is hedged"]
+    else:
+        decision = answer_decision(claims)
+        kept = sum(claim.supported for claim in claims)
+        weakest = min(claims, key=lambda claim: claim.probability)
+        reasons = [f"{kept} of {len(claims)} claims kept on the {judgement.route} route ({judgement.signal.name})"]
+        if decision != "answer":
+            reasons.insert(0, f"claim {weakest.text!r}: {weakest.reason}")
+        reasons.append("the answer's probability is its weakest claim's")
+    return Assessment(
+        question=run.question,
+        answer=answer,
+        decision=decision,
+        probability=answer_probability(claims),
+        signals=signals,
+        reasons=reasons,
+        stage="full",
+        thresholds={"abstain": scorer.abstain, "hedge": scorer.hedge},
+        answer_cost=answer_cost,
+        gate_cost=total_cost(s.cost for s in signals.values()),
+        calibration=judgement.calibration.id,
+        skipped=run.skipped,
+        claims=claims,
+        claim_route=judgement.route,
     )
 
 
