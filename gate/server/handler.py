@@ -63,7 +63,9 @@ async def _complete(
     }
     try:
         result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
-        reply = server.policy.render(plan.mode, result, original=plan.original, logprobs=plan.logprobs)
+        reply = server.policy.render(
+            plan.mode, result, original=plan.original, logprobs=plan.logprobs, claims=plan.claims
+        )
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(server, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise
@@ -121,6 +123,7 @@ async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest,
         cascade=plan.cascade,
         precheck=plan.precheck,
         budget=plan.budget,
+        claims=plan.claims != "off",
         temperature=body.temperature,
         max_tokens=max_tokens,
         **({"options": options} if options else {}),
