@@ -586,10 +586,10 @@ def _claims_assessment(run: _Run, answer: str, answer_cost: Cost, judgement: Cla
     else:
         decision = answer_decision(claims)
         kept = sum(claim.supported for claim in claims)
-        weakest = min(claims, key=lambda claim: claim.probability)
+        weakest = min(range(len(claims)), key=lambda index: claims[index].probability)
         reasons = [f"{kept} of {len(claims)} claims kept on the {judgement.route} route ({judgement.signal.name})"]
-        if decision != "answer":
-            reasons.insert(0, f"claim {weakest.text!r}: {weakest.reason}")
+        if decision != "answer":  # first: the abstain message quotes it, so it names the claim, never its text
+            reasons.insert(0, f"claim {weakest + 1} of {len(claims)}: {claims[weakest].reason}")
         reasons.append("the answer's probability is its weakest claim's")
     return Assessment(
         question=run.question,

@@ -123,7 +123,8 @@ async def test_a_long_answer_is_judged_claim_by_claim_against_samples_drawn_in_o
     ]
     assert all(ANSWER[c.start : c.end] == c.text for c in result.claims)
     assert [c.decision for c in result.claims] == ["keep", "keep", "withhold"]
-    assert "Moon" in result.claims[2].reason and "withheld" in result.claims[2].reason
+    assert "not in references: Moon" in result.claims[2].evidence and "withheld" in result.claims[2].reason
+    assert "Moon" not in result.claims[2].reason  # the reason quotes nothing of the claim
     assert result.decision == "hedge"  # some claims kept, one not
     assert result.probability == min(c.probability for c in result.claims)
     assert result.calibration.startswith("uncalibrated: no claim artifact for the closed route")
@@ -138,6 +139,7 @@ async def test_a_long_answer_is_judged_claim_by_claim_against_samples_drawn_in_o
         "probability": 0.0,
         "decision": "withhold",
         "reason": result.claims[2].reason,
+        "evidence": result.claims[2].evidence,
     }
 
 
@@ -166,7 +168,7 @@ async def test_no_claim_kept_abstains_with_the_weakest_claim_as_the_reason() -> 
     result = await gate_with(llm, ClaimJudge()).assess(QUESTION)
     assert result.claims is not None and {c.decision for c in result.claims} == {"withhold"}
     assert result.decision == "abstain"
-    assert result.reasons[0].startswith("claim 'Ada Lovelace was a mathematician.'")
+    assert result.reasons[0].startswith("claim 1 of 3: agreement of the model's sampled answers 0")
 
 
 # --- grounded route ----------------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ async def test_an_answer_to_a_tool_result_is_checked_against_it_instead_of_passi
     system = {"role": "system", "content": "Answer from the tool (contradict)."}
     wrong = await gate_with(llm, judge).assess([system, *TOOL_TURNS[1:]])
     assert wrong.claims is not None and [c.decision for c in wrong.claims] == ["withhold"]
-    assert wrong.decision == "abstain" and "25" in wrong.claims[0].reason
+    assert wrong.decision == "abstain" and "25" in wrong.claims[0].evidence
     assert len(llm.calls) == 3  # one answer per assessment, nothing else
 
 

@@ -176,13 +176,14 @@ def verdicts(signal: Signal, route: Route, scorer: ClaimScorer) -> tuple[ClaimVe
                 probability=probability,
                 decision=decision,
                 reason=_reason(claim, route, probability, decision, scorer),
+                evidence=str(claim["reason"]),
             )
         )
     return tuple(out)
 
 
 def _reason(claim: Mapping[str, object], route: Route, probability: float, decision: str, scorer: ClaimScorer) -> str:
-    """E.g. "support by the references 0.17 (...; not in references: 25): probability 0.17 < 0.30, withheld"."""
+    """E.g. "support by the references 0.17: probability 0.17, below the withhold threshold 0.25, so withheld"."""
     shown, abstain, hedge = (format_probability(p) for p in (probability, scorer.abstain, scorer.hedge))
     if decision == "keep":
         where = f"at or above the keep threshold {hedge}"
@@ -191,7 +192,7 @@ def _reason(claim: Mapping[str, object], route: Route, probability: float, decis
     else:
         where = f"below the withhold threshold {abstain}"
     support = format_probability(float(claim["support"]))  # type: ignore[arg-type]
-    return f"{_WHAT[route]} {support} ({claim['reason']}): probability {shown}, {where}, so {_DONE[decision]}"
+    return f"{_WHAT[route]} {support}: probability {shown}, {where}, so {_DONE[decision]}"
 
 
 SHIPPED = {

@@ -30,7 +30,8 @@ class ClaimVerdict(BaseModel):
     end: int = Field(ge=0, description="end offset (exclusive): text == answer[start:end]")
     probability: float = Field(ge=0.0, le=1.0)
     decision: ClaimDecision
-    reason: str
+    reason: str = Field(description="the probability against the thresholds; quotes nothing of the claim")
+    evidence: str = Field(default="", description="what the signal found (may quote the claim's names and numbers)")
 
     @property
     def supported(self) -> bool:
@@ -45,7 +46,12 @@ class ClaimVerdict(BaseModel):
             "probability": round(self.probability, 4),
             "decision": self.decision,
             "reason": self.reason,
+            "evidence": self.evidence,
         }
+
+    def withheld_dict(self) -> dict[str, Any]:
+        """The JSON view of a claim the client must not read (struck, or in an abstained answer): no text."""
+        return {key: value for key, value in self.as_dict().items() if key not in ("text", "evidence")}
 
 
 def claim_decision(probability: float, *, abstain: float, hedge: float) -> ClaimDecision:

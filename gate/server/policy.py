@@ -251,6 +251,7 @@ class Policy:
         policy = self.shown_claims(mode, self.claims if claims is None else claims)
         if result.claims is not None:
             view["claims_policy"] = policy
+            view["claims"] = self.scrubber.view(_claims_view(result, mode, policy, original=shown))
         content = self._content(result, mode, policy)
         unchanged = content == result.answer
         calls = [result.tool_calls if unchanged else ()]
@@ -314,6 +315,18 @@ class Policy:
             answer = assessment.answer
             view["original"] = None if answer is None else self.scrubber.secret_free(answer)
         return view
+
+
+def _claims_view(
+    assessment: Assessment, mode: GateMode, claims: ClaimPolicy, *, original: bool
+) -> list[dict[str, Any]]:
+    """Each claim's verdict; a claim the client does not read (struck, or in an abstained answer) without its
+    text or what its evidence quotes, unless the client may see the model's own answer."""
+    hidden = mode == "enforce" and not original and (claims == "strike" or assessment.decision == "abstain")
+    return [
+        claim.withheld_dict() if hidden and not claim.supported else claim.as_dict()
+        for claim in assessment.claims or ()
+    ]
 
 
 def _unassessed_request(request: ChatRequest) -> tuple[RequestKindName, str] | None:
