@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.decision import Decision
 from estimators.base import Cost, Signal, TokenLogprob, ToolCall
-from gate.claims.verdict import ClaimVerdict
+from gate.claim_verdict import ClaimVerdict
 from gate.suite import StageName
 
 __all__ = ["Assessment", "Decision", "RequestKindName", "Verdict"]
@@ -32,7 +32,7 @@ class Assessment(BaseModel):
     the tool calls the model answered with (passed through, never assessed). ``answer_tokens`` are the
     answer's tokens and log-probs when the endpoint returned them (a client that asked gets them back).
     ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work. ``claims`` holds the
-    verdict on each claim when a long answer was judged claim by claim (``gate.claims``; ``claim_route`` says
+    verdict on each claim when a long answer was judged claim by claim (``gate.claim_judge``; ``claim_route`` says
     which signal judged them), and ``None`` when the answer was judged whole.
     """
 

@@ -139,7 +139,7 @@ class Settings(BaseSettings):
         min_length=1,
         description="replaces the answer on abstain; {reason} is the first reason, {reasons} all of them",
     )
-    # Long answers judged claim by claim (gate/claims/, docs/claims.md).
+    # Long answers judged claim by claim (gate/claim_*.py, docs/claims.md).
     claims: Literal["off", "annotate", "mark", "strike"] = Field(
         default="annotate",
         description="long answers (several sentences) and tasks over supplied text are judged claim by claim; "

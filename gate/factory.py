@@ -8,7 +8,7 @@ from pathlib import Path
 from calibration.artifact import Artifact, load_artifact
 from estimators.familiarity import ConceptCache
 from gate.backends.factory import create_llm
-from gate.claims.judge import claim_judge_from
+from gate.claim_judge import claim_judge_from
 from gate.concept_cache import MemoryConceptCache, SqliteConceptCache, default_cache_path
 from gate.config import DEFAULT_MODEL, Settings
 from gate.pipeline import Budget, Calibration, Gate

@@ -17,8 +17,8 @@ from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, tota
 from estimators.claims import split_claims
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
-from gate.claims.judge import MIN_CLAIMS, ClaimJudge, ClaimJudgement
-from gate.claims.verdict import answer_decision, answer_probability
+from gate.claim_judge import MIN_CLAIMS, ClaimJudge, ClaimJudgement
+from gate.claim_verdict import answer_decision, answer_probability
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
@@ -113,7 +113,7 @@ class Gate:
         often samples make the same calls (``estimators.tool_agreement``, one more LLM call; uncalibrated:
         the agreement rate is read as the probability, with the uncalibrated default's thresholds).
     claims : ClaimJudge, optional
-        Judges long answers claim by claim (``gate.claims``): an answer of several sentences gets a verdict
+        Judges long answers claim by claim (``gate.claim_judge``): an answer of several sentences gets a verdict
         per claim instead of one for the paragraph, and a task over supplied text that the suite cannot ground
         (no PACE) is checked claim by claim against that text instead of passing ``not_assessed``.
         ``None``: every answer is judged whole, as before.

@@ -1,4 +1,4 @@
-"""Long answers judged claim by claim in the pipeline (``gate.claims``), with the scripted fake LLM.
+"""Long answers judged claim by claim in the pipeline (``gate.claim_judge``), with the scripted fake LLM.
 
 The claim artifacts are built here (a one-signal ``FittedStage``), so nothing depends on shipped files.
 """
@@ -18,8 +18,8 @@ from calibration.artifact import Artifact, ArtifactError, FittedStage
 from calibration.fusion import WeightedMeanFusion
 from calibration.thresholds import DecisionThresholds
 from estimators.testing import Rule, ScriptedLLM
-from gate.claims.judge import ClaimJudge, RouteCalibration
-from gate.claims.verdict import ClaimVerdict, answer_decision, claim_decision
+from gate.claim_judge import ClaimJudge, RouteCalibration
+from gate.claim_verdict import ClaimVerdict, answer_decision, claim_decision
 from gate.pipeline import Gate
 from gate.suite import SignalSpec
 

@@ -6,8 +6,8 @@ import pytest
 
 from estimators.claims import split_claims
 from gate.assessment import Assessment
-from gate.claims.render import marked, struck
-from gate.claims.verdict import ClaimVerdict, answer_decision, answer_probability
+from gate.claim_render import marked, struck
+from gate.claim_verdict import ClaimVerdict, answer_decision, answer_probability
 from gate.config import Settings
 from gate.errors import ConfigError
 from gate.server.policy import Policy

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from estimators.base import Generation, Message, TokenLogprob, total_cost
 from gate.assessment import Assessment, RequestKindName
-from gate.claims.render import MARK_FIELDS, NOTE_FIELDS, STRICTNESS, ClaimPolicy, check_template, marked, struck
+from gate.claim_render import MARK_FIELDS, NOTE_FIELDS, STRICTNESS, ClaimPolicy, check_template, marked, struck
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.factory import budget_from
@@ -72,7 +72,7 @@ class Plan:
     unassessed: tuple[RequestKindName, str] | None = None  # passed on unassessed: the kind and the reason
     tools: bool = False  # the model may answer with tool calls
     logprobs: int | None = None  # the client asked for log-probs with this many alternatives
-    claims: ClaimPolicy = "off"  # what a long answer judged claim by claim shows (gate.claims.render)
+    claims: ClaimPolicy = "off"  # what a long answer judged claim by claim shows (gate.claim_render)
 
     @property
     def precheck(self) -> bool:

@@ -2,7 +2,7 @@
 
 A claim is kept at or above its stage's ``hedge`` threshold, flagged between ``abstain`` and ``hedge``, and
 withheld below ``abstain``. Only kept claims count as supported: ``mark`` marks every other claim and
-``strike`` removes it (``gate.claims.render``), so the claims a client reads unmarked are the ones the
+``strike`` removes it (``gate.claim_render``), so the claims a client reads unmarked are the ones the
 risk-controlled ``hedge`` threshold vouches for. The whole answer follows from its claims: ``answer`` when
 every claim is kept, ``abstain`` when none is, ``hedge`` in between; its probability is the weakest claim's
 (the answer as written is right only if every one of its claims is).

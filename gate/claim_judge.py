@@ -19,7 +19,7 @@ from calibration.artifact import ArtifactError, load_artifact
 from estimators.base import LLM, Message, Signal
 from estimators.claim_consistency import ClaimConsistency
 from estimators.claim_support import ClaimSupport
-from gate.claims.verdict import ClaimVerdict, claim_decision
+from gate.claim_verdict import ClaimVerdict, claim_decision
 from gate.config import DEFAULT_MODEL, Settings
 from gate.reasons import format_probability
 from gate.uncalibrated import MeanScorer
@@ -196,8 +196,8 @@ def _reason(claim: Mapping[str, object], route: Route, probability: float, decis
 
 
 SHIPPED = {
-    "grounded": Path(__file__).parent.parent / "data" / "gemma-3-270m.claims-grounded.calibration.json",
-    "closed": Path(__file__).parent.parent / "data" / "gemma-3-270m.claims-closed.calibration.json",
+    "grounded": Path(__file__).parent / "data" / "gemma-3-270m.claims-grounded.calibration.json",
+    "closed": Path(__file__).parent / "data" / "gemma-3-270m.claims-closed.calibration.json",
 }
 """The claim artifacts fitted for the embedded model (used when present and no path is configured)."""
 

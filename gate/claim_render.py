@@ -14,7 +14,7 @@ import string
 from collections.abc import Sequence
 from typing import Literal
 
-from gate.claims.verdict import ClaimVerdict
+from gate.claim_verdict import ClaimVerdict
 from gate.errors import ConfigError
 
 ClaimPolicy = Literal["off", "annotate", "mark", "strike"]
