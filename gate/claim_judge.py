@@ -10,20 +10,24 @@ explicit uncalibrated mapping below, which its reasons and calibration id say.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from calibration.artifact import ArtifactError, load_artifact
-from estimators.base import LLM, Message, Signal
+from estimators.base import LLM, Generation, Message, Signal
 from estimators.claim_consistency import ClaimConsistency
 from estimators.claim_support import ClaimSupport
 from gate.claim_verdict import ClaimVerdict, claim_decision
 from gate.config import DEFAULT_MODEL, Settings
+from gate.errors import UpstreamError
 from gate.reasons import format_probability
 from gate.uncalibrated import MeanScorer
 from retrieval.base import Embedder
+
+logger = logging.getLogger(__name__)
 
 Route = Literal["grounded", "closed"]
 SIGNALS: dict[Route, str] = {"grounded": "claim_support", "closed": "claim_consistency"}
@@ -153,10 +157,32 @@ class ClaimJudge:
                 question, answer, llm=llm, references=references, conversation=conversation
             )
         else:
-            estimator = ClaimConsistency(embedder=self.embedder, n_samples=self.n_samples, max_tokens=max_tokens)
-            signal = await estimator.score(question, answer, llm=llm, samples=samples, conversation=conversation)
+            estimator = self._consistency(max_tokens)
+            try:
+                signal = await estimator.score(question, answer, llm=llm, samples=samples, conversation=conversation)
+            except UpstreamError as exc:  # the samples are lost, not the answer: it is hedged, with the reason
+                logger.warning("claim samples lost to an upstream error (status %s)", exc.status)
+                signal = Signal(name=estimator.name, error=f"upstream error: {exc}")
         calibration = self.calibration(route)
         return ClaimJudgement(route, signal, calibration, verdicts(signal, route, calibration.scorer))
+
+    async def draw_samples(
+        self, question: str, *, llm: LLM, conversation: Sequence[Message] | None, max_tokens: int
+    ) -> list[Generation]:
+        """The closed-book route's samples, drawn in one call as ``claim_consistency`` draws them (to be drawn
+        while the primary answer streams, then passed to :meth:`judge` as ``samples``)."""
+        estimator = self._consistency(max_tokens)
+        return await llm.generate(
+            list(conversation) if conversation else [{"role": "user", "content": question}],
+            n=estimator.n_samples,
+            temperature=estimator.temperature,
+            max_tokens=estimator.max_tokens,
+            seed=estimator.seed,
+        )
+
+    def _consistency(self, max_tokens: int) -> ClaimConsistency:
+        """Samples as long as the answer may be: a claim missing from a cut sample would count as unsupported."""
+        return ClaimConsistency(embedder=self.embedder, n_samples=self.n_samples, max_tokens=max_tokens)
 
 
 def verdicts(signal: Signal, route: Route, scorer: ClaimScorer) -> tuple[ClaimVerdict, ...]:

@@ -8,16 +8,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
-from estimators.claims import split_claims
+from estimators.claims import Claim, split_claims
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
 from gate.claim_judge import MIN_CLAIMS, ClaimJudge, ClaimJudgement
+from gate.claim_stream import ClaimReady, CompleteClaims, StreamsText
 from gate.claim_verdict import answer_decision, answer_probability
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
@@ -201,12 +202,14 @@ class Gate:
             return await self._passed_on(
                 conversation, kind, why, reply, temperature=temperature, max_tokens=max_tokens, options=options
             )
+        given_references = references  # the claim route reads only these, or the text a task is over
         if kind is not None and references is None:
             references = list(kind.references) or None
         wanted = set(signals) if signals is not None else None
         run = _Run(self, self._question(conversation), wanted, budget or Budget(), known, every_signal=not cascade)
-        await run.precheck()
         # the claim route over supplied text judges the answer by that text, not by what the model knows
+        if not by_claims:
+            await run.precheck()
         if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
             return abstention
         answer_cost = Cost()
@@ -232,7 +235,9 @@ class Gate:
             tokens = generation.tokens
         grounded = kind is not None and _over_supplied_text(kind)
         if judge is not None and (by_claims or len(split_claims(answer)) >= MIN_CLAIMS):
-            given = references if references is not None else (list(kind.references) if grounded and kind else None)
+            given = given_references
+            if given is None and grounded and kind is not None:
+                given = list(kind.references)
             judgement = await judge.judge(
                 run.question,
                 answer,
@@ -261,6 +266,54 @@ class Gate:
             assessment = run.finish(answer, answer_cost, stage="full")
         written: RequestKindName = "grounded" if grounded else "factual"
         return assessment.model_copy(update={"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written})
+
+    async def assess_streamed(
+        self,
+        prompt: Prompt,
+        *,
+        signals: Sequence[str] | None = None,
+        cascade: bool = True,
+        precheck: bool = True,
+        budget: Budget | None = None,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[ClaimReady | Assessment]:
+        """:meth:`assess` for a reply streamed claim by claim: each claim as soon as it is complete and judged,
+        then the assessment (always the last item).
+
+        Only where a long answer is expected and the model can stream (:class:`~gate.claim_stream.StreamsText`,
+        no tools offered): a task over supplied text that only the claim route can check (grounded: no call
+        besides the answer, so a sentence goes as soon as it is complete) and an expository request (closed-book:
+        the samples are drawn while the answer streams, and the first claim waits for them). Anything else, and
+        an answer that turns out to be one sentence, is assessed whole as :meth:`assess` does (one item).
+        """
+        conversation = Conversation.from_prompt(prompt)
+        kind, judge = self._kind(conversation, None), self.claims
+        streams = judge is not None and isinstance(self.llm, StreamsText) and not (options or {}).get("tools")
+        by_claims = kind is not None and _over_supplied_text(kind) and not self.can_ground
+        if not streams or kind is None or judge is None or not (by_claims or kind.rule == "expository"):
+            yield await self.assess(
+                prompt,
+                signals=signals,
+                cascade=cascade,
+                precheck=precheck,
+                budget=budget,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                options=options,
+            )
+            return
+        run = _Run(self, self._question(conversation), None if signals is None else set(signals), budget or Budget())
+        if not by_claims:  # as in assess: an answer over supplied text is judged by that text
+            await run.precheck()
+        if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
+            yield abstention
+            return
+        async for item in _StreamedClaims(self, judge, run, conversation, kind, by_claims=by_claims).run(
+            temperature=temperature, max_tokens=max_tokens or self.answer_tokens, options=options
+        ):
+            yield item
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""
@@ -388,6 +441,117 @@ class Gate:
         """Where signals that ask the model again ask it: the conversation, unless the question stands alone."""
         messages = conversation.recent_messages(self.context_tokens)
         return messages if len(messages) > 1 else None
+
+
+class _StreamedClaims:
+    """One streamed answer judged claim by claim (see :meth:`Gate.assess_streamed`)."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        judge: ClaimJudge,
+        run: _Run,
+        conversation: Conversation,
+        kind: RequestKind,
+        *,
+        by_claims: bool,
+    ) -> None:
+        self.gate, self.judge, self.signals_run, self.by_claims = gate, judge, run, by_claims
+        self.conversation = conversation
+        self.references = list(kind.references) if by_claims else None
+        self.context = list(conversation.messages) if by_claims else gate._signal_messages(conversation)
+        self.samples: list[Generation] | None = None
+        self.sampling: asyncio.Future[list[Generation]] | None = None
+        self.max_tokens = gate.answer_tokens
+        self.previous_end = 0  # where the last claim handed on ended
+
+    async def run(
+        self, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None
+    ) -> AsyncIterator[ClaimReady | Assessment]:
+        question, llm = self.signals_run.question, self.gate.llm
+        assert isinstance(llm, StreamsText)
+        # the closed-book route's samples are drawn while the answer streams; the grounded route needs none
+        sampling = (
+            None
+            if self.references
+            else asyncio.ensure_future(
+                self.judge.draw_samples(question, llm=llm, conversation=self.context, max_tokens=max_tokens)
+            )
+        )
+        self.sampling, self.max_tokens = sampling, max_tokens
+        claims, started = CompleteClaims(), time.perf_counter()
+        try:
+            stream = llm.stream_text(
+                list(self.conversation.messages), temperature=temperature, max_tokens=max_tokens, options=options
+            )
+            async for piece in stream:
+                for claim in claims.add(piece):
+                    if (ready := await self._judged(claim, claims.answer)) is not None:
+                        yield ready
+            answer, answer_cost = claims.answer, Cost(calls=1, seconds=time.perf_counter() - started)
+            if not self.by_claims and claims.handed_on == 0 and len(split_claims(answer)) < MIN_CLAIMS:
+                # a short answer after all: judged whole, as if it had not streamed (its log-probs did not come)
+                yield await self.gate.assess(
+                    self.conversation.messages,
+                    answer=answer,
+                    known=self.signals_run.signals,
+                    precheck=False,
+                    claims=False,
+                )
+                return
+            for claim in claims.finish():
+                if (ready := await self._judged(claim, answer)) is not None:
+                    yield ready
+            yield await self._assessment(answer, answer_cost)
+        finally:
+            if sampling is not None and not sampling.done():
+                sampling.cancel()
+
+    async def _sample_texts(self) -> list[str] | None:
+        """The drawn samples' texts (``None`` on the grounded route; none when drawing them failed)."""
+        if self.sampling is None:
+            return None
+        if self.samples is None:
+            try:
+                self.samples = await self.sampling
+            except UpstreamError as exc:
+                logger.warning("claim samples lost to an upstream error (status %s)", exc.status)
+                self.samples = []
+        return [g.text for g in self.samples]
+
+    async def _judged(self, claim: Claim, answer: str) -> ClaimReady | None:
+        """``claim`` judged on its own (a claim's support does not depend on the others), placed in the answer."""
+        judgement = await self.judge.judge(
+            self.signals_run.question,
+            claim.text,
+            llm=self.gate.llm,
+            references=self.references,
+            conversation=self.context,
+            samples=await self._sample_texts(),
+            max_tokens=self.max_tokens,
+        )
+        if not judgement.verdicts:
+            return None  # the route failed: nothing is released, the assessment says why
+        verdict = judgement.verdicts[0]
+        placed = verdict.model_copy(update={"start": claim.start, "end": claim.end, "text": claim.text})
+        prefix, self.previous_end = answer[self.previous_end : claim.start], claim.end
+        return ClaimReady(placed, prefix)
+
+    async def _assessment(self, answer: str, answer_cost: Cost) -> Assessment:
+        judgement = await self.judge.judge(
+            self.signals_run.question,
+            answer,
+            llm=self.gate.llm,
+            references=self.references,
+            conversation=self.context,
+            samples=await self._sample_texts(),
+            max_tokens=self.max_tokens,
+        )
+        drawn = total_cost(self.samples or ())
+        signal = judgement.signal.model_copy(update={"cost": judgement.signal.cost + drawn})
+        judgement = replace(judgement, signal=signal)
+        kind: RequestKindName = "grounded" if judgement.route == "grounded" else "factual"
+        return _claims_assessment(self.signals_run, answer, answer_cost, judgement).model_copy(update={"kind": kind})
 
 
 class _Run:

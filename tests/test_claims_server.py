@@ -175,3 +175,41 @@ def test_a_detail_the_tool_never_returned_is_struck_from_the_stream(served) -> N
     assert "".join(pieces).startswith("It is 18 degrees in Paris.\n\nNote: 1 statement(s)")
     assert not any("Lyon" in piece or "snow" in piece for piece in pieces)
     assert view["decision"] == "hedge" and view["claims_policy"] == "strike"
+
+
+# --- streamed claim by claim ------------------------------------------------------------------------------------
+
+EXPOSITORY = "Tell me about Ada Lovelace."
+
+
+def claim_stream(served, claims: str, *, chat: bool = True) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """Headers, text pieces and final gate object of an expository request streamed through the real client."""
+    client, extra = client_for(served), {"gate": {"claims": claims}}
+    if chat:
+        messages = [{"role": "user", "content": EXPOSITORY}]
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=messages, stream=True, extra_body=extra
+        )
+        chunks = list(raw.parse())
+        pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    else:
+        raw = client.completions.with_raw_response.create(model=MODEL, prompt=EXPOSITORY, stream=True, extra_body=extra)
+        chunks = list(raw.parse())
+        pieces = [c.choices[0].text for c in chunks if c.choices and c.choices[0].text]
+    return dict(raw.headers), pieces, (chunks[-1].model_extra or {})["gate"]
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat", "completions"])
+def test_a_long_answer_streams_claim_by_claim_and_the_struck_claim_never_goes_out(served, chat) -> None:
+    headers, pieces, view = claim_stream(served, "strike", chat=chat)
+    assert headers["x-gate-claims"] == "streamed" and "x-gate-decision" not in headers
+    assert pieces == ["Ada Lovelace was a mathematician.", " She was born in 1815.", f"\n\n{NOTE}"]  # one per claim
+    assert view["decision"] == "hedge" and view["claims_policy"] == "strike" and "Moon" not in json.dumps(view)
+
+
+def test_mark_streams_the_marked_claim_and_annotate_the_text_as_written(served) -> None:
+    _, marked_pieces, _ = claim_stream(served, "mark")
+    assert marked_pieces[-1] == " [unverified: She lived on the Moon.]" and len(marked_pieces) == 3
+    _, pieces, view = claim_stream(served, "annotate")
+    assert "".join(pieces) == ANSWER and len(pieces) == 3
+    assert [c["decision"] for c in view["claims"]] == ["keep", "keep", "withhold"]
