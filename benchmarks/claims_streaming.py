@@ -111,6 +111,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, str]:
     for name, values in columns.items():
         low, high = bootstrap_interval(median, values)
         out[name] = f"{statistics.median(values.tolist()):.2f} [{low:.2f}, {high:.2f}]"
+    early = sum(r["streamed_first_s"] < r["streamed_total_s"] - 0.01 for r in rows)
+    out["first sentence out before the answer ended"] = f"{early} of {len(rows)}"
     out["same answer both ways"] = f"{sum(r['same_answer'] for r in rows)} of {len(rows)}"
     return out
 
@@ -140,8 +142,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10, help="prompts per route")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None, help="also write the raw rows (JSON) here")
+    parser.add_argument("--rows", type=Path, default=None, help="report rows written by --out instead of measuring")
     args = parser.parse_args()
-    rows = asyncio.run(measure(args.n, args.max_tokens))
+    if args.rows is not None:
+        rows = json.loads(args.rows.read_text(encoding="utf-8"))
+    else:
+        rows = asyncio.run(measure(args.n, args.max_tokens))
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     print(report(rows, n=args.n, max_tokens=args.max_tokens))

@@ -9,17 +9,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
-from estimators.claims import Claim, split_claims
+from estimators.claims import split_claims
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
-from gate.claim_judge import MIN_CLAIMS, ClaimJudge, ClaimJudgement
-from gate.claim_stream import ClaimReady, CompleteClaims, StreamsText
-from gate.claim_verdict import answer_decision, answer_probability
+from gate.claim_judge import MIN_CLAIMS, ClaimJudge
+from gate.claim_route import StreamedClaims, claims_assessment
+from gate.claim_stream import ClaimReady, StreamsText
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
@@ -247,7 +247,7 @@ class Gate:
                 samples=samples,
                 max_tokens=max_tokens or self.answer_tokens,
             )
-            assessment = _claims_assessment(run, answer, answer_cost, judgement)
+            assessment = claims_assessment(run, answer, answer_cost, judgement)
             written_kind: RequestKindName = "grounded" if judgement.route == "grounded" else "factual"
             update = {"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written_kind}
             return assessment.model_copy(update=update)
@@ -310,7 +310,9 @@ class Gate:
         if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
             yield abstention
             return
-        async for item in _StreamedClaims(self, judge, run, conversation, kind, by_claims=by_claims).run(
+        context = list(conversation.messages) if by_claims else self._signal_messages(conversation)
+        streamed = StreamedClaims(self, judge, run, conversation, kind, context=context, by_claims=by_claims)
+        async for item in streamed.run(
             temperature=temperature, max_tokens=max_tokens or self.answer_tokens, options=options
         ):
             yield item
@@ -441,117 +443,6 @@ class Gate:
         """Where signals that ask the model again ask it: the conversation, unless the question stands alone."""
         messages = conversation.recent_messages(self.context_tokens)
         return messages if len(messages) > 1 else None
-
-
-class _StreamedClaims:
-    """One streamed answer judged claim by claim (see :meth:`Gate.assess_streamed`)."""
-
-    def __init__(
-        self,
-        gate: Gate,
-        judge: ClaimJudge,
-        run: _Run,
-        conversation: Conversation,
-        kind: RequestKind,
-        *,
-        by_claims: bool,
-    ) -> None:
-        self.gate, self.judge, self.signals_run, self.by_claims = gate, judge, run, by_claims
-        self.conversation = conversation
-        self.references = list(kind.references) if by_claims else None
-        self.context = list(conversation.messages) if by_claims else gate._signal_messages(conversation)
-        self.samples: list[Generation] | None = None
-        self.sampling: asyncio.Future[list[Generation]] | None = None
-        self.max_tokens = gate.answer_tokens
-        self.previous_end = 0  # where the last claim handed on ended
-
-    async def run(
-        self, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None
-    ) -> AsyncIterator[ClaimReady | Assessment]:
-        question, llm = self.signals_run.question, self.gate.llm
-        assert isinstance(llm, StreamsText)
-        # the closed-book route's samples are drawn while the answer streams; the grounded route needs none
-        sampling = (
-            None
-            if self.references
-            else asyncio.ensure_future(
-                self.judge.draw_samples(question, llm=llm, conversation=self.context, max_tokens=max_tokens)
-            )
-        )
-        self.sampling, self.max_tokens = sampling, max_tokens
-        claims, started = CompleteClaims(), time.perf_counter()
-        try:
-            stream = llm.stream_text(
-                list(self.conversation.messages), temperature=temperature, max_tokens=max_tokens, options=options
-            )
-            async for piece in stream:
-                for claim in claims.add(piece):
-                    if (ready := await self._judged(claim, claims.answer)) is not None:
-                        yield ready
-            answer, answer_cost = claims.answer, Cost(calls=1, seconds=time.perf_counter() - started)
-            if not self.by_claims and claims.handed_on == 0 and len(split_claims(answer)) < MIN_CLAIMS:
-                # a short answer after all: judged whole, as if it had not streamed (its log-probs did not come)
-                yield await self.gate.assess(
-                    self.conversation.messages,
-                    answer=answer,
-                    known=self.signals_run.signals,
-                    precheck=False,
-                    claims=False,
-                )
-                return
-            for claim in claims.finish():
-                if (ready := await self._judged(claim, answer)) is not None:
-                    yield ready
-            yield await self._assessment(answer, answer_cost)
-        finally:
-            if sampling is not None and not sampling.done():
-                sampling.cancel()
-
-    async def _sample_texts(self) -> list[str] | None:
-        """The drawn samples' texts (``None`` on the grounded route; none when drawing them failed)."""
-        if self.sampling is None:
-            return None
-        if self.samples is None:
-            try:
-                self.samples = await self.sampling
-            except UpstreamError as exc:
-                logger.warning("claim samples lost to an upstream error (status %s)", exc.status)
-                self.samples = []
-        return [g.text for g in self.samples]
-
-    async def _judged(self, claim: Claim, answer: str) -> ClaimReady | None:
-        """``claim`` judged on its own (a claim's support does not depend on the others), placed in the answer."""
-        judgement = await self.judge.judge(
-            self.signals_run.question,
-            claim.text,
-            llm=self.gate.llm,
-            references=self.references,
-            conversation=self.context,
-            samples=await self._sample_texts(),
-            max_tokens=self.max_tokens,
-        )
-        if not judgement.verdicts:
-            return None  # the route failed: nothing is released, the assessment says why
-        verdict = judgement.verdicts[0]
-        placed = verdict.model_copy(update={"start": claim.start, "end": claim.end, "text": claim.text})
-        prefix, self.previous_end = answer[self.previous_end : claim.start], claim.end
-        return ClaimReady(placed, prefix)
-
-    async def _assessment(self, answer: str, answer_cost: Cost) -> Assessment:
-        judgement = await self.judge.judge(
-            self.signals_run.question,
-            answer,
-            llm=self.gate.llm,
-            references=self.references,
-            conversation=self.context,
-            samples=await self._sample_texts(),
-            max_tokens=self.max_tokens,
-        )
-        drawn = total_cost(self.samples or ())
-        signal = judgement.signal.model_copy(update={"cost": judgement.signal.cost + drawn})
-        judgement = replace(judgement, signal=signal)
-        kind: RequestKindName = "grounded" if judgement.route == "grounded" else "factual"
-        return _claims_assessment(self.signals_run, answer, answer_cost, judgement).model_copy(update={"kind": kind})
 
 
 class _Run:
@@ -737,39 +628,6 @@ def not_assessed(
         gate_cost=total_cost(signal.cost for signal in signals.values()),
         calibration=calibration,
         answer_tokens=generation.tokens,
-    )
-
-
-def _claims_assessment(run: _Run, answer: str, answer_cost: Cost, judgement: ClaimJudgement) -> Assessment:
-    """A long answer judged claim by claim: the answer's decision and probability follow from its claims."""
-    signals = {**run.signals, judgement.signal.name: judgement.signal}
-    scorer, claims = judgement.calibration.scorer, judgement.verdicts
-    if not claims:
-        decision: Decision = "hedge"
-        reasons = [f"the claims could not be judged ({judgement.signal.error}), so the answer is hedged"]
-    else:
-        decision = answer_decision(claims)
-        kept = sum(claim.supported for claim in claims)
-        weakest = min(range(len(claims)), key=lambda index: claims[index].probability)
-        reasons = [f"{kept} of {len(claims)} claims kept on the {judgement.route} route ({judgement.signal.name})"]
-        if decision != "answer":  # first: the abstain message quotes it, so it names the claim, never its text
-            reasons.insert(0, f"claim {weakest + 1} of {len(claims)}: {claims[weakest].reason}")
-        reasons.append("the answer's probability is its weakest claim's")
-    return Assessment(
-        question=run.question,
-        answer=answer,
-        decision=decision,
-        probability=answer_probability(claims),
-        signals=signals,
-        reasons=reasons,
-        stage="full",
-        thresholds={"abstain": scorer.abstain, "hedge": scorer.hedge},
-        answer_cost=answer_cost,
-        gate_cost=total_cost(s.cost for s in signals.values()),
-        calibration=judgement.calibration.id,
-        skipped=run.skipped,
-        claims=claims,
-        claim_route=judgement.route,
     )
 
 
