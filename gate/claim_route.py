@@ -103,51 +103,79 @@ class StreamedClaims:
         self.previous_end = 0  # where the last claim handed on ended
 
     async def run(
-        self, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None
+        self,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None,
+        logprobs: int | None,
+        concurrent: bool,
     ) -> AsyncIterator[ClaimReady | Assessment]:
-        question, llm = self.signals_run.question, self.gate.llm
+        """Stream the answer, hand on each claim judged, then the assessment.
+
+        ``concurrent``: the model serves calls side by side, so the closed-book route's samples are drawn while
+        the answer streams. A model that serves one call at a time would answer after the samples instead, so
+        there they are drawn once the first claim is complete (never for an answer that turns out short).
+        ``logprobs``: asked with the answer, for an answer judged whole after all.
+        """
+        llm = self.gate.llm
         assert isinstance(llm, StreamsText)
-        # the closed-book route's samples are drawn while the answer streams; the grounded route needs none
-        sampling = (
-            None
-            if self.references
-            else asyncio.ensure_future(
-                self.judge.draw_samples(question, llm=llm, conversation=self.context, max_tokens=max_tokens)
-            )
-        )
-        self.sampling, self.max_tokens = sampling, max_tokens
-        claims, started = CompleteClaims(), time.perf_counter()
+        self.max_tokens = max_tokens
+        if concurrent and not self.references:
+            self._start_sampling()
+        claims, final, started = CompleteClaims(), None, time.perf_counter()
         try:
             stream = llm.stream_text(
-                list(self.conversation.messages), temperature=temperature, max_tokens=max_tokens, options=options
+                list(self.conversation.messages),
+                temperature=temperature,
+                max_tokens=max_tokens,
+                options=options,
+                logprobs=logprobs,
             )
             async for piece in stream:
+                if isinstance(piece, Generation):
+                    final = piece  # the whole answer, last: its usage and (where the model gives them) log-probs
+                    continue
                 for claim in claims.add(piece):
                     if (ready := await self._judged(claim, claims.answer)) is not None:
                         yield ready
-            answer, answer_cost = claims.answer, Cost(calls=1, seconds=time.perf_counter() - started)
+            answer = claims.answer
+            usage = final.usage if final is not None else Cost(calls=1)
+            answer_cost = usage.model_copy(update={"seconds": time.perf_counter() - started})
             if not self.by_claims and claims.handed_on == 0 and len(split_claims(answer)) < MIN_CLAIMS:
-                # a short answer after all: judged whole, as if it had not streamed (its log-probs did not come)
-                yield await self.gate.assess(
+                # a short answer after all: judged whole, as if it had not streamed
+                assessment = await self.gate.assess(
                     self.conversation.messages,
                     answer=answer,
+                    logprobs=None if final is None else final.logprobs,
                     known=self.signals_run.signals,
                     precheck=False,
                     claims=False,
                 )
+                yield assessment.model_copy(update={"answer_cost": answer_cost})
                 return
             for claim in claims.finish():
                 if (ready := await self._judged(claim, answer)) is not None:
                     yield ready
             yield await self._assessment(answer, answer_cost)
         finally:
-            if sampling is not None and not sampling.done():
-                sampling.cancel()
+            if self.sampling is not None and not self.sampling.done():
+                self.sampling.cancel()
+
+    def _start_sampling(self) -> None:
+        self.sampling = asyncio.ensure_future(
+            self.judge.draw_samples(
+                self.signals_run.question, llm=self.gate.llm, conversation=self.context, max_tokens=self.max_tokens
+            )
+        )
 
     async def _sample_texts(self) -> list[str] | None:
         """The drawn samples' texts (``None`` on the grounded route; none when drawing them failed)."""
-        if self.sampling is None:
+        if self.references:
             return None
+        if self.sampling is None:
+            self._start_sampling()
+        assert self.sampling is not None
         if self.samples is None:
             try:
                 self.samples = await self.sampling

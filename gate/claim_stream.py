@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from estimators.base import Prompt
+from estimators.base import Generation, Prompt
 from estimators.claims import Claim, split_claims
 from gate.claim_render import ClaimPolicy, mark
 from gate.claim_verdict import ClaimVerdict
@@ -33,9 +33,16 @@ class StreamsText(Protocol):
     """An LLM that can stream its answer's text (the direct OpenAI-compatible transport, the embedded model)."""
 
     def stream_text(
-        self, prompt: Prompt, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[str]:
-        """The answer's text, piece by piece, as the model writes it."""
+        self,
+        prompt: Prompt,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+    ) -> AsyncIterator[str | Generation]:
+        """The answer's text, piece by piece, as the model writes it; last, the whole answer as a ``Generation``
+        (its usage, and its tokens' log-probs where the model gives them)."""
         ...
 
 

@@ -313,7 +313,11 @@ class Gate:
         context = list(conversation.messages) if by_claims else self._signal_messages(conversation)
         streamed = StreamedClaims(self, judge, run, conversation, kind, context=context, by_claims=by_claims)
         async for item in streamed.run(
-            temperature=temperature, max_tokens=max_tokens or self.answer_tokens, options=options
+            temperature=temperature,
+            max_tokens=max_tokens or self.answer_tokens,
+            options=options,
+            logprobs=ANSWER_LOGPROBS,
+            concurrent=self.concurrent_signals,
         ):
             yield item
 

@@ -80,10 +80,13 @@ def test_what_is_released_claim_by_claim_is_what_the_whole_answer_renders(text: 
 class StreamingLLM(ScriptedLLM):
     """The scripted model, streaming its answer a word at a time."""
 
-    async def stream_text(self, prompt, *, temperature, max_tokens, options=None):  # type: ignore[no-untyped-def]
-        [generation] = await self.generate(prompt, n=1, temperature=temperature, max_tokens=max_tokens)
+    async def stream_text(self, prompt, *, temperature, max_tokens, options=None, logprobs=None):  # type: ignore[no-untyped-def]
+        [generation] = await self.generate(
+            prompt, n=1, temperature=temperature, max_tokens=max_tokens, logprobs=logprobs
+        )
         for piece in pieces(generation.text):
             yield piece
+        yield generation
 
 
 async def collect(gate: Gate, prompt: object) -> tuple[list[ClaimReady], Assessment]:
@@ -103,6 +106,7 @@ async def test_an_expository_answer_streams_claim_by_claim_with_samples_drawn_al
     assert result.claim_route == "closed" and result.decision == "hedge"
     assert [call.n for call in llm.calls] == [5, 1] or [call.n for call in llm.calls] == [1, 5]  # one sampling call
     assert result.gate_cost.calls == 1  # the samples' call is the gate's own
+    assert result.answer_cost.calls == 1 and result.answer_cost.completion_tokens == len(ANSWER.split())
 
 
 async def test_a_grounded_answer_streams_without_any_call_but_the_answer() -> None:
@@ -125,3 +129,15 @@ async def test_an_expository_request_answered_in_one_sentence_is_judged_whole() 
     llm = StreamingLLM(rules=[Rule("Ada", "Ada Lovelace was a mathematician.")])
     ready, result = await collect(Gate(llm, WholeAnswer(), suite=SUITE, claims=ClaimJudge()), "Tell me about Ada.")
     assert ready == [] and result.claims is None and "claim_consistency" not in result.signals
+
+
+async def test_a_model_serving_one_call_at_a_time_samples_after_the_first_claim_and_never_for_a_short_answer() -> None:
+    short = StreamingLLM(rules=[Rule("Ada", "Ada Lovelace was a mathematician.", logprob=-0.01)])
+    gate = Gate(short, WholeAnswer(), suite=SUITE, claims=ClaimJudge(), concurrent_signals=False)
+    ready, result = await collect(gate, "Tell me about Ada.")
+    assert ready == [] and [call.n for call in short.calls] == [1]  # no samples drawn for nothing
+    assert result.decision == "answer" and "logprob_min" in result.signals  # its log-probs came with the stream
+    long = StreamingLLM(rules=[Rule("Ada", first_then(ANSWER, SAMPLE))])
+    gate = Gate(long, WholeAnswer(), suite=SUITE, claims=ClaimJudge(), concurrent_signals=False)
+    ready, result = await collect(gate, "Tell me about Ada.")
+    assert [call.n for call in long.calls] == [1, 5] and len(ready) == 3 and result.claims is not None

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
 from gate.config import Settings
 from gate.server.app import create_app
-from tests.stub_upstream import StubState, stub_upstream
+from tests.stub_upstream import RawAnswer, StubState, stub_upstream
 from tests.test_agent_loop import WEATHER, get_weather, weather_model
 from tests.test_claims_gate import ANSWER, SAMPLE, saved_claim_artifact
 from tests.test_server_client import running
@@ -213,3 +214,38 @@ def test_mark_streams_the_marked_claim_and_annotate_the_text_as_written(served) 
     _, pieces, view = claim_stream(served, "annotate")
     assert "".join(pieces) == ANSWER and len(pieces) == 3
     assert [c["decision"] for c in view["claims"]] == ["keep", "keep", "withhold"]
+
+
+def test_a_stream_cut_after_the_first_sentence_ends_with_an_error_event(served) -> None:
+    state = served[1]
+    head = {"id": "cut", "object": "chat.completion.chunk", "created": 0, "model": "stub"}
+    words = ["Ada", " Lovelace", " was", " a", " mathematician.", " She", " was"]
+    events = [{**head, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]} for w in words]
+    cut = "".join(f"data: {json.dumps(event)}\n\n" for event in events).encode()  # no [DONE]: the upstream died
+
+    def script(request: dict[str, Any], path: str) -> RawAnswer | None:
+        return RawAnswer(body=cut, content_type="text/event-stream", length=-1) if request.get("stream") else None
+
+    state.script = script
+    try:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": EXPOSITORY}], "stream": True}
+        response = httpx.post(served[0] + "/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+    finally:
+        state.script = None
+    assert response.status_code == 200  # the first sentence had gone out: the status was sent with it
+    data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: {")]
+    texts = [c["choices"][0]["delta"].get("content") for c in data if c.get("choices")]
+    assert "Ada Lovelace was a mathematician." in texts
+    assert data[-1]["error"]["code"] == "upstream_error" and "stub" not in json.dumps(data[-1])
+    assert response.text.endswith("data: [DONE]\n\n")
+
+
+def test_a_stream_that_fails_before_any_sentence_is_an_http_error(served) -> None:
+    state = served[1]
+    state.script = lambda request, path: RawAnswer(body=b"{}", status=503) if request.get("stream") else None
+    try:
+        with pytest.raises(openai.APIStatusError) as failed:
+            claim_stream(served, "annotate")
+    finally:
+        state.script = None
+    assert failed.value.status_code == 502  # an upstream failure, answered as a buffered request's would be

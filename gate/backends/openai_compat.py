@@ -22,7 +22,7 @@ from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import aiohttp
 
-from estimators.base import Prompt
+from estimators.base import Cost, Generation, Prompt
 from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
 from gate.backends.options import call_fields
 from gate.errors import UpstreamError, UpstreamTooLargeError
@@ -81,9 +81,17 @@ class OpenAICompatibleClient(LiteLLMClient):
         return _json(raw, self.model_name)
 
     async def stream_text(
-        self, prompt: Prompt, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[str]:
-        """The answer's text as the endpoint streams it (``stream: true``), piece by piece.
+        self,
+        prompt: Prompt,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+    ) -> AsyncIterator[str | Generation]:
+        """The answer's text as the endpoint streams it (``stream: true``), piece by piece; last, the whole answer
+        with its usage when the endpoint sends one (``stream_options`` is not asked for: not every
+        OpenAI-compatible server takes it). ``logprobs`` is not asked for either: the streamed answer has none.
 
         For the gate's claim-by-claim replies (``gate.claim_stream``). No retry once the request is sent: text
         may already have gone on to the client. Errors are classified as :meth:`generate` classifies them.
@@ -104,8 +112,9 @@ class OpenAICompatibleClient(LiteLLMClient):
                     # a server that ignores stream: its one completion, checked as generate checks it
                     [generation] = parse_response(_json(await self._read(response), self.model_name), chat=True)
                     yield generation.text
+                    yield generation
                     return
-                read, done = 0, False
+                read, done, texts, usage = 0, False, [], Cost(calls=1)
                 async for line in response.content:  # one SSE line at a time
                     read += len(line)
                     if read > self.max_response_bytes:
@@ -118,10 +127,14 @@ class OpenAICompatibleClient(LiteLLMClient):
                     if data == "[DONE]":
                         done = True
                         break
-                    for piece in _delta_texts(data):
+                    pieces, reported = _delta(data)
+                    for piece in pieces:
                         yield piece
+                    texts += pieces
+                    usage = reported or usage
                 if not done:  # the connection closed mid-answer: what came is not the whole answer
                     raise UpstreamError(f"{self.model_name} stopped streaming before the end of its answer", status=502)
+                yield Generation(text="".join(texts), usage=usage)
         except (aiohttp.ClientError, UpstreamStatusError, TimeoutError) as exc:
             raise classify_error(exc, self.model_name, secrets=self._secrets) from exc
 
@@ -185,8 +198,8 @@ def _json(raw: bytes, model: str) -> Any:
         raise UpstreamError(f"{model} answered with a body that is not JSON", status=502) from None
 
 
-def _delta_texts(data: str) -> list[str]:
-    """The text pieces of one streamed chunk (its choices' ``delta.content``)."""
+def _delta(data: str) -> tuple[list[str], Cost | None]:
+    """The text pieces of one streamed chunk (its choices' ``delta.content``), and the usage it carries."""
     try:
         chunk = json.loads(data)
     except ValueError:
@@ -197,7 +210,14 @@ def _delta_texts(data: str) -> list[str]:
         raise UpstreamError(f"the upstream failed while streaming: {chunk['error'].get('message')}", status=502)
     choices = chunk.get("choices") or []
     deltas = [c.get("delta") for c in choices if isinstance(c, dict)]
-    return [d["content"] for d in deltas if isinstance(d, dict) and isinstance(d.get("content"), str) and d["content"]]
+    texts = [d["content"] for d in deltas if isinstance(d, dict) and isinstance(d.get("content"), str) and d["content"]]
+    usage = chunk.get("usage")
+    if not isinstance(usage, dict):
+        return texts, None
+    tokens = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
+    if not all(isinstance(value, int) and value >= 0 for value in tokens.values()):
+        return texts, None
+    return texts, Cost(calls=1, **tokens)
 
 
 def _error_message(raw: bytes) -> str:

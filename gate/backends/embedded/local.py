@@ -149,10 +149,16 @@ class LocalLLM:
         return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
 
     async def stream_text(
-        self, prompt: Prompt, *, temperature: float, max_tokens: int, options: Mapping[str, Any] | None = None
-    ) -> AsyncIterator[str]:
+        self,
+        prompt: Prompt,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+    ) -> AsyncIterator[str | Generation]:
         """The answer's text as the model writes it (``gate.claim_stream``): the same text :meth:`generate` returns
-        for a chat prompt, before its white space is stripped.
+        for a chat prompt, before its white space is stripped; last, the whole answer (usage, log-probs).
 
         The last characters wait until the next token, as many as the longest stop string: text that turns out to
         begin a stop string is cut from the answer, so it must not have gone out.
@@ -162,7 +168,7 @@ class LocalLLM:
             n=1,
             temperature=temperature,
             max_tokens=max_tokens,
-            logprobs=None,
+            logprobs=logprobs,
             stop=None,
             seed=None,
             options=options,
@@ -186,9 +192,10 @@ class LocalLLM:
             [reply] = call.result()
         finally:
             call.cancel()  # only when the reader stopped early: the model finishes this answer in its process
-        final = Generation.model_validate(reply).text
-        if final[sent:]:
-            yield final[sent:]
+        generation = Generation.model_validate(reply)
+        if generation.text[sent:]:
+            yield generation.text[sent:]
+        yield generation
 
     def _params(
         self,
