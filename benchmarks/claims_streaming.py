@@ -8,10 +8,12 @@ way):
 - grounded: "Summarise this passage: ..." over the first ``--n`` XQuAD paragraphs (a task over pasted text:
   its claims are checked against the passage by ``claim_support``, no call besides the answer);
 - closed-book: "Write a short paragraph about <title>." for the same paragraphs' titles (expository: the claims
-  are checked against 5 samples the model draws while the answer streams).
+  are checked against 5 samples; the embedded model serves one call at a time, so they are drawn once the first
+  claim is complete, not while the answer streams).
 
 For each prompt the same gate (``create_gate`` on the default settings, familiarity cache off so neither way
-warms it for the other) assesses it two ways, in alternating order (ABBA): **buffered** (``Gate.assess``: the
+warms it for the other, and a one-token call before each way so neither reuses the other's prompt evaluation)
+assesses it two ways, in alternating order (ABBA): **buffered** (``Gate.assess``: the
 client's first byte comes with the decision) and **streamed** (``Gate.assess_streamed`` with the ``annotate``
 release: the first byte is the first released sentence). Greedy decoding: both ways write the same answer
 (checked). Reported: per route, the median of each time and of the paired difference, with 95% percentile
@@ -40,6 +42,7 @@ from gate.factory import create_gate
 from gate.pipeline import Gate
 
 DATASET = Path("/work/shared/datasets/xquad_en.json")
+EVICT = "Reply with one word."
 SUMMARISE = "Summarise this passage in a few sentences:\n\n"
 
 
@@ -83,6 +86,9 @@ async def measure(n: int, max_tokens: int) -> dict[str, list[dict[str, Any]]]:
             ways = [("buffered", buffered), ("streamed", streamed)]
             results = {}
             for name, way in ways if index % 2 == 0 else ways[::-1]:
+                # the embedded model keeps the last prompt's evaluation: a one-token call in between makes both
+                # ways start cold (otherwise the second way of a prompt reuses the first's work)
+                await gate.llm.generate(EVICT, max_tokens=1)
                 results[name] = await way(gate, prompt, max_tokens)
             same = results["buffered"][2] == results["streamed"][2]
             row = {
