@@ -14,11 +14,18 @@ import httpx
 import openai
 import pytest
 
+from estimators.testing import ScriptedLLM
+from gate.claim_judge import ClaimJudge
 from gate.config import Settings
+from gate.pipeline import Budget, Gate
 from gate.server.app import create_app
+from gate.server.claim_replies import streams_claims
+from gate.server.policy import Plan
+from gate.server.wire import ChatRequest
 from tests.stub_upstream import RawAnswer, StubState, stub_upstream
 from tests.test_agent_loop import WEATHER, get_weather, weather_model
-from tests.test_claims_gate import ANSWER, SAMPLE, saved_claim_artifact
+from tests.test_claims_gate import ANSWER, SAMPLE, SUITE, WholeAnswer, saved_claim_artifact
+from tests.test_claims_gate_stream import StreamingLLM
 from tests.test_server_client import running
 
 MODEL = "openai/stub"
@@ -249,3 +256,12 @@ def test_a_stream_that_fails_before_any_sentence_is_an_http_error(served) -> Non
     finally:
         state.script = None
     assert failed.value.status_code == 502  # an upstream failure, answered as a buffered request's would be
+
+
+def test_an_upstream_that_cannot_stream_is_buffered_as_before() -> None:
+    body = ChatRequest.model_validate({"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True})
+    plan = Plan(mode="enforce", signals=None, cascade=True, budget=Budget(), claims="annotate")
+    assert streams_claims(Gate(StreamingLLM(), WholeAnswer(), suite=SUITE, claims=ClaimJudge()), plan, body)
+    assert not streams_claims(Gate(ScriptedLLM(), WholeAnswer(), suite=SUITE, claims=ClaimJudge()), plan, body)
+    off = Plan(mode="enforce", signals=None, cascade=True, budget=Budget(), claims="off")
+    assert not streams_claims(Gate(StreamingLLM(), WholeAnswer(), suite=SUITE, claims=ClaimJudge()), off, body)
