@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calibration.decision import Decision
 from estimators.base import Cost, Signal, TokenLogprob, ToolCall
+from gate.claim_verdict import ClaimVerdict
 from gate.suite import StageName
 
 __all__ = ["Assessment", "Decision", "RequestKindName", "Verdict"]
@@ -30,7 +31,9 @@ class Assessment(BaseModel):
     ``"not_assessed"``, ``kind`` and ``reasons`` say why; the answer passes unchanged). ``tool_calls`` are
     the tool calls the model answered with (passed through, never assessed). ``answer_tokens`` are the
     answer's tokens and log-probs when the endpoint returned them (a client that asked gets them back).
-    ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work.
+    ``answer_cost`` is the primary generation, ``gate_cost`` the gate's own work. ``claims`` holds the
+    verdict on each claim when a long answer was judged claim by claim (``gate.claim_judge``; ``claim_route`` says
+    which signal judged them), and ``None`` when the answer was judged whole.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -51,6 +54,8 @@ class Assessment(BaseModel):
     gate_cost: Cost = Field(default_factory=Cost)
     calibration: str = Field(description="the artifact id, or why the gate runs uncalibrated")
     skipped: dict[str, str] = Field(default_factory=dict, description="signal -> why it did not run")
+    claims: tuple[ClaimVerdict, ...] | None = None
+    claim_route: Literal["grounded", "closed"] | None = None
 
     @property
     def cost(self) -> Cost:
@@ -63,6 +68,14 @@ class Assessment(BaseModel):
 
     def summary(self) -> dict[str, Any]:
         """A compact JSON-able view (the proxy's ``gate`` object and the audit log build on it)."""
+        claims = (
+            {}
+            if self.claims is None
+            else {
+                "claims": [claim.as_dict() for claim in self.claims],
+                "claim_route": self.claim_route,
+            }
+        )
         return {
             "decision": self.decision,
             "kind": self.kind,
@@ -76,4 +89,5 @@ class Assessment(BaseModel):
             "cost": self.cost.model_dump(),
             "gate_cost": self.gate_cost.model_dump(),
             "calibration": self.calibration,
+            **claims,
         }

@@ -214,6 +214,39 @@ class Settings(BaseSettings):
         min_length=1,
         description="replaces the answer on abstain; {reason} is the first reason, {reasons} all of them",
     )
+    # Long answers judged claim by claim (gate/claim_*.py, docs/claims.md).
+    claims: Literal["off", "annotate", "mark", "strike"] = Field(
+        default="annotate",
+        description="long answers (several sentences) and tasks over supplied text are judged claim by claim; "
+        "annotate: the gate object lists each claim's verdict, text unchanged; mark: unsupported claims marked "
+        "inline (claim_mark); strike: removed (claim_strike_note); off: the answer is judged whole. Default "
+        "annotate: judged whole, a paragraph nearly always abstains (its signals are made for short answers), "
+        "while annotate delivers it with a verdict per sentence and still abstains when no claim is supported; "
+        "mark and strike change the text, which an operator should choose knowingly. A request may ask for a "
+        "stricter policy (gate.claims), never a laxer one",
+    )
+    claim_mark: str = Field(
+        default="[unverified: {claim}]",
+        min_length=1,
+        description="replaces an unsupported claim under claims: mark; {claim} its text, {probability} its probability",
+    )
+    claim_strike_note: str = Field(
+        default="Note: {count} statement(s) that could not be verified were removed.",
+        min_length=1,
+        description="appended under claims: strike when claims were removed; {count} how many",
+    )
+    claims_grounded_artifact: Path | None = Field(
+        default=None,
+        description="claim artifact of the grounded route (reads claim_support); default: the shipped one for the "
+        "embedded model when present, else an uncalibrated mapping said in the reasons",
+    )
+    claims_closed_artifact: Path | None = Field(
+        default=None,
+        description="claim artifact of the closed-book route (reads claim_consistency); default as above",
+    )
+    claim_samples: int = Field(
+        default=5, ge=1, le=20, description="answers sampled (one call) to judge a long answer's claims closed-book"
+    )
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="larger bodies get 413")
     max_concurrency: int = Field(default=8, ge=1, le=10_000, description="in-flight requests; more get 429")
     retry_after_s: int = Field(default=1, ge=1, le=3600, description="retry-after sent with a 429")

@@ -8,6 +8,7 @@ from pathlib import Path
 from calibration.artifact import Artifact, load_artifact
 from estimators.familiarity import ConceptCache
 from gate.backends.factory import create_llm
+from gate.claim_judge import claim_judge_from
 from gate.concept_cache import MemoryConceptCache, SqliteConceptCache, default_cache_path
 from gate.config import DEFAULT_MODEL, Settings
 from gate.pipeline import Budget, Calibration, Gate
@@ -96,6 +97,8 @@ def create_gate(settings: Settings, *, concurrent_signals: bool | None = None, c
         context_tokens=settings.context_tokens,
         assess_all=settings.assess_all,
         tool_calls=settings.tool_calls,
+        # raw signals for calibration are collected on whole answers: no claim route then
+        claims=claim_judge_from(settings) if calibrated else None,
         # the embedded model serves one call at a time: running signals one by one costs nothing there
         concurrent_signals=not local if concurrent_signals is None else concurrent_signals,
     )

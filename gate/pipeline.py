@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
+from estimators.claims import split_claims
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
+from gate.claim_judge import MIN_CLAIMS, ClaimJudge
+from gate.claim_route import StreamedClaims, claims_assessment
+from gate.claim_stream import ClaimReady, StreamsText
 from gate.conversation import DEFAULT_CONTEXT_TOKENS, Conversation
 from gate.errors import UpstreamError
 from gate.reasons import format_probability, precheck_reason, signal_reasons
@@ -109,6 +113,11 @@ class Gate:
         What happens to an answer that calls tools: passed on ``not_assessed`` (default), or assessed by how
         often samples make the same calls (``estimators.tool_agreement``, one more LLM call; uncalibrated:
         the agreement rate is read as the probability, with the uncalibrated default's thresholds).
+    claims : ClaimJudge, optional
+        Judges long answers claim by claim (``gate.claim_judge``): an answer of several sentences gets a verdict
+        per claim instead of one for the paragraph, and a task over supplied text that the suite cannot ground
+        (no PACE) is checked claim by claim against that text instead of passing ``not_assessed``.
+        ``None``: every answer is judged whole, as before.
     concurrent_signals : bool
         Run a stage's signals concurrently (right for remote endpoints). Off, they run one after the
         other, which costs nothing on a backend that serves one call at a time anyway (the embedded model)
@@ -129,6 +138,7 @@ class Gate:
         context_tokens: int = DEFAULT_CONTEXT_TOKENS,
         assess_all: bool = False,
         tool_calls: Literal["pass", "assess"] = "pass",
+        claims: ClaimJudge | None = None,
     ) -> None:
         check_suite(suite)
         if context_tokens < 1:
@@ -149,6 +159,7 @@ class Gate:
         # whether an answer can be checked against supplied text: PACE runs and the calibration reads it
         self.can_ground = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
         self.tool_agreement = ToolCallAgreement()
+        self.claims = claims
 
     async def assess(
         self,
@@ -167,6 +178,7 @@ class Gate:
         known: Mapping[str, Signal] | None = None,
         options: Mapping[str, Any] | None = None,
         assess_all: bool | None = None,
+        claims: bool = True,
     ) -> Assessment:
         """Assess one request; generates the answer unless ``answer`` is given.
 
@@ -177,21 +189,28 @@ class Gate:
         ``options`` are the client's own request fields (tools, response_format...), sent with the primary
         answer only; an answer that calls tools is passed on unassessed (:func:`not_assessed`).
         ``assess_all`` overrides the gate's setting for this request (calibration data is factual by design).
+        ``claims=False`` judges a long answer whole even when the gate has a claim judge (the ``off`` policy).
         """
         conversation = Conversation.from_prompt(prompt)
         messages = list(conversation.messages)
         kind = self._kind(conversation, assess_all)
-        if kind is not None and (why := self._unassessable(kind)) is not None:
+        judge = self.claims if claims else None
+        # a task over supplied text that only the claim route can check against that text
+        by_claims = kind is not None and judge is not None and _over_supplied_text(kind) and not self.can_ground
+        if kind is not None and not by_claims and (why := self._unassessable(kind)) is not None:
             reply = Generation(text=answer) if answer is not None else None
             return await self._passed_on(
                 conversation, kind, why, reply, temperature=temperature, max_tokens=max_tokens, options=options
             )
+        given_references = references  # the claim route reads only these, or the text a task is over
         if kind is not None and references is None:
             references = list(kind.references) or None
         wanted = set(signals) if signals is not None else None
         run = _Run(self, self._question(conversation), wanted, budget or Budget(), known, every_signal=not cascade)
-        await run.precheck()
-        if precheck and (abstention := run.precheck_abstention()) is not None:
+        # the claim route over supplied text judges the answer by that text, not by what the model knows
+        if not by_claims:
+            await run.precheck()
+        if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
             return abstention
         answer_cost = Cost()
         finish_reason, tokens = None, None
@@ -214,6 +233,24 @@ class Gate:
                 )
             answer, logprobs, finish_reason = generation.text.strip(), generation.logprobs, generation.finish_reason
             tokens = generation.tokens
+        grounded = kind is not None and _over_supplied_text(kind)
+        if judge is not None and (by_claims or len(split_claims(answer)) >= MIN_CLAIMS):
+            given = given_references
+            if given is None and grounded and kind is not None:
+                given = list(kind.references)
+            judgement = await judge.judge(
+                run.question,
+                answer,
+                llm=self.llm,
+                references=given,
+                conversation=list(conversation.messages) if given else self._signal_messages(conversation),
+                samples=samples,
+                max_tokens=max_tokens or self.answer_tokens,
+            )
+            assessment = claims_assessment(run, answer, answer_cost, judgement)
+            written_kind: RequestKindName = "grounded" if judgement.route == "grounded" else "factual"
+            update = {"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written_kind}
+            return assessment.model_copy(update=update)
         context = {
             "samples": samples,
             "references": references if references is not None else (list(conversation.references) or None),
@@ -222,7 +259,6 @@ class Gate:
         }
         await run.score_stage("free", answer, context)
         # an answer over supplied text is judged against it: the free stage cannot end that assessment
-        grounded = kind is not None and _over_supplied_text(kind)
         if cascade and not grounded and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
         else:
@@ -230,6 +266,60 @@ class Gate:
             assessment = run.finish(answer, answer_cost, stage="full")
         written: RequestKindName = "grounded" if grounded else "factual"
         return assessment.model_copy(update={"finish_reason": finish_reason, "answer_tokens": tokens, "kind": written})
+
+    async def assess_streamed(
+        self,
+        prompt: Prompt,
+        *,
+        signals: Sequence[str] | None = None,
+        cascade: bool = True,
+        precheck: bool = True,
+        budget: Budget | None = None,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[ClaimReady | Assessment]:
+        """:meth:`assess` for a reply streamed claim by claim: each claim as soon as it is complete and judged,
+        then the assessment (always the last item).
+
+        Only where a long answer is expected and the model can stream (:class:`~gate.claim_stream.StreamsText`,
+        no tools offered): a task over supplied text that only the claim route can check (grounded: no call
+        besides the answer, so a sentence goes as soon as it is complete) and an expository request (closed-book:
+        the samples are drawn while the answer streams, and the first claim waits for them). Anything else, and
+        an answer that turns out to be one sentence, is assessed whole as :meth:`assess` does (one item).
+        """
+        conversation = Conversation.from_prompt(prompt)
+        kind, judge = self._kind(conversation, None), self.claims
+        streams = judge is not None and isinstance(self.llm, StreamsText) and not (options or {}).get("tools")
+        by_claims = kind is not None and _over_supplied_text(kind) and not self.can_ground
+        if not streams or kind is None or judge is None or not (by_claims or kind.rule == "expository"):
+            yield await self.assess(
+                prompt,
+                signals=signals,
+                cascade=cascade,
+                precheck=precheck,
+                budget=budget,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                options=options,
+            )
+            return
+        run = _Run(self, self._question(conversation), None if signals is None else set(signals), budget or Budget())
+        if not by_claims:  # as in assess: an answer over supplied text is judged by that text
+            await run.precheck()
+        if precheck and not by_claims and (abstention := run.precheck_abstention()) is not None:
+            yield abstention
+            return
+        context = list(conversation.messages) if by_claims else self._signal_messages(conversation)
+        streamed = StreamedClaims(self, judge, run, conversation, kind, context=context, by_claims=by_claims)
+        async for item in streamed.run(
+            temperature=temperature,
+            max_tokens=max_tokens or self.answer_tokens,
+            options=options,
+            logprobs=ANSWER_LOGPROBS,
+            concurrent=self.concurrent_signals,
+        ):
+            yield item
 
     async def precheck(self, prompt: Prompt) -> Precheck:
         """Only the familiarity precheck, before any answer exists (a proxy's pre-call hook)."""

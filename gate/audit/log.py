@@ -135,7 +135,17 @@ def audit_record(outcome: Outcome, *, question: QuestionMode) -> dict[str, Any]:
             "gate_tokens": gate_cost.prompt_tokens + gate_cost.completion_tokens,
         },
         "error": None if outcome.error is None else _error(outcome.error),
+        **_claims(view),
     }
+
+
+def _claims(view: Mapping[str, Any]) -> dict[str, Any]:
+    """A long answer's claim verdicts, without their text (the log keeps no answers): span, probability, decision."""
+    claims = view.get("claims")
+    if claims is None:
+        return {}
+    kept = ("span", "probability", "decision")
+    return {"claims": [{key: claim[key] for key in kept} for claim in claims], "claim_route": view.get("claim_route")}
 
 
 def _ms(seconds: float) -> float:

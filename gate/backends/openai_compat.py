@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 from urllib.request import getproxies_environment, proxy_bypass_environment
 
 import aiohttp
 
-from estimators.base import Prompt
-from gate.backends.litellm_client import LiteLLMClient
+from estimators.base import Cost, Generation, Prompt
+from gate.backends.litellm_client import LiteLLMClient, classify_error, parse_response
+from gate.backends.options import call_fields
 from gate.errors import UpstreamError, UpstreamTooLargeError
 
 OPENAI_PREFIX = "openai/"
@@ -76,10 +78,65 @@ class OpenAICompatibleClient(LiteLLMClient):
             raise UpstreamError(f"cannot reach {self.model_name}: {reason}", status=502, retryable=True) from exc
         if status >= 300:
             raise UpstreamStatusError(status, _error_message(raw))
+        return _json(raw, self.model_name)
+
+    async def stream_text(
+        self,
+        prompt: Prompt,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+    ) -> AsyncIterator[str | Generation]:
+        """The answer's text as the endpoint streams it (``stream: true``), piece by piece; last, the whole answer
+        with its usage when the endpoint sends one (``stream_options`` is not asked for: not every
+        OpenAI-compatible server takes it). ``logprobs`` is not asked for either: the streamed answer has none.
+
+        For the gate's claim-by-claim replies (``gate.claim_stream``). No retry once the request is sent: text
+        may already have gone on to the client. Errors are classified as :meth:`generate` classifies them.
+        """
+        fields, _ = call_fields(options, logprobs=None, max_tokens=max_tokens)
+        body: dict[str, Any] = {
+            "model": self.model_name.removeprefix(OPENAI_PREFIX),
+            "messages": [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt),
+            "stream": True,
+            "temperature": temperature,
+            **{k: v for k, v in fields.items() if v is not None},
+        }
         try:
-            return json.loads(raw)
-        except ValueError:
-            raise UpstreamError(f"{self.model_name} answered with a body that is not JSON", status=502) from None
+            async with self._session().post("chat/completions", json=body, proxy=self._proxy) as response:
+                if response.status >= 300:
+                    raise UpstreamStatusError(response.status, _error_message(await self._read(response)))
+                if not response.content_type.startswith("text/event-stream"):
+                    # a server that ignores stream: its one completion, checked as generate checks it
+                    [generation] = parse_response(_json(await self._read(response), self.model_name), chat=True)
+                    yield generation.text
+                    yield generation
+                    return
+                read, done, texts, usage = 0, False, [], Cost(calls=1)
+                async for line in response.content:  # one SSE line at a time
+                    read += len(line)
+                    if read > self.max_response_bytes:
+                        response.close()
+                        raise UpstreamTooLargeError(self.max_response_bytes)
+                    data = line.decode("utf-8", errors="replace").strip()
+                    if not data.startswith("data:"):
+                        continue  # blank lines between events, comments, event names
+                    data = data.removeprefix("data:").strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    pieces, reported = _delta(data)
+                    for piece in pieces:
+                        yield piece
+                    texts += pieces
+                    usage = reported or usage
+                if not done:  # the connection closed mid-answer: what came is not the whole answer
+                    raise UpstreamError(f"{self.model_name} stopped streaming before the end of its answer", status=502)
+                yield Generation(text="".join(texts), usage=usage)
+        except (aiohttp.ClientError, UpstreamStatusError, TimeoutError) as exc:
+            raise classify_error(exc, self.model_name, secrets=self._secrets) from exc
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         """The body, or ``UpstreamTooLargeError`` as soon as it is known to be over the limit (declared or read).
@@ -132,6 +189,35 @@ def env_proxy(url: str) -> str | None:
         return None
     proxies = getproxies_environment()
     return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _json(raw: bytes, model: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise UpstreamError(f"{model} answered with a body that is not JSON", status=502) from None
+
+
+def _delta(data: str) -> tuple[list[str], Cost | None]:
+    """The text pieces of one streamed chunk (its choices' ``delta.content``), and the usage it carries."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        raise UpstreamError("the upstream streamed a chunk that is not JSON", status=502) from None
+    if not isinstance(chunk, dict):
+        raise UpstreamError("the upstream streamed a chunk that is not an object", status=502)
+    if isinstance(chunk.get("error"), dict):
+        raise UpstreamError(f"the upstream failed while streaming: {chunk['error'].get('message')}", status=502)
+    choices = chunk.get("choices") or []
+    deltas = [c.get("delta") for c in choices if isinstance(c, dict)]
+    texts = [d["content"] for d in deltas if isinstance(d, dict) and isinstance(d.get("content"), str) and d["content"]]
+    usage = chunk.get("usage")
+    if not isinstance(usage, dict):
+        return texts, None
+    tokens = {key: usage.get(key) for key in ("prompt_tokens", "completion_tokens")}
+    if not all(isinstance(value, int) and value >= 0 for value in tokens.values()):
+        return texts, None
+    return texts, Cost(calls=1, **tokens)
 
 
 def _error_message(raw: bytes) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 from fastapi import Request
@@ -24,6 +26,7 @@ from estimators.base import Prompt
 from gate.audit.log import Outcome
 from gate.backends.options import RefusesRequests
 from gate.pipeline import Gate, not_assessed
+from gate.server.claim_replies import claim_events, streams_claims
 from gate.server.metrics import MODE_KEY
 from gate.server.policy import Answered, Plan
 from gate.server.replies import Envelope, Reply, completion_body, stream_events
@@ -62,9 +65,18 @@ async def _complete(
         "question": body.question(),
         "tenant": tenant_name(request),
     }
+    if streams_claims(gate, plan, body):
+        await _checked(server, gate, body, prompt, chat=chat)
+        recording = (partial(_record, server), seen, started)
+        events = claim_events(server, gate, plan, body=body, prompt=prompt, envelope=envelope, record=recording)
+        first = await anext(events)  # a failure before any text is answered with its own status, as if buffered
+        headers = {"x-gate-mode": plan.mode, "x-gate-claims": "streamed", "x-request-id": envelope.id}
+        return StreamingResponse(_after(first, events), media_type="text/event-stream", headers=headers)
     try:
         result, reply_s = await _generate(server, gate, plan, body, prompt, chat=chat)
-        reply = server.policy.render(plan.mode, result, original=plan.original, logprobs=plan.logprobs)
+        reply = server.policy.render(
+            plan.mode, result, original=plan.original, logprobs=plan.logprobs, claims=plan.claims
+        )
     except Exception as exc:  # recorded here, answered by the exception handlers
         await _record(server, Outcome(**seen, total_s=time.perf_counter() - started, error=exc))
         raise
@@ -88,16 +100,23 @@ async def _generate(
     ``prompt`` is the conversation as the client sent it (what a request passed through sends upstream).
     """
     limit = server.settings.request_timeout_s
-    _check_backend(gate.llm, prompt, body.options())
     try:
         async with asyncio.timeout(limit):
-            param = "messages" if chat else "prompt"
-            await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
+            await _checked(server, gate, body, prompt, chat=chat)
             asked = time.perf_counter()
             result = await _answer(gate, plan, body, prompt)
     except TimeoutError:
         raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
     return result, time.perf_counter() - asked
+
+
+async def _checked(
+    server: ServerState, gate: Gate, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage], *, chat: bool
+) -> None:
+    """Refuse, before anything is generated, what the upstream cannot do or what cannot fit its context."""
+    _check_backend(gate.llm, prompt, body.options())
+    param = "messages" if chat else "prompt"
+    await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
 
 
 async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage]) -> Answered:
@@ -122,10 +141,17 @@ async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest,
         cascade=plan.cascade,
         precheck=plan.precheck,
         budget=plan.budget,
+        claims=plan.claims != "off",
         temperature=body.temperature,
         max_tokens=max_tokens,
         **({"options": options} if options else {}),
     )
+
+
+async def _after(first: str, events: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for event in events:
+        yield event
 
 
 async def _record(server: ServerState, outcome: Outcome) -> None:

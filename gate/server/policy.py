@@ -6,8 +6,9 @@ A request may carry an extra body field ``gate`` (all keys optional; unknown key
         "mode": "off" | "observe" | "enforce",  # default: the server's `mode`; others: `allowed_modes` (else 403)
         "estimators": ["logprob_mean", ...],      # a subset of the server's signals (narrow, never widen)
         "cascade": true,                          # may turn the cost cascade on, never off
-        "budget": {"max_calls": 4, "max_tokens": 2000, "max_seconds": 5.0}  # at most the server's limits
-    }
+        "budget": {"max_calls": 4, "max_tokens": 2000, "max_seconds": 5.0},  # at most the server's limits
+        "claims": "off" | "annotate" | "mark" | "strike"  # long answers claim by claim: as strict as the server's
+    }                                                      # `claims` or stricter (privileged keys: any)
 
 ``off`` passes the request to the model without any signal; ``observe`` scores and reports but never
 changes the content; ``enforce`` hedges or abstains. A request can only make the gate do less than the
@@ -36,6 +37,7 @@ from typing import Any, Literal
 
 from estimators.base import Generation, Message, TokenLogprob, total_cost
 from gate.assessment import Assessment, RequestKindName
+from gate.claim_render import MARK_FIELDS, NOTE_FIELDS, STRICTNESS, ClaimPolicy, check_template, marked, struck
 from gate.config import GateMode, Settings
 from gate.errors import ConfigError
 from gate.factory import budget_from
@@ -70,6 +72,7 @@ class Plan:
     unassessed: tuple[RequestKindName, str] | None = None  # passed on unassessed: the kind and the reason
     tools: bool = False  # the model may answer with tool calls
     logprobs: int | None = None  # the client asked for log-probs with this many alternatives
+    claims: ClaimPolicy = "off"  # what a long answer judged claim by claim shows (gate.claim_render)
 
     @property
     def precheck(self) -> bool:
@@ -134,11 +137,16 @@ class Policy:
     abstain_message: str
     include_original: bool
     scrubber: Scrubber = field(default_factory=Scrubber)
+    claims: ClaimPolicy = "off"
+    claim_mark: str = "[unverified: {claim}]"
+    claim_strike_note: str = "Note: {count} statement(s) that could not be verified were removed."
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         """The policy of ``settings`` (a bad template is refused); a request may always ask for the default mode."""
         _check_template(settings.abstain_message)
+        check_template(settings.claim_mark, setting="claim_mark", fields=MARK_FIELDS, required="claim")
+        check_template(settings.claim_strike_note, setting="claim_strike_note", fields=NOTE_FIELDS)
         return cls(
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
@@ -151,6 +159,9 @@ class Policy:
             abstain_message=settings.abstain_message,
             include_original=settings.include_original,
             scrubber=Scrubber.from_settings(settings),
+            claims=settings.claims,
+            claim_mark=settings.claim_mark,
+            claim_strike_note=settings.claim_strike_note,
         )
 
     def plan(
@@ -189,16 +200,42 @@ class Policy:
             unassessed=_unassessed_request(chat) if chat else None,
             tools=request.offers_tools(),
             logprobs=(chat.top_logprobs or 0) if chat and chat.logprobs else None,
+            claims=self._claims(options.claims, privileged=privileged),
         )
 
+    def _claims(self, asked: ClaimPolicy | None, *, privileged: bool) -> ClaimPolicy:
+        """The request's claim policy: the server's, or one at least as strict (privileged keys: any)."""
+        if asked is None:
+            return self.claims
+        if self.claims == "off" and asked != "off":
+            raise BadRequestError(
+                f"gate.claims: {asked!r} needs the claim judge, and this server runs with claims: off",
+                param="gate.claims",
+            )
+        if STRICTNESS[asked] < STRICTNESS[self.claims] and not privileged:
+            raise ForbiddenError(
+                f"gate.claims {asked!r} would show more of an unsupported claim than the server's {self.claims!r}; "
+                f"a request may ask for {[p for p in STRICTNESS if STRICTNESS[p] >= STRICTNESS[self.claims]]}",
+                param="gate.claims",
+                code="claims_not_allowed",
+            )
+        return asked
+
     def render(
-        self, mode: GateMode, result: Answered, *, original: bool | None = None, logprobs: int | None = None
+        self,
+        mode: GateMode,
+        result: Answered,
+        *,
+        original: bool | None = None,
+        logprobs: int | None = None,
+        claims: ClaimPolicy | None = None,
     ) -> Reply:
         """What the client gets: from an assessment, or from the generations mode ``off`` passes through.
 
         ``original``: whether ``gate.original`` holds the model's own answer (default: ``include_original``).
         ``logprobs``: the client asked for the answer's log-probs with this many alternatives; it gets them
         when its content is the model's own answer (not when hedged or withheld).
+        ``claims``: what a long answer judged claim by claim shows (default: the server's ``claims``).
         """
         # An upstream may quote the key it was sent in its answer: secrets are masked in the content too.
         secret_free = self.scrubber.secret_free
@@ -211,7 +248,11 @@ class Policy:
         reason = "stop" if withholds(mode, result) else result.finish_reason or "stop"
         shown = self.include_original if original is None else original
         view, headers = self._view(result, mode, original=shown), _headers(result, mode)
-        content = self._content(result, mode)
+        policy = self.shown_claims(mode, self.claims if claims is None else claims)
+        if result.claims is not None:
+            view["claims_policy"] = policy
+            view["claims"] = self.scrubber.view(_claims_view(result, mode, policy, original=shown))
+        content = self._content(result, mode, policy)
         unchanged = content == result.answer
         calls = [result.tool_calls if unchanged else ()]
         tokens = [_shown_tokens(result.answer_tokens, logprobs) if unchanged else None]
@@ -232,9 +273,30 @@ class Policy:
                 f"max_tokens {max_tokens} is above this server's limit of {limit}", param="max_tokens"
             )
 
-    def _content(self, assessment: Assessment, mode: GateMode) -> str:
-        """The text the client gets: unchanged, hedged, or replaced by the abstain message."""
+    @staticmethod
+    def shown_claims(mode: GateMode, claims: ClaimPolicy) -> ClaimPolicy:
+        """The claim policy in effect: ``observe`` never changes the text, so it only annotates."""
+        return "annotate" if mode == "observe" and claims != "off" else claims
+
+    def claim_text(self, assessment: Assessment, claims: ClaimPolicy) -> str | None:
+        """A long answer as ``claims`` shows it (enforce); ``None`` when it abstains (no claim kept)."""
         answer = assessment.answer
+        if answer is None or assessment.decision == "abstain" or not assessment.claims:
+            return None
+        if claims == "mark":
+            return marked(answer, assessment.claims, self.claim_mark)
+        if claims == "strike":
+            return struck(answer, assessment.claims, self.claim_strike_note)
+        return answer
+
+    def _content(self, assessment: Assessment, mode: GateMode, claims: ClaimPolicy = "off") -> str:
+        """The text the client gets: unchanged, hedged, or replaced by the abstain message; a long answer judged
+        claim by claim: annotated (unchanged), marked or struck, and withheld when no claim is kept."""
+        answer = assessment.answer
+        if answer is not None and assessment.claims and mode == "enforce":
+            text = self.claim_text(assessment, claims)
+            if text is not None:
+                return text
         if answer is not None and (mode == "observe" or assessment.decision in ("answer", "not_assessed")):
             return answer
         if answer is not None and assessment.tool_calls and assessment.decision == "hedge":
@@ -253,6 +315,18 @@ class Policy:
             answer = assessment.answer
             view["original"] = None if answer is None else self.scrubber.secret_free(answer)
         return view
+
+
+def _claims_view(
+    assessment: Assessment, mode: GateMode, claims: ClaimPolicy, *, original: bool
+) -> list[dict[str, Any]]:
+    """Each claim's verdict; a claim the client does not read (struck, or in an abstained answer) without its
+    text or what its evidence quotes, unless the client may see the model's own answer."""
+    hidden = mode == "enforce" and not original and (claims == "strike" or assessment.decision == "abstain")
+    return [
+        claim.withheld_dict() if hidden and not claim.supported else claim.as_dict()
+        for claim in assessment.claims or ()
+    ]
 
 
 def _unassessed_request(request: ChatRequest) -> tuple[RequestKindName, str] | None:

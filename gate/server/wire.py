@@ -200,6 +200,9 @@ class GateOptions(_Strict):
     estimators: list[str] | None = Field(default=None, min_length=1, description="signal keys to compute")
     cascade: bool | None = Field(default=None, description="true: skip the full stage when the free signals decide")
     budget: RequestBudget | None = None
+    claims: Literal["off", "annotate", "mark", "strike"] | None = Field(
+        default=None, description="long answers claim by claim: annotate, mark or strike (as strict as the server's)"
+    )
 
 
 class StreamOptions(_Strict):

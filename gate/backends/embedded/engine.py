@@ -14,7 +14,7 @@ import contextlib
 import ctypes
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,11 @@ class LlamaEngine:
         top_logprobs: int | None,
         stop: Sequence[str],
         seed: int | None,
+        on_text: Callable[[str], None] | None = None,
     ) -> list[Generation]:
         """Return ``n`` completions of ``prompt``; the prompt is evaluated once for all of them.
+
+        ``on_text`` (one completion only) is called with the text so far after each token (a streamed answer).
 
         At temperature > 0 the ``n`` samples are decoded together (``_sample_batched``, unless
         ``sample_decoding="serial"``); the first generation's ``usage`` then carries the whole call's wall time and
@@ -146,6 +149,7 @@ class LlamaEngine:
                 top_logprobs=top_logprobs,
                 stop=stop,
                 rng=rng,
+                on_text=on_text if n == 1 else None,
             )
             seconds = time.perf_counter() - sample_started
             outputs.append(_generation(sample, index, len(prompt_tokens), seconds, top_logprobs))
@@ -176,11 +180,14 @@ class LlamaEngine:
         top_logprobs: int | None,
         stop: Sequence[str],
         rng: np.random.Generator,
+        on_text: Callable[[str], None] | None = None,
     ) -> _Sample:
         sample = _Sample()
         for _ in range(max_tokens):
             if self._advance(sample, logits, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
                 return sample
+            if on_text is not None:
+                on_text(sample.text)
             logits = self._step(sample.ids[-1])
         return sample.finish("length")
 

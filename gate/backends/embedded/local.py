@@ -9,7 +9,7 @@ import importlib.util
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,85 @@ class LocalLLM:
         and ignores those with no effect on a local model (``user``, ``metadata``...); anything else is a
         ``ValueError`` saying why (:meth:`unsupported`).
         """
+        params = self._params(
+            prompt,
+            n=n,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            stop=stop,
+            seed=seed,
+            options=options,
+        )
+        process = await self._found_process()
+        replies = await process.request("generate", **params)
+        generations = [Generation.model_validate(reply) for reply in replies]
+        if isinstance(prompt, str):
+            return generations
+        return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
+
+    async def stream_text(
+        self,
+        prompt: Prompt,
+        *,
+        temperature: float,
+        max_tokens: int,
+        options: Mapping[str, Any] | None = None,
+        logprobs: int | None = None,
+    ) -> AsyncIterator[str | Generation]:
+        """The answer's text as the model writes it (``gate.claim_stream``): the same text :meth:`generate` returns
+        for a chat prompt, before its white space is stripped; last, the whole answer (usage, log-probs).
+
+        The last characters wait until the next token, as many as the longest stop string: text that turns out to
+        begin a stop string is cut from the answer, so it must not have gone out.
+        """
+        params = self._params(
+            prompt,
+            n=1,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            stop=None,
+            seed=None,
+            options=options,
+        )
+        hold = max((len(stop) for stop in params["stop"]), default=0) + 1  # +1: a character still being decoded
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        process = await self._found_process()
+        call = asyncio.ensure_future(process.request_streamed("generate", pieces.put_nowait, **params))
+        sent = 0
+        try:
+            while not call.done() or not pieces.empty():
+                waiting = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({waiting, call}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():
+                    waiting.cancel()
+                    continue
+                text = waiting.result()
+                if len(text) - hold > sent:
+                    yield text[sent : len(text) - hold]
+                    sent = len(text) - hold
+            [reply] = call.result()
+        finally:
+            call.cancel()  # only when the reader stopped early: the model finishes this answer in its process
+        generation = Generation.model_validate(reply)
+        if generation.text[sent:]:
+            yield generation.text[sent:]
+        yield generation
+
+    def _params(
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        temperature: float,
+        max_tokens: int,
+        logprobs: int | None,
+        stop: Sequence[str] | None,
+        seed: int | None,
+        options: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        """The worker's ``generate`` parameters for a call (a client's options honoured or refused)."""
         if (refused := self.unsupported(prompt, options)) is not None:
             raise ValueError(f"{refused[0]}: {refused[1]}")
         fields, logprobs = call_fields(options, logprobs=logprobs, max_tokens=max_tokens)
@@ -142,21 +221,15 @@ class LocalLLM:
             text, stops = prompt, list(stop or ())
         else:
             text, stops = render_chat(prompt), [*(stop or ()), *QA_STOP]
-        process = await self._found_process()
-        replies = await process.request(
-            "generate",
-            prompt=text,
-            n=n,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            top_logprobs=logprobs,
-            stop=stops,
-            seed=seed,
-        )
-        generations = [Generation.model_validate(reply) for reply in replies]
-        if isinstance(prompt, str):
-            return generations
-        return [g.model_copy(update={"text": g.text.strip()}) for g in generations]
+        return {
+            "prompt": text,
+            "n": n,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "top_logprobs": logprobs,
+            "stop": stops,
+            "seed": seed,
+        }
 
     def unsupported(self, prompt: Prompt, options: Mapping[str, Any] | None) -> tuple[str, str] | None:
         """The first part of a request this model cannot honour, as ``(param, why)``; ``None`` when it can."""

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any
@@ -76,11 +77,27 @@ class ModelProcess:
         call = functools.partial(self.call, method, params)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    def call(self, method: str, params: dict[str, Any]) -> Any:
-        """Send one request and wait for its reply; raise ``LocalModelCrashError`` when the child died."""
+    async def request_streamed(self, method: str, on_piece: Callable[[str], None], **params: Any) -> Any:
+        """:meth:`request` with ``stream: true``: ``on_piece`` gets each piece the child reports, in this loop."""
+        loop = asyncio.get_running_loop()
+
+        def report(piece: str) -> None:  # called in the executor's thread
+            loop.call_soon_threadsafe(on_piece, piece)
+
+        call = functools.partial(self.call, method, {**params, "stream": True}, on_piece=report)
+        return await loop.run_in_executor(self._executor, call)
+
+    def call(self, method: str, params: dict[str, Any], *, on_piece: Callable[[str], None] | None = None) -> Any:
+        """Send one request and wait for its reply; raise ``LocalModelCrashError`` when the child died.
+
+        Pieces the child reports before its reply (a streamed generation) go to ``on_piece``.
+        """
         with self._lock:
             process = self._started()
             line = _exchange(process, json.dumps({"method": method, "params": params}))
+            while line and on_piece is not None and (piece := json.loads(line).get("piece")) is not None:
+                on_piece(piece)
+                line = _read_line(process)
             if not line:
                 raise self._crashed(process, doing=f"running {method}")
         reply = json.loads(line)
@@ -167,6 +184,12 @@ def _exchange(process: subprocess.Popen[str], message: str) -> str:
         process.stdin.flush()
     except (BrokenPipeError, OSError):
         return ""
+    return _read_line(process)
+
+
+def _read_line(process: subprocess.Popen[str]) -> str:
+    """The child's next line; an empty string means the child is gone."""
+    assert process.stdout is not None
     return process.stdout.readline()
 
 

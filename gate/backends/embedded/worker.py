@@ -7,7 +7,8 @@ serving (``gate.backends.embedded.process`` restarts this process for the next o
 Protocol, one JSON object per line: after loading the model and decoding one token (the first decode is
 where the AMX defect crashed), this process writes ``{"ready": {...}}`` to stdout; then for each request
 ``{"method": ..., "params": {...}}`` read from stdin it writes ``{"result": ...}`` or
-``{"error": {"type": ..., "message": ...}}``. It exits when stdin closes. Plain JSON, nothing pickled.
+``{"error": {"type": ..., "message": ...}}``; a ``generate`` request with ``"stream": true`` (one completion) first
+writes ``{"piece": TEXT_SO_FAR}`` after each token. It exits when stdin closes. Plain JSON, nothing pickled.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import IO, Any, get_args
 
 from gate.backends.embedded.cpu import (
@@ -52,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     engine.generate(SELF_TEST_PROMPT, n=1, temperature=0.0, max_tokens=1, top_logprobs=None, stop=(), seed=None)
     _send(protocol, {"ready": {"pid": os.getpid(), "extra_buffers": extra, "system_info": info}})
     for line in sys.stdin:
-        _send(protocol, _answer(engine, line))
+        _send(protocol, _answer(engine, line, lambda text: _send(protocol, {"piece": text})))
     return 0
 
 
-def _answer(engine: LlamaEngine, line: str) -> dict[str, Any]:
+def _answer(engine: LlamaEngine, line: str, send_piece: Callable[[str], None]) -> dict[str, Any]:
     try:
         request = json.loads(line)
         method, params = request["method"], request["params"]
         if method == "generate":
-            return {"result": [generation.model_dump() for generation in engine.generate(**params)]}
+            on_text = send_piece if params.pop("stream", False) else None
+            generations = engine.generate(**params, on_text=on_text)
+            return {"result": [generation.model_dump() for generation in generations]}
         if method == "continuation_logprobs":
             return {"result": engine.continuation_logprobs(**params)}
         if method == "count_tokens":
