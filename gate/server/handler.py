@@ -12,6 +12,7 @@ was planned is recorded with its error, then answered by the exception handlers 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from gate.server.replies import Envelope, Reply, completion_body, stream_events
 from gate.server.responses import GateJSONResponse
 from gate.server.state import ServerState, is_privileged, request_id, server_state, tenant_name
 from gate.server.wire import BadRequestError, ChatRequest, CompletionRequest, GatewayTimeoutError
+from gate.state.assessment_cache import request_key, served_from_cache
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ async def _generate(
         async with asyncio.timeout(limit):
             await _checked(server, gate, body, prompt, chat=chat)
             asked = time.perf_counter()
-            result = await _answer(gate, plan, body, prompt)
+            result = await _answer(server, gate, plan, body, prompt)
     except TimeoutError:
         raise GatewayTimeoutError(f"the request took longer than this server's limit of {limit:g} s") from None
     return result, time.perf_counter() - asked
@@ -119,9 +121,12 @@ async def _checked(
     await _check_context(gate.llm, prompt, body.answer_tokens() or gate.answer_tokens, param=param)
 
 
-async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage]) -> Answered:
+async def _answer(
+    server: ServerState, gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest, prompt: list[ChatMessage]
+) -> Answered:
     """Mode ``off``: the model's generations, ungated; a request the gate does not assess: the model's answer
-    with that verdict; otherwise the gate's assessment of the answer it generates."""
+    with that verdict; otherwise the gate's assessment of the answer it generates (or, with the assessment
+    cache on, of the identical greedy request it answered before)."""
     max_tokens, options = body.answer_tokens(), body.options()
     if plan.mode == "off" or plan.unassessed is not None:
         generations = await gate.llm.generate(
@@ -135,16 +140,37 @@ async def _answer(gate: Gate, plan: Plan, body: ChatRequest | CompletionRequest,
             return generations
         kind, reason = plan.unassessed  # n is 1 here: the plan allows several choices only in mode off
         return not_assessed(body.question(), generations[0], kind=kind, reason=reason, calibration=gate.calibration.id)
-    return await gate.assess(
-        body.prompt() if isinstance(body, ChatRequest) else prompt,
-        signals=plan.signals,
-        cascade=plan.cascade,
-        precheck=plan.precheck,
-        budget=plan.budget,
-        claims=plan.claims != "off",
-        temperature=body.temperature,
-        max_tokens=max_tokens,
-        **({"options": options} if options else {}),
+    asked = body.prompt() if isinstance(body, ChatRequest) else prompt
+    inputs = {
+        "signals": plan.signals,
+        "cascade": plan.cascade,
+        "precheck": plan.precheck,
+        "budget": plan.budget,
+        "claims": plan.claims != "off",
+        "max_tokens": max_tokens,
+    }
+    key = _cache_key(server, gate, asked, body.temperature, {**inputs, "options": options})
+    if key is not None and server.assessments is not None and (stored := await server.assessments.get(key)):
+        return served_from_cache(stored)
+    assessment = await gate.assess(
+        asked, temperature=body.temperature, **inputs, **({"options": options} if options else {})
+    )
+    if key is not None and server.assessments is not None:
+        await server.assessments.put(key, assessment)
+    return assessment
+
+
+def _cache_key(
+    server: ServerState, gate: Gate, prompt: Prompt, temperature: float | None, inputs: dict[str, Any]
+) -> str | None:
+    """The assessment cache's key for this request (``None``: the cache is off, or the request is sampled)."""
+    if server.assessments is None:
+        return None
+    inputs["budget"] = dataclasses.asdict(inputs["budget"])
+    namespace = server.tenant.name if server.tenant is not None else ""
+    model, calibration = server.settings.model, gate.calibration.id
+    return request_key(
+        model=model, calibration=calibration, prompt=prompt, temperature=temperature, inputs=inputs, namespace=namespace
     )
 
 

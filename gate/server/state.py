@@ -25,6 +25,7 @@ from gate.server.metrics import ProxyMetrics
 from gate.server.policy import Policy
 from gate.server.tenancy import policies_of
 from gate.server.wire import NotReadyError
+from gate.state.assessment_cache import AssessmentCache, assessment_cache
 from gate.state.connection import async_client
 from gate.tenants.table import Tenant, Tenants
 
@@ -67,6 +68,7 @@ class ServerState:
     gate: Gate | None = None
     load_error: str | None = None
     tenant: Tenant | None = None  # in a request's view (for_caller): whose request it is
+    assessments: AssessmentCache | None = None  # identical greedy requests' assessments (assessment_cache_ttl_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerState:
@@ -84,6 +86,7 @@ class ServerState:
             tenants=tenants,
             policies=policies_of(tenants),
             state_client=client,
+            assessments=assessment_cache(settings),
         )
 
     def ready(self, gate: Gate) -> None:

@@ -15,7 +15,7 @@ Where it lives:
 
 - ``state: memory``: this process, an LRU of ``assessment_cache_max_entries`` with the TTL
   (``cachetools.TTLCache``);
-- ``state: redis://...``: shared by every replica, ``gate:ans:{}:e:<key>`` -> the assessment's JSON (never
+- ``state: redis://...``: shared by every replica, ``gate:ans:{ans}:e:<key>`` -> the assessment's JSON (never
   pickle), bounded and expiring by the same script as the familiarity cache
   (:data:`gate.state.redis_cache.BOUNDED_PUT`), with the LRU in front. A failure follows ``state_failure``:
   open is a miss (the request is assessed anew), closed a 503.
@@ -41,8 +41,9 @@ from gate.state.redis_cache import BOUNDED_PUT
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "gate:ans:{}:"
-"""Every key of the cache (one hash tag: the bounding script touches the entry and the index together)."""
+PREFIX = "gate:ans:{ans}:"
+"""Every key of the cache. One non-empty hash tag (Redis Cluster ignores an empty one): the bounding script
+touches the entry and the index together, so they must share a slot."""
 
 
 class AssessmentCache(Protocol):
