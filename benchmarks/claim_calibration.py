@@ -39,7 +39,14 @@ from benchmarks.claim_calibration_eval import (
 )
 from benchmarks.claim_calibration_fit import RouteFit, answer_split, build_artifact, fit_route
 from benchmarks.claim_calibration_render import render_section
-from benchmarks.claim_rows import ClaimRows, closed_rows, felm_rows, grounded_rows, halueval_pair_claims
+from benchmarks.claim_rows import (
+    ClaimRows,
+    closed_rows,
+    felm_rows,
+    grounded_rows,
+    halueval_pair_claims,
+    length_matched_items,
+)
 from benchmarks.claim_samples import load_samples
 from benchmarks.common import machine_description
 from benchmarks.longform_results import RESULTS
@@ -73,7 +80,12 @@ def evaluate(fit: RouteFit, rows: ClaimRows, args: argparse.Namespace) -> dict[s
     rows = rows.subset(~np.isnan(rows.value))
     test = rows.subset(fit.split == "test")
     pooled = rows.subset(np.isin(fit.split, ("threshold", "test")))
+    extra = {}
+    if rows.source == "halueval_qa":
+        matched = np.isin(test.group, sorted(length_matched_items()))
+        extra["test_length_matched"] = claim_metrics(fit.stage, test.subset(matched))
     return {
+        **extra,
         "test": claim_metrics(fit.stage, test),
         "draws": guarantee_draws(
             fit.stage,
@@ -166,8 +178,9 @@ def main() -> None:
                 clean.subset(np.isin(closed_fit.split, ("threshold", "test")))
             ),
             "FELM wk (sampled prompts)": raw_metrics(felm.subset(domains == "wk")),
-            "FELM all sampled prompts": raw_metrics(felm),
         }
+        if set(domains.tolist()) - {"wk"}:  # other domains were sampled too
+            results["closed_raw"]["FELM, all sampled prompts"] = raw_metrics(felm)
     print(results.get("closed"), results.get("felm"), results.get("closed_raw"), flush=True)
     if args.no_write:
         return

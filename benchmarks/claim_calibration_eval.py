@@ -63,6 +63,8 @@ def claim_metrics(stage: FittedStage, rows: ClaimRows) -> dict[str, Any]:
         value, interval = with_ci(statistic, g)
         out[name] = value
         out[f"{name}_ci"] = interval
+    if rows.length is not None:  # baseline: the shorter claim is the supported one
+        out["length_auroc"], out["length_auroc_ci"] = with_ci(lambda r: auroc(y[r], -rows.length[r]), g)
     curve = reliability_curve(y, p, n_bins=10)
     out["reliability"] = [
         {"mean_p": float(c), "supported": float(a), "claims": int(n)}

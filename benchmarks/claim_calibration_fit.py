@@ -144,7 +144,7 @@ def build_artifact(
     assert fit.stage is not None and fit.alpha is not None and fit.hedge_alpha is not None
     rows = rows.subset(~np.isnan(rows.value))
     counts = {name: int((fit.split == name).sum()) for name in ("fit", "calibrate", "threshold", "test")}
-    answers = {name: len(np.unique(rows.group[fit.split == name])) for name in counts}
+    groups = {name: len(np.unique(rows.group[fit.split == name])) for name in counts}
     target = Target(
         answer_level=round(1 - fit.alpha, 4),
         hedge_level=round(1 - fit.hedge_alpha, 4),
@@ -171,9 +171,9 @@ def build_artifact(
             "unit": "claim",
             "datasets": dict(datasets),
             "split_seed": seed,
-            "split_over": "answers",
+            "split_over": "answers (the group of each claim: a HaluEval QA item, a FActScore topic)",
             "splits": counts,
-            "answers": answers,
+            "groups": groups,
             "accuracy": float(rows.supported.mean()),
             "rows": len(rows),
             "choices": {k: v for k, v in fit.info.items() if k != "fit"},

@@ -59,6 +59,8 @@ def _test_table(result: dict[str, Any], alpha: float, hedge_alpha: float, delta:
         (f"unsupported share among those (hedge alpha {hedge_alpha})", "unsupported_among_delivered"),
     ]
     lines = ["| metric (test part) | value [95% CI over answers] |", "|---|---|"]
+    if "length_auroc" in test:
+        rows.insert(1, ("AUROC of the baseline 'the shorter claim is supported' (no signal)", "length_auroc"))
     lines += [f"| {label} | {fmt(test[key], test[f'{key}_ci'])} |" for label, key in rows]
     lines += [
         "",
@@ -68,6 +70,25 @@ def _test_table(result: dict[str, Any], alpha: float, hedge_alpha: float, delta:
         "|---|---|---|",
     ]
     lines += [f"| {b['mean_p']:.3f} | {b['supported']:.3f} | {b['claims']} |" for b in test["reliability"]]
+    if "test_length_matched" in result:
+        m = result["test_length_matched"]
+        lines += [
+            "",
+            f"The same on the {m['answers']} test items whose two answers differ by at most 2 words ({m['claims']} "
+            "claims; the form confound is weaker there, and they are a subpopulation, so the guarantee, which is "
+            "over the whole distribution, does not promise anything on them):",
+            "",
+            "| metric (length-matched test items) | value [95% CI over answers] |",
+            "|---|---|",
+        ]
+        for label, key in (
+            ("AUROC (supported vs not)", "auroc"),
+            ("AUROC of 'the shorter claim is supported'", "length_auroc"),
+            ("ECE", "ece"),
+            ("share of claims kept", "kept_share"),
+            (f"unsupported share among kept (alpha {alpha})", "unsupported_among_kept"),
+        ):
+            lines.append(f"| {label} | {fmt(m[key], m[f'{key}_ci'])} |")
     draws = result["draws"]
     lines += [
         "",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.claim_grounding import load_pairs
-from benchmarks.claim_samples import FACTSCORE, FELM
+from benchmarks.claim_samples import FACTSCORE, FELM, felm_key
 from benchmarks.claims_split import CITATION
 from estimators.claim_support import ClaimSupport, score_claims
 from estimators.claims import Claim
@@ -45,16 +45,22 @@ class ClaimRows:
     supported: np.ndarray
     value: np.ndarray
     source: str
+    length: np.ndarray | None = None
+    """Characters of each claim, for the length baseline (HaluEval's hallucinated answers are longer)."""
 
     def __len__(self) -> int:
         return len(self.value)
 
     def subset(self, mask: np.ndarray) -> ClaimRows:
-        return ClaimRows(self.group[mask], self.supported[mask], self.value[mask], self.source)
+        length = None if self.length is None else self.length[mask]
+        return ClaimRows(self.group[mask], self.supported[mask], self.value[mask], self.source, length)
 
 
-def _rows(groups: list[str], labels: list[bool], values: list[float], source: str) -> ClaimRows:
-    return ClaimRows(np.array(groups), np.array(labels, dtype=bool), np.array(values, dtype=float), source)
+def _rows(
+    groups: list[str], labels: list[bool], values: list[float], source: str, lengths: list[int] | None = None
+) -> ClaimRows:
+    length = None if lengths is None else np.array(lengths, dtype=float)
+    return ClaimRows(np.array(groups), np.array(labels, dtype=bool), np.array(values, dtype=float), source, length)
 
 
 def claim_supports(signal_details: Mapping[str, Any]) -> list[float]:
@@ -62,9 +68,11 @@ def claim_supports(signal_details: Mapping[str, Any]) -> list[float]:
     return [float(claim["support"]) for claim in signal_details.get("claims", ())]
 
 
-async def _halueval_qa(params: Mapping[str, Any], limit: int | None) -> tuple[list[str], list[bool], list[float]]:
+async def _halueval_qa(
+    params: Mapping[str, Any], limit: int | None
+) -> tuple[list[str], list[bool], list[float], str, list[int]]:
     estimator, llm = ClaimSupport(**params), ScriptedLLM([])
-    groups, labels, values = [], [], []
+    groups, labels, values, lengths = [], [], [], []
     with HALUEVAL_QA.open(encoding="utf-8") as handle:
         for index, line in enumerate(handle):
             if limit is not None and index >= limit:
@@ -72,17 +80,33 @@ async def _halueval_qa(params: Mapping[str, Any], limit: int | None) -> tuple[li
             row = json.loads(line)
             for key, supported in (("right_answer", True), ("hallucinated_answer", False)):
                 signal = await estimator.score(row["question"], row[key], llm=llm, references=[row["knowledge"]])
-                for value in claim_supports(signal.details):
+                for claim in signal.details.get("claims", ()):
                     # both answers of an item share the knowledge: they go to one split together
                     groups.append(f"qa:{index}")
                     labels.append(supported)
-                    values.append(value)
-    return groups, labels, values
+                    values.append(float(claim["support"]))
+                    lengths.append(len(claim["text"]))
+    return groups, labels, values, "halueval_qa", lengths
 
 
 def grounded_rows(params: Mapping[str, Any], limit: int | None = None) -> ClaimRows:
     """HaluEval QA answers as claims with their ``claim_support`` values (no LLM call)."""
-    return _rows(*asyncio.run(_halueval_qa(params, limit)), source="halueval_qa")
+    return _rows(*asyncio.run(_halueval_qa(params, limit)))
+
+
+def length_matched_items(max_difference: int = 2) -> set[str]:
+    """HaluEval QA items whose two answers differ by at most ``max_difference`` words (as group ids).
+
+    The right answers are mostly short names (median 2 words) and the hallucinated ones sentences (median 9,
+    95% end with a period), so on all items the form alone nearly gives the label; on these items it does less.
+    """
+    matched = set()
+    with HALUEVAL_QA.open(encoding="utf-8") as handle:
+        for index, line in enumerate(handle):
+            row = json.loads(line)
+            if abs(len(row["right_answer"].split()) - len(row["hallucinated_answer"].split())) <= max_difference:
+                matched.add(f"qa:{index}")
+    return matched
 
 
 def sample_groups(samples: Sequence[str]) -> list[list[str]]:
@@ -148,8 +172,8 @@ def felm_rows(samples: Mapping[tuple[str, str], dict], penalty: float) -> tuple[
     groups, labels, values, domains = [], [], [], []
     for line in FELM.open(encoding="utf-8"):
         row = json.loads(line)
-        sampled = samples.get(("felm", str(row["index"])))
-        if sampled is None:
+        sampled = samples.get(("felm", felm_key(row)))
+        if sampled is None or sampled["prompt"] != row["prompt"]:
             continue
         found = consistency_values(row["segmented_response"], sampled["samples"], row["prompt"], penalty)
         for label, value in zip(row["labels"], found, strict=True):

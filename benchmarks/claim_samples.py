@@ -1,6 +1,6 @@
 """Sample the embedded Gemma 3 270M on long-form prompts, for the closed-book claim route (``claim_consistency``).
 
-Run: ``.venv/bin/python -m benchmarks.claim_samples [--minutes 30] [--n 5 --max-tokens 128 --seed 0]``
+Run: ``.venv/bin/python -m benchmarks.claim_samples [--minutes 30] [--source all|factscore|felm] [--n 5]``
 Prompts, in this order: FActScore's "Tell me a bio of X." for each topic (seeded order), then FELM's
 world-knowledge (``wk``) prompts, then FELM's other prompts (seeded order). Each prompt gets ``--n`` samples at
 T=1 in one batched call (what ``ClaimConsistency`` draws). Results are appended to
@@ -41,10 +41,15 @@ def prompts(seed: int) -> list[dict[str, str]]:
     rest = [row for row in felm if row["domain"] != "wk"]
     for rows in (wk, rest):
         out += [
-            {"source": "felm", "key": str(rows[i]["index"]), "prompt": rows[i]["prompt"]}
+            {"source": "felm", "key": felm_key(rows[i]), "prompt": rows[i]["prompt"]}
             for i in rng.permutation(len(rows))
         ]
     return out
+
+
+def felm_key(row: dict) -> str:
+    """FELM numbers its answers within each domain, so the key is the domain and the index."""
+    return f"{row['domain']}:{row['index']}"
 
 
 def load_samples(path: Path = SAMPLES) -> dict[tuple[str, str], dict]:
@@ -65,7 +70,9 @@ async def collect(args: argparse.Namespace) -> None:
     from gate.backends.embedded.local import LocalLLM
 
     done = load_samples()
-    todo = [p for p in prompts(args.seed) if (p["source"], p["key"]) not in done]
+    todo = [
+        p for p in prompts(args.seed) if (p["source"], p["key"]) not in done and args.source in ("all", p["source"])
+    ]
     print(f"{len(done)} prompts already sampled, {len(todo)} to go", flush=True)
     llm = LocalLLM()
     await llm.load()
@@ -105,6 +112,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--source", choices=("all", "factscore", "felm"), default="all", help="only these prompts")
     asyncio.run(collect(parser.parse_args()))
 
 
