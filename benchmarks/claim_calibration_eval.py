@@ -34,6 +34,13 @@ def _unsupported_among(p: np.ndarray, y: np.ndarray, threshold: float) -> float:
     return float(1 - y[kept].mean()) if kept.any() else float("nan")
 
 
+def _balanced_accuracy(y: np.ndarray, kept: np.ndarray) -> float:
+    """Mean of the kept share of supported claims and the dropped share of unsupported ones."""
+    if y.all() or not y.any():
+        return float("nan")
+    return float((kept[y].mean() + (~kept[~y]).mean()) / 2)
+
+
 def with_ci(statistic: Callable[[np.ndarray], float], groups: np.ndarray) -> tuple[float, tuple[float, float]]:
     """The statistic on all rows and its interval over answers."""
     return statistic(np.arange(len(groups))), group_interval(statistic, groups)
@@ -56,6 +63,7 @@ def claim_metrics(stage: FittedStage, rows: ClaimRows) -> dict[str, Any]:
         "ece": lambda r: ece(y[r], p[r], n_bins=10),
         "brier": lambda r: brier_score(y[r], p[r]),
         "kept_share": lambda r: float(np.mean(p[r] >= hedge)),
+        "balanced_accuracy_kept": lambda r: _balanced_accuracy(y[r], p[r] >= hedge),
         "unsupported_among_kept": lambda r: _unsupported_among(p[r], y[r], hedge),
         "delivered_share": lambda r: float(np.mean(p[r] >= abstain)),
         "unsupported_among_delivered": lambda r: _unsupported_among(p[r], y[r], abstain),

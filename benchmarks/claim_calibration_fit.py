@@ -12,7 +12,8 @@ thresholds by Learn-then-Test on a split neither was fitted on). What is claim-s
   read, so the threshold split's Learn-then-Test certificate keeps its meaning;
 - whether the signal is informative at all is decided on the learning rows too: the 95% bootstrap interval
   (over answers) of the out-of-fold AUROC must lie above 0.5, and some alpha of :data:`ALPHAS` must be
-  supported, or no stage is returned and no artifact is written.
+  supported, or no stage is returned and no artifact is written. Nor is one written when the threshold
+  part certifies no keep threshold at that alpha: the stage would drop every claim.
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def fit_route(rows: ClaimRows, signal: str, *, seed: int, delta: float, resample
         confidence_level=1 - delta,
         method="ltt",
     )
+    if not thresholds.answer_result.feasible:  # it would keep no claim: a gate that drops everything
+        info["not_shipped"] = (
+            f"Learn-then-Test on the threshold part certified no keep threshold at alpha {alpha} "
+            f"({thresholds.answer_result.message})"
+        )
+        return RouteFit(None, split, alpha, hedge_alpha, delta, info)
     return RouteFit(dataclasses.replace(stage, thresholds=thresholds), split, alpha, hedge_alpha, delta, info)
 
 

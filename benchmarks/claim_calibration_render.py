@@ -54,6 +54,7 @@ def _test_table(result: dict[str, Any], alpha: float, hedge_alpha: float, delta:
         ("ECE (10 equal-width bins)", "ece"),
         ("Brier score", "brier"),
         ("share of claims kept (p >= hedge)", "kept_share"),
+        ("balanced accuracy of keeping (supported kept, unsupported not)", "balanced_accuracy_kept"),
         (f"unsupported share among kept (alpha {alpha})", "unsupported_among_kept"),
         ("share kept or kept with a caveat (p >= abstain)", "delivered_share"),
         (f"unsupported share among those (hedge alpha {hedge_alpha})", "unsupported_among_delivered"),
@@ -140,8 +141,8 @@ def _felm_lines(felm: dict[str, Any]) -> list[str]:
 
 def _raw_lines(raw: dict[str, Any]) -> list[str]:
     lines = [
-        "| rows | answers | claims | unsupported share | AUROC of the raw value [95% CI] | AUC-PR of "
-        "unsupported [95% CI] |",
+        "| rows | groups (FActScore topics, FELM answers) | claims | unsupported share | AUROC of the raw value "
+        "[95% CI] | AUC-PR of unsupported [95% CI] |",
         "|---|---|---|---|---|---|",
     ]
     for name, m in raw.items():
@@ -168,8 +169,9 @@ def render_section(
 ) -> str:
     """The section body."""
     lines = [
-        f"Command: `{command}` (after `python -m benchmarks.claim_samples --minutes 32` for the closed-book "
-        "route's samples)  ",
+        f"Command: `{command}`, after the closed-book route's samples: `python -m benchmarks.claim_samples "
+        "--minutes 32` (all 183 FActScore topics, then FELM) and `python -m benchmarks.claim_samples --source felm "
+        "--minutes 10` (the rest of FELM's wk prompts and a few others), about 42 minutes of sampling.  ",
         f"Machine: {machine}; a shared, busy 2-core CPU (other jobs ran at the same time), so seconds are "
         "indicative.  ",
         f"Seeds: split {args.seed} (hash of the answer id, `calibration.fitting.split_rows`, 40/20/20/20 "
@@ -223,11 +225,11 @@ def render_section(
     if closed.stage is None:
         lines += [
             "Informative? Out-of-fold AUROC on the learning rows "
-            f"{fmt(closed.info['oof_auroc'], tuple(closed.info['oof_auroc_ci']))}; by the rule fixed before "
-            f"fitting, **no closed-book artifact is written**: {closed.info['not_shipped']} (a calibrated "
-            "probability from this signal would stay near the base rate, and no threshold on it could keep claims "
-            "with a useful guarantee). For the record, the raw value on the parts nothing was chosen on, and on "
-            "FELM:",
+            f"{fmt(closed.info['oof_auroc'], tuple(closed.info['oof_auroc_ci']))}; alpha supported by the learning "
+            f"rows: {closed.info.get('alpha_supported_by_learning_rows')}. By the rule fixed before fitting, **no "
+            f"closed-book artifact is written**: {closed.info['not_shipped']}. A calibrated probability from this "
+            "signal stays near the base rate, and no threshold on it keeps claims with a useful guarantee. For the "
+            "record, the raw value on the parts nothing was chosen on, and on FELM:",
             "",
             *_raw_lines(results["closed_raw"]),
         ]
@@ -254,6 +256,7 @@ def render_section(
         f"sampling ({costs['closed_sampling_tokens']:.0f} completion tokens for the 5) + "
         f"{costs['closed_scoring_seconds_per_topic']:.4f} scoring the topic's sentences |",
         "",
-        "Calibration and the threshold add one logistic and one Platt evaluation per claim (microseconds).",
+        "Calibration and the threshold add one logistic and one calibrator evaluation per claim (microseconds). "
+        "Sampling seconds were measured while other jobs shared the two cores.",
     ]
     return "\n".join(lines)

@@ -175,9 +175,11 @@ def felm_rows(samples: Mapping[tuple[str, str], dict], penalty: float) -> tuple[
         sampled = samples.get(("felm", felm_key(row)))
         if sampled is None or sampled["prompt"] != row["prompt"]:
             continue
+        if len(row["labels"]) != len(row["segmented_response"]):
+            continue  # a few FELM rows label a different number of segments than they list: no alignment
         found = consistency_values(row["segmented_response"], sampled["samples"], row["prompt"], penalty)
         for label, value in zip(row["labels"], found, strict=True):
-            groups.append(f"felm:{row['index']}")
+            groups.append(f"felm:{felm_key(row)}")
             labels.append(bool(label))
             values.append(value)
             domains.append(row["domain"])
