@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.claim_calibration import write_before
 from benchmarks.claim_calibration_fit import (
     ALPHAS,
     answer_split,
@@ -120,3 +121,13 @@ def test_an_uninformative_signal_gives_no_stage() -> None:
     noise = ClaimRows(rows.group, rows.supported, rng.uniform(size=len(rows)), "noise")
     fit = fit_route(noise, "claim_consistency", seed=0, delta=0.1, resamples=200)
     assert fit.stage is None and not fit.info["informative"]
+
+
+def test_the_results_section_goes_before_streaming_and_is_replaced_in_place(tmp_path: Path) -> None:
+    results = tmp_path / "longform.md"
+    results.write_text("# Long\n\n## Grounding\n\nold grounding\n\n## Streaming\n\nstream\n", encoding="utf-8")
+    write_before("Calibrated claims", "first", before="Streaming", path=results)
+    write_before("Calibrated claims", "second", before="Streaming", path=results)
+    text = results.read_text(encoding="utf-8")
+    assert text.index("## Grounding") < text.index("## Calibrated claims") < text.index("## Streaming")
+    assert "second" in text and "first" not in text and text.count("## Calibrated claims") == 1
