@@ -18,6 +18,8 @@ from estimators.base import LLM, Cost, Estimator, Generation, Signal, TokenLogpr
 __all__ = [
     "ESTIMATOR_NAMES",
     "LLM",
+    "ClaimConsistency",
+    "ClaimSupport",
     "Consistency",
     "Cost",
     "Estimator",
@@ -42,6 +44,9 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "verbalized": ("estimators.verbalized", "Verbalized"),
     "familiarity": ("estimators.familiarity", "Familiarity"),
     "pace": ("estimators.pace", "Pace"),
+    # Long answers, claim by claim: per-claim values are in ``details["claims"]``, the confidence aggregates them.
+    "claim_support": ("estimators.claim_support", "ClaimSupport"),
+    "claim_consistency": ("estimators.claim_consistency", "ClaimConsistency"),
 }
 _CLASSES = {cls: module for module, cls in _REGISTRY.values()}
 
