@@ -237,8 +237,8 @@ class Settings(BaseSettings):
     )
     claims_grounded_artifact: Path | None = Field(
         default=None,
-        description="claim artifact of the grounded route (reads claim_support); default: the shipped one for the "
-        "embedded model when present, else an uncalibrated mapping said in the reasons",
+        description="claim artifact of the grounded route (reads claim_support); default: an uncalibrated mapping "
+        "said in the reasons (the shipped QA-fitted one is opt-in: docs/claims.md)",
     )
     claims_closed_artifact: Path | None = Field(
         default=None,
