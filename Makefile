@@ -2,18 +2,19 @@
 # Both create .venv on first use and reuse it afterwards; the install step re-runs only when
 # pyproject.toml changes. `make test` also installs headless Chromium (Debian package `chromium`) when
 # it is missing: the report tests render report.html in a real browser; and `redis-server` (Debian package
-# `redis-server`): the shared-state tests start their own on a free loopback port, never the system's one.
+# `redis-server`): the shared-state tests start their own on a free loopback port, never the system's one; and
+# `haproxy` (Debian package `haproxy`): the multi-replica test puts three replicas behind one it starts itself.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install chromium redis-server clean
+.PHONY: run test lint install chromium redis-server haproxy clean
 
 run: $(STAMP)
 	$(BIN)/gate ask "Who wrote Hamlet?"
 
-test: $(STAMP) chromium redis-server
+test: $(STAMP) chromium redis-server haproxy
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -60,6 +61,17 @@ redis-server:
 		else echo "redis-server is missing; install the Debian package 'redis-server' (needs root or sudo)" >&2; exit 1; fi; \
 		echo "Installing redis-server with apt-get (for the shared-state tests)"; \
 		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
+	fi
+
+# And for haproxy: tests/test_scale_replicas.py runs the binary with a generated copy of deploy/haproxy.cfg on
+# free loopback ports (the package's own service is neither needed nor used); a no-op once haproxy is on PATH.
+haproxy:
+	@if ! command -v haproxy >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=""; \
+		elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; \
+		else echo "haproxy is missing; install the Debian package 'haproxy' (needs root or sudo)" >&2; exit 1; fi; \
+		echo "Installing haproxy with apt-get (for the multi-replica test)"; \
+		$$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy; \
 	fi
 
 clean:
