@@ -1,7 +1,9 @@
 """Three ``gate serve`` replicas behind HAProxy with Redis on loopback: faults, a replica SIGKILLed mid-run, quotas.
 
 Run: ``.venv/bin/python -m benchmarks.scale [--requests 10000] [--concurrency 64] [--fail-rate 0.1]
-[--hang-rate 0.05] [--timeout-s 1] [--quota-share 0.8] [--seed 0]``
+[--hang-rate 0.05] [--timeout-s 1] [--quota-share 0.8] [--seed 0] [--keep-alive off|on|both]``
+(``benchmarks/results/scale.md``: ``--keep-alive both``, the committed HAProxy configuration and the same with
+client keep-alive, one after the other).
 
 The topology of ``deploy/``, on free loopback ports in a temporary directory, every part a real process in its
 own process group (all of them ended in ``finally``, whatever happened):
