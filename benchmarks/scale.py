@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -65,6 +66,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 START_TIMEOUT_S = 60.0
 UP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
+Fault = Literal["kill", "rolling"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class Scale:
     signals: tuple[str, ...] = ("logprob_min",)
     keep_alive: bool = False  # drop deploy/haproxy.cfg's `option httpclose` (client keep-alive through HAProxy)
     deadline_s: float | None = None  # a hard limit on the load, the restart and the probes together (the CI test)
+    # "kill": SIGKILL mid-run (a crash); "rolling": deploy/README.md's upgrade of one replica (drain, SIGTERM, start,
+    # wait for /readyz, set ready)
+    fault: Fault = "kill"
     seed: int = 0
 
     def key(self, index: int) -> str:
@@ -134,7 +139,8 @@ class Outcome:
 
 @dataclass
 class Events:
-    """When the replica was killed, seen down by HAProxy, started again, seen up; seconds since the run began."""
+    """When the replica was killed (SIGKILL, or SIGTERM after the drain of a rolling restart), seen down by HAProxy
+    (or drained), started again, seen up; seconds since the run began."""
 
     killed: float | None = None
     down: float | None = None
@@ -337,17 +343,26 @@ def gate_command(port: int) -> list[str]:
 # --- HAProxy's runtime API -------------------------------------------------------------------------------------
 
 
-def server_states(admin_socket: Path) -> dict[str, str]:
-    """``show stat`` on the admin socket: each replica's status (UP, DOWN, "UP 1/2", MAINT ...)."""
+def admin(admin_socket: Path, command: str) -> str:
+    """One command on HAProxy's runtime API (what ``socat stdio /run/haproxy/admin.sock`` does); its answer."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(2)
         sock.connect(str(admin_socket))
-        sock.sendall(b"show stat\n")
+        sock.sendall(command.encode() + b"\n")
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
-    text = b"".join(chunks).decode().lstrip("# ")
-    return {row["svname"]: row["status"] for row in csv.DictReader(io.StringIO(text)) if row["svname"] in REPLICAS}
+    return b"".join(chunks).decode()
+
+
+def server_stats(admin_socket: Path) -> dict[str, dict[str, str]]:
+    """``show stat``: each replica's row (``status``: UP, DOWN, DRAIN, "UP 1/2" ...; ``scur``: its sessions)."""
+    text = admin(admin_socket, "show stat").lstrip("# ")
+    return {row["svname"]: row for row in csv.DictReader(io.StringIO(text)) if row["svname"] in REPLICAS}
+
+
+def server_states(admin_socket: Path) -> dict[str, str]:
+    return {name: row["status"] for name, row in server_stats(admin_socket).items()}
 
 
 def all_up(admin_socket: Path) -> bool:
@@ -495,8 +510,11 @@ def topology(scale: Scale, work: Path, redis_url: str | None = None) -> Iterator
 
 
 async def kill_and_restart(top: Topology, kill: asyncio.Event, events: Events, began: float) -> None:
-    """Once ``kill`` is set: SIGKILL the victim, watch HAProxy mark it down, start it again, watch it come up."""
+    """Once ``kill`` is set: disrupt the victim as ``scale.fault`` says, then watch it come back up."""
     await kill.wait()
+    if top.scale.fault == "rolling":
+        await roll(top, events, began)
+        return
     top.children.signal(VICTIM, signal.SIGKILL)
     events.killed = time.perf_counter() - began
     restart_at = time.perf_counter() + top.scale.restart_after_s
@@ -518,6 +536,35 @@ async def kill_and_restart(top: Topology, kill: asyncio.Event, events: Events, b
             events.up = now
             return
         await asyncio.sleep(0.05)
+
+
+async def roll(top: Topology, events: Events, began: float) -> None:
+    """Upgrade the victim as deploy/README.md says: drain it, wait until HAProxy has no session on it, SIGTERM (the
+    replica finishes what it still has), start it again, wait for its /readyz, set it ready, wait for UP."""
+    socket_, backend_server = top.admin_socket, f"gate_replicas/{VICTIM}"
+
+    def since() -> float:
+        return time.perf_counter() - began
+
+    async def until(condition: object, timeout_s: float) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while not await asyncio.to_thread(condition):  # type: ignore[arg-type]
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"rolling restart of {VICTIM}: no progress within {timeout_s:g} s")
+            await asyncio.sleep(0.05)
+
+    await asyncio.to_thread(admin, socket_, f"set server {backend_server} state drain")
+    events.down = since()
+    await until(lambda: server_stats(socket_)[VICTIM]["scur"] in ("", "0"), top.scale.request_timeout_s + 5)
+    top.children.signal(VICTIM, signal.SIGTERM)
+    events.killed = since()
+    await asyncio.to_thread(top.children.procs[VICTIM].wait, STOP_TIMEOUT_S + top.scale.request_timeout_s)
+    top.start_replica(VICTIM)
+    events.restarted = since()
+    await until(lambda: http_ok(f"http://127.0.0.1:{top.ports[VICTIM]}/readyz"), START_TIMEOUT_S)
+    await asyncio.to_thread(admin, socket_, f"set server {backend_server} state ready")
+    await until(lambda: server_states(socket_).get(VICTIM) == "UP", UP_TIMEOUT_S)
+    events.up = since()
 
 
 async def drive(top: Topology) -> tuple[list[Outcome], Events, float]:
@@ -806,8 +853,10 @@ def header(scale: Scale, command: str) -> list[str]:
         f" {scale.sent_by_key(0)} requests each key sends), shared by the replicas on Redis; the rate limit set out"
         " of the way (100,000/s). The rest is `deploy/gate.yaml`, `deploy/haproxy.cfg` (only addresses and paths"
         " rewritten) and `deploy/redis.conf` (port, directory, a random password, maxmemory 512mb).",
-        f"- Fault: SIGKILL to {VICTIM}'s process group once {scale.kill_at:.0%} of the requests were answered,"
-        f" restarted {scale.restart_after_s:g} s later with the same command and port.",
+        f"- Fault: once {scale.kill_at:.0%} of the requests were answered, SIGKILL to {VICTIM}'s process group,"
+        f" restarted {scale.restart_after_s:g} s later with the same command and port; in the rolling-restart run"
+        f" instead deploy/README.md's upgrade of {VICTIM}: drain in HAProxy (runtime API), wait until it has no"
+        " session, SIGTERM, start again, wait for its `/readyz`, set it ready.",
     ]
 
 
@@ -830,11 +879,17 @@ def run_lines(run_: Run) -> list[str]:
         f"| **all** | {len(load)} | {cells} |",
         "",
         f"- {len(load)} requests in {run_.load_seconds:.1f} s ({len(load) / run_.load_seconds:.0f} requests/s);"
-        f" requests in flight (client side, all replicas) when the replica was killed: {t.in_flight_at_kill}"
+        f" requests in flight (client side, all replicas) when the replica was killed or stopped:"
+        f" {t.in_flight_at_kill}"
         f" (after {events.answered_at_kill} answers).",
-        f"- Timeline (s since the load began): killed {fmt(events.killed)}, HAProxy saw it DOWN {fmt(events.down)},"
-        f" restarted {fmt(events.restarted)}, HAProxy saw it UP {fmt(events.up)}; the load ended at"
-        f" {run_.load_seconds:.1f}.",
+        (
+            f"- Timeline (s since the load began): drained {fmt(events.down)}, SIGTERM once it had no session"
+            f" {fmt(events.killed)}, restarted {fmt(events.restarted)}, ready and UP again {fmt(events.up)};"
+            if scale.fault == "rolling"
+            else f"- Timeline (s since the load began): killed {fmt(events.killed)}, HAProxy saw it DOWN"
+            f" {fmt(events.down)}, restarted {fmt(events.restarted)}, HAProxy saw it UP {fmt(events.up)};"
+        )
+        + f" the load ended at {run_.load_seconds:.1f}.",
         f"- HAProxy's log: termination states {states}; requests by replica {dict(sorted(log.by_server.items()))};"
         f" requests retried after a failed connection {log.retried}, sent to another replica {log.redispatched}.",
         f"- Audit entries: {t.audited} gate answers that reach the route, {t.answered} of them 200; entries per file"
@@ -893,6 +948,9 @@ def main() -> None:
         default="off",
         help="client keep-alive through HAProxy: off is deploy/haproxy.cfg (option httpclose); both runs each",
     )
+    parser.add_argument(
+        "--rolling", action="store_true", help="one more run: deploy/README.md's rolling restart instead of SIGKILL"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.md")
     args = parser.parse_args()
     scale = Scale(
@@ -906,18 +964,21 @@ def main() -> None:
         restart_after_s=args.restart_after_s,
         seed=args.seed,
     )
-    variants = {"off": [False], "on": [True], "both": [False, True]}[args.keep_alive]
+    committed = "deploy/haproxy.cfg as committed (`option httpclose`: one request per client connection)"
+    variants = {
+        "off": [(committed, scale)],
+        "on": [("Client keep-alive through HAProxy (`option httpclose` dropped)", replace(scale, keep_alive=True))],
+    }
+    variants["both"] = variants["off"] + variants["on"]
+    chosen = variants[args.keep_alive]
+    if args.rolling:
+        chosen.append((f"Rolling restart instead of SIGKILL, {committed}", replace(scale, fault="rolling")))
     command = " ".join(["python -m benchmarks.scale", *sys.argv[1:]])
     runs = []
-    for keep_alive in variants:
-        title = (
-            "Client keep-alive through HAProxy (`option httpclose` dropped)"
-            if keep_alive
-            else "deploy/haproxy.cfg as committed (`option httpclose`: one request per client connection)"
-        )
+    for title, variant in chosen:
         print(f"{title} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="gate-scale-") as directory:
-            runs.append((title, run(replace(scale, keep_alive=keep_alive), Path(directory))))
+            runs.append((title, run(variant, Path(directory))))
     text = report(runs, command)
     args.out.write_text(text)
     print(text)
