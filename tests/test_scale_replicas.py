@@ -65,9 +65,9 @@ def test_three_replicas_behind_haproxy_survive_a_sigkill(
     assert counts.gate_errors[(504, "upstream_timeout")] > 0
     assert sum(o.code == "quota_exceeded" for o in result.outcomes) > 0
     assert result.events.killed is not None and result.events.restarted is not None
-    # With `option httpclose` (deploy/haproxy.cfg) a request lost with the replica gets HAProxy's 502, never a
-    # connection closed without a status; only a response whose headers had left before the kill can be cut off
-    # (`SD--`), and that one is the gate's answer, audited before it was sent.
+    # With `option httpclose` and `option http-buffer-request` (deploy/haproxy.cfg) a request lost with the replica
+    # gets HAProxy's 502, never a connection closed without a status; only a response whose headers had left
+    # before the kill can be cut off (`SD--`), and that one is the gate's answer, audited before it was sent.
     assert counts.lost_in_flight == counts.haproxy[502] + counts.truncated
     assert all(outcome.status for outcome in result.outcomes)
     # Connection failures to the dead replica (before HAProxy's checks marked it down) went to another one.
@@ -122,7 +122,8 @@ def test_the_deploy_config_is_rewritten_only_where_marked() -> None:
     assert "10.0.0." not in config and "/run/haproxy" not in config
     kept = [line for line in template.splitlines() if "rewritten by" not in line or line.lstrip().startswith("#")]
     assert kept == [line for line in config.splitlines() if line in kept]  # every other line, in order
-    for policy in ("retry-on conn-failure", "option redispatch 1", "option httpclose", "balance leastconn"):
+    policies = ("retry-on conn-failure", "option redispatch 1", "option httpclose", "option http-buffer-request")
+    for policy in (*policies, "balance leastconn", "http-check send meth GET uri /readyz"):
         assert policy in config
     assert (
         "    option httpclose"
