@@ -333,6 +333,31 @@ def test_retarget_rechooses_thresholds_and_keeps_the_fit(artifact_and_rows) -> N
     assert same.full.thresholds == artifact.full.thresholds
 
 
+def test_gate_retarget_writes_the_same_fit_for_another_target(artifact_and_rows, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gate.cli.main import app
+
+    artifact, rows = artifact_and_rows
+    cache = tmp_path / "signals.jsonl"
+    open_cache(cache, MODEL, DEFAULT_SUITE)
+    for row in rows:
+        append_row(cache, row)
+    fitted = artifact.save(tmp_path / "fitted.json")
+    out = tmp_path / "strict.json"
+    args = ["retarget", str(fitted), "--signals", str(cache), "--answer-level", "0.9", "--hedge-level", "0.4"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    written = load_artifact(out)
+    expected = retarget(artifact, rows, Target(answer_level=0.9, hedge_level=0.4))
+    assert written.full.thresholds == expected.full.thresholds and written.target["answer_level"] == 0.9
+    assert written.full.fusion.to_dict() == artifact.full.fusion.to_dict()  # the fit is kept
+    bad = CliRunner().invoke(
+        app, ["retarget", str(fitted), "--signals", str(cache), "--answer-level", "1.5", "-o", "x"]
+    )
+    assert bad.exit_code != 0 and "must lie strictly between 0 and 1" in bad.output and "Traceback" not in bad.output
+
+
 def test_the_held_out_report_shows_what_each_target_would_answer(artifact_and_rows) -> None:
     artifact, rows = artifact_and_rows
     tables = report_data(artifact, rows).extra_tables

@@ -52,13 +52,16 @@ def calibrate(
     method: Annotated[str, typer.Option(help="Threshold rule: ltt, crc or balance.")] = "ltt",
     fusion: Annotated[
         str,
-        typer.Option(help="auto (fusion and signals chosen by cross-validation, cheapest near the best), "
-                     "logistic, boosted or weighted_mean."),
+        typer.Option(
+            help="auto (fusion and signals chosen by cross-validation, cheapest near the best), "
+            "logistic, boosted or weighted_mean."
+        ),
     ] = "auto",
     calibrator: Annotated[
         str,
-        typer.Option(help="auto (Platt or temperature, by cross-validated log-loss), isotonic, platt, temperature "
-                     "or histogram."),
+        typer.Option(
+            help="auto (Platt or temperature, by cross-validated log-loss), isotonic, platt, temperature or histogram."
+        ),
     ] = "auto",
     signals: Annotated[
         str | None, typer.Option(help="Comma-separated signals to use (default: all).", show_default=False)
@@ -218,6 +221,55 @@ def report(
     paths = write_report(report_data(fitted, rows), out, n_resamples=resamples, seed=fitted.data.get("split_seed", 0))
     seconds = time.perf_counter() - started
     typer.echo(f"wrote {paths['html']}, {paths['markdown']} and {paths['json']} in {seconds:.0f} s")
+
+
+@friendly_errors
+def retarget(
+    artifact: Annotated[Path, typer.Argument(help="The calibration artifact (JSON) whose fit is kept.")],
+    *,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the retargeted artifact (JSON).")],
+    signals: Annotated[
+        Path | None,
+        typer.Option(help="Signal cache the artifact was fitted from (default: the recorded one).", show_default=False),
+    ] = None,
+    answer_level: Annotated[float, typer.Option(help="Wanted accuracy among answered requests.")] = 0.8,
+    hedge_level: Annotated[float, typer.Option(help="Wanted accuracy among answered or hedged requests.")] = 0.6,
+    confidence_level: Annotated[float, typer.Option(help="Probability that the targets hold (1 - delta).")] = 0.9,
+    method: Annotated[str, typer.Option(help="Threshold rule: ltt, crc or balance.")] = "ltt",
+) -> None:
+    """The same fit with thresholds for another risk target (one calibration, several tenants' targets).
+
+    Fusion, calibrator and precheck cut are kept; only the thresholds (and the free stage's early exits) are
+    chosen again, on the artifact's own threshold split of the signal cache. Point a tenant's ``artifact`` at
+    the result.
+    """
+    from calibration.artifact import load_artifact
+    from calibration.fitting import Target
+    from gate.offline.calibrate import retarget as retargeted
+    from gate.offline.signal_cache import read_cache, same_signals
+
+    for name, level in (
+        ("answer-level", answer_level),
+        ("hedge-level", hedge_level),
+        ("confidence-level", confidence_level),
+    ):
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"--{name} must lie strictly between 0 and 1, got {level:g}")
+    fitted = load_artifact(artifact)
+    path = signals or _recorded_cache(fitted, artifact)
+    head, rows = read_cache(path)
+    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
+        raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
+    target = Target(
+        answer_level=answer_level, hedge_level=hedge_level, confidence_level=confidence_level, method=method
+    )
+    result = retargeted(fitted, rows, target)
+    result.save(out)
+    typer.echo(
+        f"wrote {out} ({result.id}): abstain below {format_probability(result.full.abstain, 3)}, "
+        f"answer at or above {format_probability(result.full.hedge, 3)}"
+    )
+    typer.echo("\n".join(f"note: {note}" for note in result.notes))
 
 
 def _recorded_cache(fitted: Artifact, artifact: Path) -> Path:

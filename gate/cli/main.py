@@ -9,7 +9,7 @@ import typer
 
 from gate.assessment import Assessment
 from gate.cli.audit import audit_app
-from gate.cli.calibrate import calibrate, report
+from gate.cli.calibrate import calibrate, report, retarget
 from gate.cli.errors import friendly_errors
 from gate.cli.index import index_app
 from gate.cli.keys import keys_app
@@ -32,10 +32,12 @@ app.add_typer(audit_app, name="audit", help="Read the gating proxy's audit log b
 app.add_typer(keys_app, name="keys", help="Tenants' API keys: add (shown once, stored hashed), list, revoke.")
 app.command()(calibrate)
 app.command()(report)
+app.command()(retarget)
 app.command()(score)
 app.command()(evaluate)
 app.command()(serve)
 app.command(cls=MonitorCommand)(monitor)
+
 
 @app.command()
 @friendly_errors

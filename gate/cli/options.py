@@ -63,8 +63,9 @@ RayCpusOption = Annotated[
 ]
 RayActorsOption = Annotated[
     int | None,
-    typer.Option(help="Gates on the Ray cluster, one CPU and one model each (default: one per CPU).",
-                 show_default=False),
+    typer.Option(
+        help="Gates on the Ray cluster, one CPU and one model each (default: one per CPU).", show_default=False
+    ),
 ]
 
 

@@ -26,8 +26,9 @@ from gate.cli.options import (
 
 ArtifactOption = Annotated[
     Path | None,
-    typer.Option("--artifact", "-a", help="Calibration artifact (default: the configured or shipped one).",
-                 show_default=False),
+    typer.Option(
+        "--artifact", "-a", help="Calibration artifact (default: the configured or shipped one).", show_default=False
+    ),
 ]
 
 
@@ -68,17 +69,32 @@ def score(
         if cluster is not None:
             from gate.offline.ray_batch import score_on_ray
 
-            summary = score_on_ray(settings, source, out, cluster, sample_more=sample_more, concurrency=concurrency,
-                                   signals=signals, on_line=advance)
+            summary = score_on_ray(
+                settings,
+                source,
+                out,
+                cluster,
+                sample_more=sample_more,
+                concurrency=concurrency,
+                signals=signals,
+                on_line=advance,
+            )
         else:
             gate = create_gate(settings)
             summary = run_then_close(
                 gate.llm,
-                score_file(gate, source, out, sample_more=sample_more, concurrency=concurrency,
-                           budget=budget_from(settings), signals=signals, on_line=advance),
+                score_file(
+                    gate,
+                    source,
+                    out,
+                    sample_more=sample_more,
+                    concurrency=concurrency,
+                    budget=budget_from(settings),
+                    signals=signals,
+                    on_line=advance,
+                ),
             )
     typer.echo("\n".join([f"wrote {out}", *summary.lines()]))
-
 
 
 @friendly_errors
