@@ -191,6 +191,9 @@ def test_with_workers_each_worker_reloads_in_place_on_its_own_sighup(tmp_path, m
         try:
             wait_until_ready(f"{url}/readyz", process, log)
             assert eventually(lambda: len(workers_of(process.pid)) == 2)
+            # /readyz answered by one worker says nothing of the other: a worker still importing has no handler
+            # yet, and a SIGHUP then ends it (uvicorn starts another). Both must have started their app.
+            assert eventually(lambda: log.read_text().count("Application startup complete") == 2), log.read_text()
             before = workers_of(process.pid)
             fresh = gate_keys("add", "--tenant", "acme", "--config", str(config))
             assert status(url, fresh) == 401
