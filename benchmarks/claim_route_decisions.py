@@ -25,7 +25,7 @@ from benchmarks.common import machine_description
 from benchmarks.longform_results import write_section
 from calibration.bootstrap import percentile_interval
 from estimators.testing import ScriptedLLM
-from gate.claim_judge import SHIPPED, ClaimJudge, RouteCalibration
+from gate.claim_judge import SHIPPED_GROUNDED, ClaimJudge, RouteCalibration
 from gate.claim_verdict import answer_decision
 from gate.config import DEFAULT_MODEL
 
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     candidates = {
         "shipped claim artifact (HaluEval QA)": RouteCalibration.from_path(
-            SHIPPED["grounded"], "grounded", model=DEFAULT_MODEL
+            SHIPPED_GROUNDED, "grounded", model=DEFAULT_MODEL
         ),
         "uncalibrated mapping": RouteCalibration.uncalibrated("grounded"),
     }

@@ -221,19 +221,17 @@ def _reason(claim: Mapping[str, object], route: Route, probability: float, decis
     return f"{_WHAT[route]} {support}: probability {shown}, {where}, so {_DONE[decision]}"
 
 
-SHIPPED = {
-    "grounded": Path(__file__).parent / "data" / "gemma-3-270m.claims-grounded.calibration.json",
-    "closed": Path(__file__).parent / "data" / "gemma-3-270m.claims-closed.calibration.json",
-}
-"""The claim artifacts fitted for the embedded model. Not used unless configured (``claims_grounded_artifact``):
-the grounded one was fitted on HaluEval QA claims, where it holds its guarantee, but on long answers it abstains
-on 65% of faithful summaries and 94% of faithful dialogue responses, and the uncalibrated mapping separated
-faithful from hallucinated responses better on the dev pairs (``benchmarks/claim_route_decisions.py``)."""
+SHIPPED_GROUNDED = Path(__file__).parent / "data" / "gemma-3-270m.claims-grounded.calibration.json"
+"""The grounded route's claim artifact fitted for the embedded model (no closed-book one could be certified).
+Not used unless configured (``claims_grounded_artifact``): it was fitted on HaluEval QA claims, where it holds
+its guarantee, but on long answers it abstains on 65% of faithful summaries and 94% of faithful dialogue
+responses, and the uncalibrated mapping separated faithful from hallucinated responses better on the dev pairs
+(``benchmarks/claim_route_decisions.py``)."""
 
 
 def claim_judge_from(settings: Settings) -> ClaimJudge | None:
     """The claim judge of ``settings`` (``None`` with ``claims: off``): configured artifacts, else the
-    uncalibrated mapping (see :data:`SHIPPED` for why the shipped ones are opt-in); an artifact fitted for
+    uncalibrated mapping (see :data:`SHIPPED_GROUNDED` for why the shipped one is opt-in); an artifact fitted for
     another model is refused."""
     if settings.claims == "off":
         return None

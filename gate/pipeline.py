@@ -6,6 +6,7 @@ The pipeline knows nothing about HTTP; the proxy and the CLI both call :meth:`Ga
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -155,11 +156,17 @@ class Gate:
         self.context_tokens = context_tokens
         self.assess_all = assess_all
         self.tool_calls = tool_calls
-        unread = _unread(calibration, self.suite)
-        # whether an answer can be checked against supplied text: PACE runs and the calibration reads it
-        self.can_ground = any(spec.estimator == "pace" and spec.key not in unread for spec in self.suite)
+        self.can_ground = _can_ground(calibration, self.suite)
         self.tool_agreement = ToolCallAgreement()
         self.claims = claims
+
+    def with_calibration(self, calibration: Calibration) -> Gate:
+        """This gate deciding with another calibration (a tenant's risk target): the same model, signals and
+        caches (a shallow copy shares them), and what the gate derives from its calibration derived again."""
+        other = copy.copy(self)
+        other.calibration = calibration
+        other.can_ground = _can_ground(calibration, other.suite)
+        return other
 
     async def assess(
         self,
@@ -645,6 +652,12 @@ def not_assessed(
         calibration=calibration,
         answer_tokens=generation.tokens,
     )
+
+
+def _can_ground(calibration: Calibration, specs: Sequence[SignalSpec]) -> bool:
+    """Whether an answer can be checked against supplied text: PACE runs and the calibration reads it."""
+    unread = _unread(calibration, specs)
+    return any(spec.estimator == "pace" and spec.key not in unread for spec in specs)
 
 
 def _unread(calibration: Calibration, specs: Sequence[SignalSpec]) -> set[str]:

@@ -207,16 +207,10 @@ def report(
     resamples: ResamplesOption = 1000,
 ) -> None:
     """Write the calibration report (held-out split) as self-contained HTML, Markdown and JSON."""
-    from calibration.artifact import load_artifact
     from calibration.report import write_report
     from gate.offline.calibrate import report_data
-    from gate.offline.signal_cache import read_cache, same_signals
 
-    fitted = load_artifact(artifact)
-    path = signals or _recorded_cache(fitted, artifact)
-    head, rows = read_cache(path)
-    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
-        raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
+    fitted, rows = _artifact_and_rows(artifact, signals)
     started = time.perf_counter()
     paths = write_report(report_data(fitted, rows), out, n_resamples=resamples, seed=fitted.data.get("split_seed", 0))
     seconds = time.perf_counter() - started
@@ -243,10 +237,8 @@ def retarget(
     chosen again, on the artifact's own threshold split of the signal cache. Point a tenant's ``artifact`` at
     the result.
     """
-    from calibration.artifact import load_artifact
     from calibration.fitting import Target
     from gate.offline.calibrate import retarget as retargeted
-    from gate.offline.signal_cache import read_cache, same_signals
 
     for name, level in (
         ("answer-level", answer_level),
@@ -255,11 +247,7 @@ def retarget(
     ):
         if not 0.0 < level < 1.0:
             raise ValueError(f"--{name} must lie strictly between 0 and 1, got {level:g}")
-    fitted = load_artifact(artifact)
-    path = signals or _recorded_cache(fitted, artifact)
-    head, rows = read_cache(path)
-    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
-        raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
+    fitted, rows = _artifact_and_rows(artifact, signals)
     target = Target(
         answer_level=answer_level, hedge_level=hedge_level, confidence_level=confidence_level, method=method
     )
@@ -270,6 +258,19 @@ def retarget(
         f"answer at or above {format_probability(result.full.hedge, 3)}"
     )
     typer.echo("\n".join(f"note: {note}" for note in result.notes))
+
+
+def _artifact_and_rows(artifact: Path, signals: Path | None) -> tuple[Artifact, list[CachedRow]]:
+    """The artifact and the rows of the signal cache it was fitted from (``signals``, else the recorded one)."""
+    from calibration.artifact import load_artifact
+    from gate.offline.signal_cache import read_cache, same_signals
+
+    fitted = load_artifact(artifact)
+    path = signals or _recorded_cache(fitted, artifact)
+    head, rows = read_cache(path)
+    if head["model"] != fitted.model or not same_signals(head["suite"], fitted.suite):
+        raise ValueError(f"{path} holds signals of another model or signal suite than {artifact}")
+    return fitted, rows
 
 
 def _recorded_cache(fitted: Artifact, artifact: Path) -> Path:

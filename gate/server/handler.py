@@ -149,28 +149,31 @@ async def _answer(
         "claims": plan.claims != "off",
         "max_tokens": max_tokens,
     }
-    key = _cache_key(server, gate, asked, body.temperature, {**inputs, "options": options})
-    if key is not None and server.assessments is not None and (stored := await server.assessments.get(key)):
-        return served_from_cache(stored)
+    cache, key = server.assessments, None
+    if cache is not None:
+        key = _cache_key(server, gate, asked, body.temperature, {**inputs, "options": options})
+        if key is not None and (stored := await cache.get(key)) is not None:
+            return served_from_cache(stored)
     assessment = await gate.assess(
         asked, temperature=body.temperature, **inputs, **({"options": options} if options else {})
     )
-    if key is not None and server.assessments is not None:
-        await server.assessments.put(key, assessment)
+    if cache is not None and key is not None:
+        await cache.put(key, assessment)
     return assessment
 
 
 def _cache_key(
     server: ServerState, gate: Gate, prompt: Prompt, temperature: float | None, inputs: dict[str, Any]
 ) -> str | None:
-    """The assessment cache's key for this request (``None``: the cache is off, or the request is sampled)."""
-    if server.assessments is None:
-        return None
-    inputs["budget"] = dataclasses.asdict(inputs["budget"])
+    """The assessment cache's key for this request (``None``: the request is sampled, so never cached)."""
     namespace = server.tenant.name if server.tenant is not None else ""
-    model, calibration = server.settings.model, gate.calibration.id
     return request_key(
-        model=model, calibration=calibration, prompt=prompt, temperature=temperature, inputs=inputs, namespace=namespace
+        model=server.settings.model,
+        calibration=gate.calibration.id,
+        prompt=prompt,
+        temperature=temperature,
+        inputs={**inputs, "budget": dataclasses.asdict(inputs["budget"])},
+        namespace=namespace,
     )
 
 

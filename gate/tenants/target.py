@@ -14,14 +14,13 @@ thresholds, so under a tenant's thresholds they are not used: every assessed req
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.artifact import Artifact, load_artifact
 from gate.config import TenantThresholds
-from gate.pipeline import Calibration, Gate, StageScorer, _unread
+from gate.pipeline import Calibration, Gate, StageScorer
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,4 @@ class RiskTarget:
         else:
             assert self.thresholds is not None
             calibration = ThresholdedCalibration(gate.calibration, self.thresholds)
-        # A shallow copy shares the model, the estimators and their caches; only the calibration differs, and
-        # what the gate derived from it once (whether PACE can ground an answer) is derived again.
-        tenant_gate = copy.copy(gate)
-        tenant_gate.calibration = calibration
-        unread = _unread(calibration, tenant_gate.suite)
-        tenant_gate.can_ground = any(s.estimator == "pace" and s.key not in unread for s in tenant_gate.suite)
-        return tenant_gate
+        return gate.with_calibration(calibration)
