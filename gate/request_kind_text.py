@@ -178,6 +178,8 @@ def _labelled(text: str, *, marked_only: bool) -> tuple[list[str], list[str], in
 
 def _unmarked(lines: list[str]) -> tuple[list[str], list[str]]:
     """Pasted text with no label: the other lines when the first or last points at text, else long lines."""
+    if not lines:  # everything was a label ("Text:" with nothing after it): nothing is asked, nothing pasted
+        return [], []
     if len(lines) == 1:
         return _peel(lines[0])
     for index in (0, len(lines) - 1):

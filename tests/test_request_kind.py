@@ -273,3 +273,11 @@ def test_any_user_text_gets_a_kind_and_a_reason(text: str) -> None:
     assert result.kind in ("factual", "grounded", "non_factual")
     assert result.reason and result.rule
     assert (result.kind == "grounded") == bool(result.references)
+
+
+@pytest.mark.parametrize("text", ["a:", "Passage:", "Text:\n", "Context: \n Passage:"])
+def test_a_bare_label_is_a_kind_not_a_crash(text: str) -> None:
+    # Found by the property test above in CI: a lone label left no lines to read an instruction from.
+    result = kind_of(text)
+    assert result.kind in ("factual", "grounded", "non_factual")
+    assert result.reason
