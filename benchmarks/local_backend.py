@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
+from estimators.consistency import Consistency
 from gate.backends.embedded.local import LocalLLM, model_file
 from gate.backends.embedded.prompt_format import QA_STOP, render_chat
 from gate.datasets import load_trivia
@@ -28,12 +29,22 @@ SEED = 0
 
 
 async def _time(llm: LocalLLM, messages: list[dict[str, str]], **kwargs: object) -> tuple[float, int]:
+    kwargs = {"max_tokens": MAX_TOKENS} | kwargs
     started = time.perf_counter()
-    generations = await llm.generate(messages, max_tokens=MAX_TOKENS, **kwargs)
+    generations = await llm.generate(messages, **kwargs)
     return time.perf_counter() - started, sum(g.usage.completion_tokens for g in generations)
 
 
-MODES = ("greedy", "greedy + logprobs (top 5)", "5 samples, T=1 (batched)", "5 samples, T=1 (serial)")
+MODES = (
+    "greedy",
+    "greedy + logprobs (top 5)",
+    "5 samples, T=1 (batched)",
+    "5 samples, T=1 (serial)",
+    "5 samples after the answer (batched)",
+)
+AFTER_ANSWER = MODES[-1]
+"""The order a gate runs them in: the answer (not timed), then the consistency samples of the same prompt, at
+the consistency estimator's own ``max_tokens``."""
 
 
 async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.ndarray]:
@@ -44,13 +55,22 @@ async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.n
         await each.load()
         await each.generate([{"role": "user", "content": "warm up"}], max_tokens=4)
     samples = {"n": 5, "temperature": 1.0, "seed": SEED}
-    modes = dict(zip(MODES, [(llm, {}), (llm, {"logprobs": 5}), (llm, samples), (serial, samples)], strict=True))
+    after_answer = samples | {"max_tokens": Consistency().max_tokens, "logprobs": 1}
+    modes = dict(
+        zip(
+            MODES,
+            [(llm, {}), (llm, {"logprobs": 5}), (llm, samples), (serial, samples), (llm, after_answer)],
+            strict=True,
+        )
+    )
     seconds: dict[str, list[float]] = {name: [] for name in modes}
     tokens: dict[str, list[int]] = {name: [] for name in modes}
     # One pass per mode, so every request finds the same cache state (the previous question's prompt
     # blocks), rather than a later mode reusing the prompt an earlier mode just evaluated.
     for name, (model, kwargs) in modes.items():
         for question in questions:
+            if name == AFTER_ANSWER:
+                await model.generate([{"role": "user", "content": question}], max_tokens=MAX_TOKENS, logprobs=5)
             took, produced = await _time(model, [{"role": "user", "content": question}], **kwargs)
             seconds[name].append(took)
             tokens[name].append(produced)
@@ -122,6 +142,7 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         _ratio_row("log-probs / plain", results["greedy + logprobs (top 5)"], results["greedy"], 1.3),
         _ratio_row("5 samples (batched) / one answer", results["5 samples, T=1 (batched)"], results["greedy"], 1.5),
         _ratio_row("5 samples (serial) / one answer", results["5 samples, T=1 (serial)"], results["greedy"], 3.0),
+        _ratio_row("5 samples after the answer / one answer", results[AFTER_ANSWER], results["greedy"], 1.5),
         _ratio_row(
             "5 samples: batched / serial", results["5 samples, T=1 (batched)"], results["5 samples, T=1 (serial)"], None
         ),
@@ -132,7 +153,11 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         " by every sample (batched: the samples are sequences of one llama.cpp batch, one decode per step;"
         " serial: one sample after the other); across requests, whole 16-token prompt blocks shared with the"
         " previous prompt (the few-shot preamble) are reused. Every sampled token still needs the full 262k-token"
-        " output layer, whose cost on the CPU grows with the rows of a batch: batching saves only part of it.",
+        " output layer, whose cost on the CPU grows with the rows of a batch: batching saves only part of it;"
+        " samples that drew the same tokens so far share one row. *After the answer* is what a gate pays for"
+        " consistency: the answer to the same prompt comes first (not timed), so the samples find the whole prompt"
+        f" in the cache and evaluate none of it; they run at the consistency estimator's max_tokens"
+        f" ({Consistency().max_tokens}) with log-probs, as in the pipeline.",
         "",
         "Builds (native vs portable), extra buffer types on and off, the model in this process vs in its child"
         " process, and how much the signals and decisions move between kernel paths: `kernel_paths.md`.",

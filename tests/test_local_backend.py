@@ -267,3 +267,45 @@ def test_more_samples_than_sequences_and_too_little_room(llama_model, caplog):
         unbatched = engine.generate(PAINTER, **long)
     assert [g.tokens for g in unbatched] == [g.tokens for g in serial.generate(PAINTER, **long)]
     assert not caplog.records and engine._batching
+
+
+def _counting_decodes(llama_cpp, monkeypatch) -> list[int]:
+    """Record the rows of every ``llama_decode`` call (a prompt block or a step of the samples)."""
+    real, rows = llama_cpp.llama_decode, []
+
+    def decode(ctx, batch):
+        rows.append(batch.n_tokens)
+        return real(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+    return rows
+
+
+def test_samples_after_the_answer_reuse_its_prompt_and_equal_samples_of_a_fresh_prompt(llama_model, monkeypatch):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    fresh = _sample(LlamaEngine(llama_model), PAINTER)
+    engine = LlamaEngine(llama_model)
+    engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=8, top_logprobs=1, stop=["\n"], seed=None)
+    rows = _counting_decodes(llama_cpp, monkeypatch)
+    after_answer = _sample(engine, PAINTER)
+    assert [(g.text, g.logprobs) for g in after_answer] == [(g.text, g.logprobs) for g in fresh]
+    steps = max(g.usage.completion_tokens for g in after_answer)
+    assert 0 < len(rows) <= steps  # the sampling steps only: no prompt block was evaluated again
+
+
+def test_samples_that_drew_the_same_tokens_share_one_row(llama_model, monkeypatch):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    engine = LlamaEngine(llama_model)
+    [greedy] = engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=6, top_logprobs=1, stop=[], seed=None)
+    rows = _counting_decodes(llama_cpp, monkeypatch)
+    # At a very low temperature every sample draws the greedy tokens: one row a step, not five.
+    cold = engine.generate(PAINTER, n=5, temperature=0.01, max_tokens=6, top_logprobs=1, stop=[], seed=3)
+    assert {g.text for g in cold} == {greedy.text} and rows == [1] * (greedy.usage.completion_tokens - 1)
+    for sample in cold:
+        assert sample.logprobs == pytest.approx(greedy.logprobs, abs=1e-3)

@@ -79,6 +79,10 @@ class LlamaEngine:
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
         self._block_valid = 0  # leading tokens whose KV cache came from whole-block prompt evaluation
+        # The last prompt evaluated and its last position's logits: the samples a gate draws after the answer ask
+        # the same prompt again, and its cells are still in the cache (see ``_evaluate_prompt``).
+        self._prompt_tokens: list[int] = []
+        self._prompt_logits: np.ndarray | None = None
         self._batching = sample_decoding == "batched"  # also set to False (with one warning) if batching fails
 
     @property
@@ -184,7 +188,8 @@ class LlamaEngine:
     ) -> _Sample:
         sample = _Sample()
         for _ in range(max_tokens):
-            if self._advance(sample, logits, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
+            logprobs = log_softmax(logits)
+            if self._advance(sample, logprobs, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
                 return sample
             if on_text is not None:
                 on_text(sample.text)
@@ -194,15 +199,14 @@ class LlamaEngine:
     def _advance(
         self,
         sample: _Sample,
-        logits: np.ndarray,
+        logprobs: np.ndarray,
         *,
         temperature: float,
         top_logprobs: int | None,
         stop: Sequence[str],
         rng: np.random.Generator,
     ) -> bool:
-        """Draw ``sample``'s next token from ``logits``; ``True`` when that ended it (end of generation, a stop)."""
-        logprobs = log_softmax(logits)
+        """Draw ``sample``'s next token from ``logprobs``; ``True`` when that ended it (end of generation, a stop)."""
         token = draw_token(logprobs, temperature, rng, self._sampling)
         if _is_end_of_generation(self._vocab, token):
             sample.finish("stop", self._detokenize(sample.ids))
@@ -283,15 +287,18 @@ class LlamaEngine:
 
         Sequence 0 holds the evaluated prompt; its cells are shared with sequences 1..size-1 (a unified
         cache copies no data). Step ``t`` decodes token ``t`` of every running sample at position
-        ``n_prompt + t`` in one batch; each sample draws from its own logits, in sequence order, from the one
-        ``rng``; a finished sample leaves the batch. Afterwards every generated cell is removed, so the cache
-        holds exactly the prompt again, as after ``_evaluate_prompt``: later requests do not depend on this one.
+        ``n_prompt + t`` in one batch; each sample draws from its own log-probs, in sequence order, from the
+        one ``rng``; a finished sample leaves the batch. Samples that drew the same tokens so far share one
+        row of the batch (one cell in every one of their sequences): their next logits are the same, and each
+        row costs a pass through the 262k-token output layer. Afterwards every generated cell is removed, so
+        the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later requests do not depend
+        on this one.
         """
         llama = _llama()
         memory = llama.llama_get_memory(self._model._ctx.ctx)
         samples = [_Sample() for _ in range(size)]
-        logits = [prompt_logits] * size
-        batch = llama.llama_batch_init(size, 0, 1)
+        logprobs = [log_softmax(prompt_logits)] * size
+        batch = llama.llama_batch_init(size, 0, size)
         try:
             for seq in range(1, size):
                 llama.llama_memory_seq_cp(memory, 0, seq, -1, -1)
@@ -301,7 +308,7 @@ class LlamaEngine:
                     if sample.reason is not None:
                         continue
                     ended = self._advance(
-                        sample, logits[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
+                        sample, logprobs[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
                     )
                     if not ended and step + 1 == max_tokens:
                         sample.finish("length")  # its last token needs no evaluation
@@ -309,9 +316,14 @@ class LlamaEngine:
                         running.append(seq)
                 if not running:
                     break
-                self._decode_rows(batch, [(seq, samples[seq].ids[-1]) for seq in running], position=n_prompt + step)
-                for row, seq in enumerate(running):
-                    logits[seq] = self._logits_at(row)
+                rows = _same_tokens(samples, running)
+                self._decode_rows(
+                    batch, [(group, samples[group[0]].ids[-1]) for group in rows], position=n_prompt + step
+                )
+                for row, group in enumerate(rows):
+                    row_logprobs = log_softmax(self._logits_at(row))
+                    for seq in group:
+                        logprobs[seq] = row_logprobs
         finally:
             llama.llama_batch_free(batch)
             for seq in range(1, size):
@@ -321,13 +333,14 @@ class LlamaEngine:
                 self._forget_cache()
         return samples
 
-    def _decode_rows(self, batch: Any, rows: list[tuple[int, int]], *, position: int) -> None:
-        """Decode one ``(sequence, token)`` per row, all at ``position``, with logits for every row."""
-        for row, (seq, token) in enumerate(rows):
+    def _decode_rows(self, batch: Any, rows: list[tuple[list[int], int]], *, position: int) -> None:
+        """Decode one ``(sequences, token)`` per row, all at ``position``, with logits for every row."""
+        for row, (seqs, token) in enumerate(rows):
             batch.token[row] = token
             batch.pos[row] = position
-            batch.n_seq_id[row] = 1
-            batch.seq_id[row][0] = seq
+            batch.n_seq_id[row] = len(seqs)
+            for slot, seq in enumerate(seqs):
+                batch.seq_id[row][slot] = seq
             batch.logits[row] = 1
         batch.n_tokens = len(rows)
         status = _llama().llama_decode(self._model._ctx.ctx, batch)
@@ -337,6 +350,7 @@ class LlamaEngine:
     def _forget_cache(self) -> None:
         """Clear the KV cache; the next prompt is evaluated from its first token."""
         self._block_valid = 0
+        self._prompt_tokens, self._prompt_logits = [], None
         self._model.n_tokens = 0
         memory = _llama().llama_get_memory(self._model._ctx.ctx)
         if memory is not None:
@@ -350,8 +364,14 @@ class LlamaEngine:
         previous request. Here every prompt is evaluated as the same sequence of ``PROMPT_BLOCK``-token
         blocks at fixed positions, and only whole blocks that were themselves evaluated that way (never
         generated tokens) are reused: the same prompt always gets the same logits, and a shared few-shot
-        preamble is still evaluated once.
+        preamble is still evaluated once. The same prompt twice in a row (the answer, then the samples a gate
+        draws to check it) is not evaluated again: its cells are all still there, evaluated the same way, so
+        only the cells generated after it are dropped and its logits, kept from the first time, returned.
         """
+        if self._prompt_logits is not None and tokens == self._prompt_tokens and self._holds(tokens):
+            self._model.n_tokens = len(tokens)
+            self._model._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
+            return self._prompt_logits.copy()
         cached = self._model.input_ids[: self._block_valid]
         shared = 0
         while shared < len(cached) and shared < len(tokens) and cached[shared] == tokens[shared]:
@@ -361,7 +381,12 @@ class LlamaEngine:
         for begin in range(start, len(tokens), PROMPT_BLOCK):
             self._model.eval(tokens[begin : begin + PROMPT_BLOCK])
         self._block_valid = len(tokens) // PROMPT_BLOCK * PROMPT_BLOCK
-        return self._last_logits()
+        self._prompt_tokens, self._prompt_logits = list(tokens), self._last_logits()
+        return self._prompt_logits.copy()
+
+    def _holds(self, tokens: list[int]) -> bool:
+        """Whether the model's cache still starts with ``tokens`` (nothing else evaluated over them since)."""
+        return self._model.n_tokens >= len(tokens) and bool(np.array_equal(self._model.input_ids[: len(tokens)], tokens))
 
     def _step(self, token: int) -> np.ndarray:
         self._model.eval([token])
@@ -407,6 +432,14 @@ class _Sample:
         if text is not None:
             self.text = text
         return self
+
+
+def _same_tokens(samples: list[_Sample], running: list[int]) -> list[list[int]]:
+    """The running sequences grouped by the tokens their samples drew so far, in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for seq in running:
+        groups.setdefault(tuple(samples[seq].ids), []).append(seq)
+    return list(groups.values())
 
 
 def _generation(sample: _Sample, index: int, n_prompt: int, seconds: float, top_logprobs: int | None) -> Generation:
