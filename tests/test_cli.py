@@ -103,3 +103,9 @@ def test_missing_local_extra_is_named(monkeypatch, tmp_path):
     result = runner.invoke(app, ["ask", "Who wrote Hamlet?"])
     assert result.exit_code == 2
     assert "install the 'local' extra" in result.output and "Traceback" not in result.output
+
+
+def test_the_cost_line_counts_calls_in_words() -> None:
+    from gate.cli.main import _calls
+
+    assert (_calls(0), _calls(1), _calls(2)) == ("0 LLM calls", "1 LLM call", "2 LLM calls")

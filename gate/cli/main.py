@@ -91,10 +91,14 @@ def render_assessment(assessment: Assessment) -> str:
     lines += ["reasons:"] + [f"  - {reason}" for reason in assessment.reasons]
     cost, gate_cost = assessment.cost, assessment.gate_cost
     lines.append(
-        f"cost:        {cost.calls} LLM calls, {cost.prompt_tokens + cost.completion_tokens} tokens, "
-        f"{cost.seconds:.1f} s (the gate's own share: {gate_cost.calls} calls)"
+        f"cost:        {_calls(cost.calls)}, {cost.prompt_tokens + cost.completion_tokens} tokens, "
+        f"{cost.seconds:.1f} s (the gate's own share: {_calls(gate_cost.calls)})"
     )
     return "\n".join(lines)
+
+
+def _calls(count: int) -> str:
+    return f"{count} LLM call" if count == 1 else f"{count} LLM calls"
 
 
 @app.command("config")
