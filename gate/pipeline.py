@@ -266,7 +266,7 @@ class Gate:
         }
         await run.score_stage("free", answer, context)
         # an answer over supplied text is judged against it: the free stage cannot end that assessment
-        if cascade and not grounded and run.free_stage_decides():
+        if cascade and not grounded and not run.full_stage_is_free(context) and run.free_stage_decides():
             assessment = run.finish(answer, answer_cost, stage="free")
         else:
             await run.score_stage("full", answer, context)
@@ -520,6 +520,20 @@ class _Run:
                 self.skipped[spec.key] = "no references given and no index configured"
                 specs.remove(spec)
         await self._score(self._within_budget(specs), answer, context)
+
+    def full_stage_is_free(self, context: dict[str, object]) -> bool:
+        """True when the full stage needs no LLM call: its signals are consistency, and the caller gave the samples.
+
+        Stopping at the free stage saves calls; when there are none to save, the full stage (which reads more
+        signals) decides. Consistency draws more only when asked to top up the caller's samples.
+        """
+        done = self.signals.keys() | self.skipped.keys()
+        pending = [spec for spec in self._stage("full") if spec.key not in done]
+        return (
+            bool(pending)
+            and bool(context.get("samples"))
+            and all(spec.estimator == "consistency" and not spec.params.get("top_up") for spec in pending)
+        )
 
     def free_stage_decides(self) -> bool:
         """True when the free stage's probability is already past one of its early-exit thresholds."""

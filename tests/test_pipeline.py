@@ -275,3 +275,16 @@ async def test_signals_the_artifact_does_not_read_are_not_computed() -> None:
     assert all("not read by the calibration" in why for why in result.skipped.values())
     everything = await gate.assess("Who wrote Hamlet?", cascade=False)  # what calibration collects
     assert {"familiarity", "consistency"} <= set(everything.signals)
+
+
+async def test_samples_the_caller_gave_are_read_even_when_the_free_stage_would_stop() -> None:
+    """The full stage costs nothing when the samples come with the request: it decides, at no call."""
+    llm = ScriptedLLM(rules=[Rule("Hamlet", "William Shakespeare", logprob=-0.01)])
+    gate = Gate(llm, CAL, suite=SUITE)
+    given = {"answer": "Christopher Marlowe", "logprobs": [-0.01], "precheck": False}
+    alone = await gate.assess(QUESTION, signals=["logprob_min", "consistency"], **given)
+    assert alone.stage == "free" and alone.decision == "answer"  # confident tokens, nothing else known
+    samples = ["William Shakespeare", "Shakespeare", "William Shakespeare"]
+    checked = await gate.assess(QUESTION, signals=["logprob_min", "consistency"], samples=samples, **given)
+    assert checked.stage == "full" and checked.decision == "abstain"
+    assert checked.signals["consistency"].confidence == 0.0 and llm.calls == []
