@@ -264,3 +264,19 @@ def test_the_two_turn_form_names_the_entity_first_and_refers_back_to_it_with_a_p
     assert follow_up == {"role": "user", "content": "What is its address?"}
     assert two_turn("Who wrote Hamlet?")[-1]["content"] == "Who wrote it?"
     assert two_turn("what is the largest lake in africa") is None  # no named entity to refer back to
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "The Sikorsky R-4 was a type of what?",  # after a determiner: "The it was ..."
+        "Which ship was sunk by a German submarine in 1915?",  # a modifier: "a it submarine"
+        "Which country does musician Falco come from?",  # after a title: "musician it"
+        "Which African country is bordered by Benin, Ghana, Togo, Niger, and Mali?",  # in a list
+        "In Mork and Mindy, what was the Orkan phrase for 'Goodbye'?",  # part of a longer name
+    ],
+)
+def test_no_follow_up_where_a_pronoun_cannot_stand(question: str) -> None:
+    from benchmarks.two_turn import two_turn
+
+    assert two_turn(question) is None
