@@ -4,16 +4,19 @@ Each held-out question is asked three ways through the shipped gate (``Gate.asse
 full stage's fused probability), and each answer is graded against the gold aliases:
 
 - ``single``: the question alone, as the artifact was fitted;
-- ``two_turn``: a two-turn conversation; turn one introduces the question's rarest concept ("I have a
+- ``two_turn``: a two-turn conversation; turn one introduces the question's rarest named concept ("I have a
   question about Riven." / "Sure. What would you like to know about Riven?"), turn two is the question with
-  that concept replaced by a pronoun ("What was the predecessor to it?");
+  that concept replaced by "it" ("What was the predecessor to it?"), only where "it" can stand there
+  (``pronoun_fits``: not "The it was a type of what?");
 - ``two_turn_last_message``: the same conversation read the way the gate read it before conversations were
   resolved: the signals see the last message alone (the primary answer still sees the conversation).
 
-Questions: the artifact's test part (a hash of seed and id; nothing was fitted or chosen on it) of the
-collection cache, every question the model answered correctly there and three times as many wrong ones
-(seeded), so that the AUROC has enough positives; all three forms share the questions, and the comparison is
-paired. Rows are cached per shard (``--shard i/k``), so a stopped run resumes; ``--report`` writes the table.
+Questions nothing was fitted or chosen on: the artifact's test part of the cost study's 3,600 (a hash of seed
+and id) and the next questions of three sets past that draw (``BEYOND_THE_DRAW``). A screening pass grades the
+model's answer to each question alone (``--screen --shard i/k``); then every question it answered right and
+three times as many wrong ones (seeded) are asked the three ways, so that the AUROC has enough positives; the
+three forms share the questions, and the comparison is paired. Everything is cached per shard, so a stopped
+run resumes; ``--report`` writes the table.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.collect import DATASETS
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
 from calibration.artifact import load_artifact
 from calibration.fitting import split_rows
@@ -38,7 +43,7 @@ from gate.backends.embedded.local import LocalLLM
 from gate.concept_cache import MemoryConceptCache
 from gate.conversation import Conversation
 from gate.datasets.grading import is_correct
-from gate.offline.signal_cache import read_cache
+from gate.offline.collect import sample_items
 from gate.pipeline import Gate
 from gate.suite import DEFAULT_SUITE
 
@@ -58,11 +63,171 @@ class LastMessageGate(Gate):
         return None
 
 
+_DETERMINERS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "these",
+        "those",
+        "its",
+        "his",
+        "her",
+        "their",
+        "our",
+        "which",
+        "what",
+        "whose",
+        "first",
+        "last",
+        "only",
+        "winning",
+    ]
+)
+_TITLE_NOUNS = frozenset(
+    [
+        "song",
+        "film",
+        "movie",
+        "album",
+        "book",
+        "novel",
+        "play",
+        "musical",
+        "opera",
+        "poem",
+        "painting",
+        "show",
+        "series",
+        "programme",
+        "program",
+        "ship",
+        "band",
+        "group",
+        "character",
+        "team",
+        "club",
+        "word",
+        "magazine",
+        "newspaper",
+        "brand",
+        "company",
+        "river",
+        "city",
+        "town",
+        "country",
+        "state",
+        "island",
+        "king",
+        "queen",
+        "president",
+        "prince",
+        "princess",
+        "saint",
+        "sir",
+        "lord",
+        "lady",
+        "general",
+        "captain",
+        "dr",
+        "mr",
+        "mrs",
+        "ms",
+    ]
+)
+_TITLE_SUFFIXES = ("er", "or", "ist", "ian", "ess")  # singer, actor, novelist, musician, actress
+_FUNCTION_WORDS = frozenset(
+    [
+        "is",
+        "was",
+        "were",
+        "are",
+        "be",
+        "been",
+        "has",
+        "have",
+        "had",
+        "did",
+        "does",
+        "do",
+        "will",
+        "would",
+        "can",
+        "could",
+        "and",
+        "or",
+        "but",
+        "in",
+        "on",
+        "at",
+        "of",
+        "to",
+        "for",
+        "from",
+        "with",
+        "by",
+        "about",
+        "into",
+        "after",
+        "before",
+        "during",
+        "since",
+        "than",
+        "as",
+        "when",
+        "where",
+        "who",
+        "whom",
+        "which",
+        "that",
+        "while",
+    ]
+)
+
+
+def pronoun_fits(question: str, start: int, end: int) -> bool:
+    """Whether "it" can stand for ``question[start:end]`` and leave a question a person would ask.
+
+    The earlier construction replaced the concept wherever it stood, which wrote questions no one types ("The it
+    was a type of what?", "sunk by a it submarine", "Which country does musician it come from?"), and the
+    model's worse answers to them were counted against the gate. Kept only: a concept after the start, a
+    number or a lower-case word that is neither a determiner ("the X") nor a title ("musician X", "the song
+    X"), and followed by the end, punctuation other than a comma, "'s", or a function word ("X was ...",
+    "... of X in 1990"), so that it is neither a modifier ("X citizen"), part of a longer name ("Ali v X",
+    "X & Stripes") nor an item of a list. Rules written from development questions, before any rerun.
+    """
+    before = question[:start].split()
+    previous = before[-1] if before else ""
+    if previous and (
+        previous.lower() in _DETERMINERS
+        or previous.lower() in _TITLE_NOUNS
+        or (len(previous) > 4 and previous.lower().endswith(_TITLE_SUFFIXES))
+        or not (previous.islower() or previous.isdigit() or (len(before) == 1 and previous[:1].isupper()))
+    ):
+        return False
+    if previous.lower() in ("and", "or") and len(before) > 1 and before[-2].endswith(","):
+        return False  # the last item of a list: "bordered by Benin, Niger, and X"
+    rest = question[end:]
+    if re.match(r"(?:'s|’s)\s", rest):
+        return True  # "X's address" -> "its address"
+    if re.match(r"(?:'s|’s)?(?:[?!;:]|\.(?!\s*[a-z])|\s*$)", rest):
+        return True
+    following = re.match(r"(?:'s|’s)?\s+([a-z]+)\b(\s+[A-Z])?", rest)
+    if following is None or following.group(1) not in _FUNCTION_WORDS:
+        return False
+    return not (following.group(1) in ("and", "or") and following.group(2))  # "Mork and Mindy": one name
+
+
 def two_turn(question: str) -> list[dict[str, str]] | None:
-    """The two-turn form of ``question``, or ``None`` when it names no concept to refer back to."""
+    """The two-turn form of ``question``, or ``None`` when it names no concept "it" can stand for."""
     for concept in find_concepts(question):
         # a named entity only: a rare lower-case word ("eavery", a typo) is not something one refers back to
         if concept.kind == "term" or not concept.text[:1].isupper() or concept.text not in question:
+            continue
+        at = re.search(r"\b" + re.escape(concept.text) + r"\b", question)
+        if at is None or not pronoun_fits(question, at.start(), at.end()):
             continue
         pattern = re.compile(r"\b" + re.escape(concept.text) + r"\b('s|’s)?")
         follow_up = pattern.sub(lambda m: "its" if m.group(1) else "it", question, count=1)
@@ -75,13 +240,63 @@ def two_turn(question: str) -> list[dict[str, str]] | None:
     return None
 
 
-def chosen_rows(cache: Path, seed: int) -> list[Any]:
-    _, rows = read_cache(cache)
-    artifact = load_artifact(ARTIFACT)
-    test = split_rows([r.id for r in rows], seed=artifact.data.get("split_seed", 0)) == "test"
-    held = [row for row, t in zip(rows, test, strict=True) if t and two_turn(row.question) is not None]
-    right = [row for row in held if row.correct]
-    wrong = [row for row in held if not row.correct]
+@dataclass(frozen=True)
+class Question:
+    id: str
+    dataset: str
+    question: str
+    gold: tuple[str, ...]
+
+
+BEYOND_THE_DRAW = {"trivia": 1200, "popqa": 500, "halueval": 600}
+"""Questions past the cost study's draw in the same seeded order: never collected, fitted or chosen on."""
+
+
+def held_out_questions(seed: int) -> list[Question]:
+    """Questions nothing was fitted on, each with a natural follow-up form: the test part of the cost study's
+    3,600 (``benchmarks.collect``, the artifact's split), and the next questions of three sets past that draw."""
+    split_seed = load_artifact(ARTIFACT).data.get("split_seed", 0)
+    drawn = sample_items(DATASETS, limit=None, seed=seed)
+    test = split_rows([item.id for _, item in drawn], seed=split_seed) == "test"
+    held = [pair for pair, held_out in zip(drawn, test, strict=True) if held_out]
+    counts = {entry.partition(":")[0]: int(entry.partition(":")[2]) for entry in DATASETS}
+    for name, extra in BEYOND_THE_DRAW.items():
+        held += sample_items([f"{name}:{counts[name] + extra}"], limit=None, seed=seed)[counts[name] :]
+    return [
+        Question(item.id, dataset, item.question, tuple(item.answers))
+        for dataset, item in held
+        if two_turn(item.question) is not None
+    ]
+
+
+async def screen(questions: list[Question], out: Path) -> None:
+    """Grade the model's greedy answer to each question alone (the gate's own answer call), resumably."""
+    done = set(_screened(out.parent))
+    llm = LocalLLM(n_threads=1)
+    try:
+        with out.open("a", encoding="utf-8") as sink:
+            for question in [q for q in questions if q.id not in done]:
+                [answer] = await llm.generate([{"role": "user", "content": question.question}], max_tokens=64)
+                correct = is_correct(answer.text.strip(), question.gold)
+                sink.write(json.dumps({"id": question.id, "correct": correct}) + "\n")
+                sink.flush()
+    finally:
+        llm.process().close()
+
+
+def _screened(folder: Path) -> dict[str, bool]:
+    """Whether the model answered each screened question right alone, from every shard's file."""
+    return {
+        record["id"]: record["correct"]
+        for path in sorted(folder.glob("screen-*.jsonl"))
+        for record in map(json.loads, path.read_text().splitlines())
+    }
+
+
+def chosen_rows(questions: list[Question], screened: dict[str, bool], seed: int) -> list[Question]:
+    """Every question the model answered right alone, and ``WRONG_PER_RIGHT`` wrong ones per right one."""
+    right = [q for q in questions if screened[q.id]]
+    wrong = [q for q in questions if not screened[q.id]]
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(wrong), size=min(len(wrong), WRONG_PER_RIGHT * len(right)), replace=False)
     chosen = right + [wrong[i] for i in sorted(picked)]
@@ -102,8 +317,11 @@ async def collect(rows: list[Any], out: Path) -> None:
         with out.open("a", encoding="utf-8") as sink:
             for count, row in enumerate([r for r in rows if r.id not in done], start=1):
                 messages = two_turn(row.question)
-                prompts = {"single": ("new", row.question), "two_turn": ("new", messages),
-                           "two_turn_last_message": ("old", messages)}
+                prompts = {
+                    "single": ("new", row.question),
+                    "two_turn": ("new", messages),
+                    "two_turn_last_message": ("old", messages),
+                }
                 record: dict[str, Any] = {"id": row.id, "dataset": row.dataset, "follow_up": messages[-1]["content"]}
                 for form, (which, prompt) in prompts.items():
                     assessment = await gates[which].assess(prompt, cascade=False, precheck=False, assess_all=True)
@@ -139,19 +357,22 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "# Follow-up questions: two-turn conversations against the question alone",
         "",
-        f"- Command: `python -m benchmarks.two_turn --cache {args.cache} --shard i/2` (two processes), then "
-        "`python -m benchmarks.two_turn --report`",
+        "- Command: `python -m benchmarks.two_turn --screen --shard i/2`, then `python -m benchmarks.two_turn "
+        "--shard i/2` (two processes each), then `python -m benchmarks.two_turn --report`",
         f"- Machine: {machine_description()}",
         f"- Packages: {package_versions(['llama-cpp-python', 'numpy'])}",
         f"- Artifact: `{ARTIFACT}` applied as shipped (`{load_artifact(ARTIFACT).id}`), every signal computed "
         "(`cascade=False`), no precheck abstention; the fused probability is the full stage's.",
-        f"- Questions: {n} from the artifact's test part (nothing fitted or chosen on it): every one the model "
-        f"answered correctly in the collection and {WRONG_PER_RIGHT} wrong ones per right one (seed {args.seed}); "
-        "each answer is graded again in each form. Intervals: 95% paired bootstrap over questions "
-        "(2,000 resamples).",
-        "- Two-turn form: turn one names the question's rarest named concept (questions with none are left "
-        "out), turn two is the question with that concept replaced by 'it'/'its'. `two_turn_last_message` is "
-        "how the gate read it before this change (the signals saw the last message alone).",
+        f"- Questions: {n} that nothing was fitted or chosen on (the artifact's test part of the cost study's "
+        "draw, and questions past that draw: "
+        + ", ".join(f"{name} {count}" for name, count in _by_set(records).items())
+        + f"): every one the model answered right alone in the screening pass and {WRONG_PER_RIGHT} wrong ones "
+        f"per right one (seed {args.seed}); each answer is graded again in each form. Intervals: 95% paired "
+        "bootstrap over questions (2,000 resamples).",
+        "- Two-turn form: turn one names the question's rarest named concept, turn two is the question with that "
+        "concept replaced by 'it'/'its', only where a pronoun can stand there (`pronoun_fits`); questions without "
+        "such a concept are left out. `two_turn_last_message` is how the gate read it before conversations were "
+        "resolved (the signals saw the last message alone).",
         "",
         "| form | correct | fused AUROC [95% CI] | " + " | ".join(f"{k} AUROC" for k in SIGNALS) + " | gate calls |",
         "|---|---|---|" + "---|" * len(SIGNALS) + "---|",
@@ -166,6 +387,7 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
         )
     lines += ["", "| gap in fused AUROC (paired) | value | 95% CI | target |", "|---|---|---|---|"]
     for form in FORMS[1:]:
+
         def gap(idx: np.ndarray, f: str = form) -> float:
             return auc_of(f, "fused", idx) - auc_of("single", "fused", idx)
 
@@ -184,13 +406,20 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _by_set(records: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["dataset"]] = counts.get(record["dataset"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("build/collect/core.signals.jsonl"))
     parser.add_argument("--out", type=Path, default=Path("build/two_turn"))
     parser.add_argument("--shard", default="0/1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--screen", action="store_true", help="first: grade the answers alone")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.report:
@@ -201,7 +430,11 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.WARNING)
     index, count = (int(part) for part in args.shard.split("/"))
-    rows = chosen_rows(args.cache, args.seed)[index::count]
+    questions = held_out_questions(args.seed)
+    if args.screen:
+        asyncio.run(screen(questions[index::count], args.out / f"screen-{index}of{count}.jsonl"))
+        return
+    rows = chosen_rows(questions, _screened(args.out), args.seed)[index::count]
     asyncio.run(collect(rows, args.out / f"rows-{index}of{count}.jsonl"))
 
 
