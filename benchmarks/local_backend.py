@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
-from estimators.consistency import Consistency
+from estimators.consistency import MIN_SAMPLE_TOKENS, Consistency
 from gate.backends.embedded.local import LocalLLM, model_file
 from gate.backends.embedded.prompt_format import QA_STOP, render_chat
 from gate.datasets import load_trivia
@@ -40,11 +40,12 @@ MODES = (
     "greedy + logprobs (top 5)",
     "5 samples, T=1 (batched)",
     "5 samples, T=1 (serial)",
-    "5 samples after the answer (batched)",
+    "5 samples after the answer, up to 32 tokens",
+    "5 samples after the answer, fitted to it",
 )
-AFTER_ANSWER = MODES[-1]
-"""The order a gate runs them in: the answer (not timed), then the consistency samples of the same prompt, at
-the consistency estimator's own ``max_tokens``."""
+AFTER_ANSWER = MODES[-2:]
+"""The order a gate runs them in: the answer (not timed), then the consistency samples of the same prompt, up to
+the estimator's ``max_tokens`` or to the length it fits to that answer (``Consistency.sample_tokens``)."""
 
 
 async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.ndarray]:
@@ -55,11 +56,18 @@ async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.n
         await each.load()
         await each.generate([{"role": "user", "content": "warm up"}], max_tokens=4)
     samples = {"n": 5, "temperature": 1.0, "seed": SEED}
-    after_answer = samples | {"max_tokens": Consistency().max_tokens, "logprobs": 1}
+    after_answer = samples | {"logprobs": 1, "max_tokens": Consistency().max_tokens}
     modes = dict(
         zip(
             MODES,
-            [(llm, {}), (llm, {"logprobs": 5}), (llm, samples), (serial, samples), (llm, after_answer)],
+            [
+                (llm, {}),
+                (llm, {"logprobs": 5}),
+                (llm, samples),
+                (serial, samples),
+                (llm, after_answer),
+                (llm, after_answer),
+            ],
             strict=True,
         )
     )
@@ -69,9 +77,12 @@ async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.n
     # blocks), rather than a later mode reusing the prompt an earlier mode just evaluated.
     for name, (model, kwargs) in modes.items():
         for question in questions:
-            if name == AFTER_ANSWER:
-                await model.generate([{"role": "user", "content": question}], max_tokens=MAX_TOKENS, logprobs=5)
-            took, produced = await _time(model, [{"role": "user", "content": question}], **kwargs)
+            asked = kwargs
+            if name in AFTER_ANSWER:
+                [answer] = await model.generate([{"role": "user", "content": question}], max_tokens=64, logprobs=5)
+                if name == AFTER_ANSWER[1]:
+                    asked = kwargs | {"max_tokens": Consistency().sample_tokens(answer.text.strip())}
+            took, produced = await _time(model, [{"role": "user", "content": question}], **asked)
             seconds[name].append(took)
             tokens[name].append(produced)
     return {name: np.array(values) for name, values in seconds.items()} | {
@@ -142,7 +153,13 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         _ratio_row("log-probs / plain", results["greedy + logprobs (top 5)"], results["greedy"], 1.3),
         _ratio_row("5 samples (batched) / one answer", results["5 samples, T=1 (batched)"], results["greedy"], 1.5),
         _ratio_row("5 samples (serial) / one answer", results["5 samples, T=1 (serial)"], results["greedy"], 3.0),
-        _ratio_row("5 samples after the answer / one answer", results[AFTER_ANSWER], results["greedy"], 1.5),
+        _ratio_row(
+            "5 samples after the answer, up to 32 tokens / one answer", results[AFTER_ANSWER[0]], results["greedy"], 1.5
+        ),
+        _ratio_row("5 samples after the answer, fitted / one answer", results[AFTER_ANSWER[1]], results["greedy"], 1.5),
+        _ratio_row(
+            "after the answer: fitted / up to 32 tokens", results[AFTER_ANSWER[1]], results[AFTER_ANSWER[0]], None
+        ),
         _ratio_row(
             "5 samples: batched / serial", results["5 samples, T=1 (batched)"], results["5 samples, T=1 (serial)"], None
         ),
@@ -156,8 +173,9 @@ def report(results: dict[str, np.ndarray], baseline: np.ndarray | None, n_questi
         " output layer, whose cost on the CPU grows with the rows of a batch: batching saves only part of it;"
         " samples that drew the same tokens so far share one row. *After the answer* is what a gate pays for"
         " consistency: the answer to the same prompt comes first (not timed), so the samples find the whole prompt"
-        f" in the cache and evaluate none of it; they run at the consistency estimator's max_tokens"
-        f" ({Consistency().max_tokens}) with log-probs, as in the pipeline.",
+        " in the cache and evaluate none of it; they run with log-probs, up to the estimator's"
+        f" {Consistency().max_tokens} tokens or (the default) to the length it fits to that answer"
+        f" (`Consistency.sample_tokens`: at least {MIN_SAMPLE_TOKENS} tokens; `sample_length.md`).",
         "",
         "Builds (native vs portable), extra buffer types on and off, the model in this process vs in its child"
         " process, and how much the signals and decisions move between kernel paths: `kernel_paths.md`.",

@@ -39,7 +39,9 @@ from gate.offline.collect import sample_items
 
 ARTIFACT = Path("gate/data/gemma-3-270m.calibration.json")
 RESULTS = Path("benchmarks/results/sample_length.md")
-CUTS = (4, 6, 8, 12, 16, 24, 32)
+CUTS: tuple[int | str, ...] = (4, 6, 8, 12, 16, 24, 32, "fitted")
+"""Fixed cuts, and ``fitted``: the cut ``Consistency.sample_tokens`` makes for each answer (the default)."""
+FULL = 32
 N_SAMPLES, SEED = 5, 0
 
 
@@ -78,6 +80,11 @@ async def collect(items: list[tuple[str, object]], out: Path) -> None:
         llm.process().close()
 
 
+def limit(record: dict, k: int | str) -> int:
+    """The tokens a sample of ``record`` may run to under cut ``k``."""
+    return Consistency().sample_tokens(record["answer"]) if k == "fitted" else int(k)
+
+
 def cut(sample: dict, k: int) -> tuple[str, int]:
     """The sample as drawn with ``max_tokens=k``, and how many tokens it has."""
     if len(sample["tokens"]) <= k:
@@ -85,34 +92,34 @@ def cut(sample: dict, k: int) -> tuple[str, int]:
     return "".join(sample["tokens"][:k]), k
 
 
-async def agreements(records: list[dict], k: int) -> np.ndarray:
+async def agreements(records: list[dict], k: int | str) -> np.ndarray:
     """The consistency signal of each answer when its samples are cut at ``k`` tokens (no LLM call)."""
     estimator, values = Consistency(n_samples=N_SAMPLES, adaptive=False), []
     for record in records:
-        texts = [cut(sample, k)[0] for sample in record["samples"]]
+        texts = [cut(sample, limit(record, k))[0] for sample in record["samples"]]
         signal = await estimator.score(record["question"], record["answer"], llm=ScriptedLLM(), samples=texts)
         values.append(np.nan if signal.confidence is None else signal.confidence)
     return np.array(values)
 
 
-def decoding(records: list[dict], k: int) -> tuple[float, float]:
+def decoding(records: list[dict], k: int | str) -> tuple[float, float]:
     """Mean sampled tokens and mean decoding steps (the longest sample) per request at ``k``."""
-    lengths = [[cut(sample, k)[1] for sample in record["samples"]] for record in records]
+    lengths = [[cut(sample, limit(record, k))[1] for sample in record["samples"]] for record in records]
     return float(np.mean([sum(each) for each in lengths])), float(np.mean([max(each) for each in lengths]))
 
 
 def report(records: list[dict], n_shards: int) -> str:
     y = np.array([r["correct"] for r in records], dtype=bool)
     by_cut = {k: asyncio.run(agreements(records, k)) for k in CUTS}
-    full = by_cut[max(CUTS)]
+    full = by_cut[FULL]
     rows = np.arange(len(records))
 
-    def auc(k: int, idx: np.ndarray) -> float:
+    def auc(k: int | str, idx: np.ndarray) -> float:
         keep = ~np.isnan(by_cut[k][idx])
         labels = y[idx][keep]
         return auroc(labels, by_cut[k][idx][keep]) if 0 < labels.sum() < len(labels) else np.nan
 
-    tokens_full, steps_full = decoding(records, max(CUTS))
+    tokens_full, steps_full = decoding(records, FULL)
     lines = [
         "# How long must a consistency sample be?",
         "",
@@ -130,13 +137,24 @@ def report(records: list[dict], n_shards: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for k in CUTS:
-        low, high = bootstrap_interval(lambda idx, k=k: auc(k, idx) - auc(max(CUTS), idx), rows)
+        low, high = bootstrap_interval(lambda idx, k=k: auc(k, idx) - auc(FULL, idx), rows)
         changed = np.mean(np.abs(np.nan_to_num(by_cut[k]) - np.nan_to_num(full)) > 1e-9)
         tokens, steps = decoding(records, k)
+        name = "fitted to the answer (default)" if k == "fitted" else k
         lines.append(
-            f"| {k} | {auc(k, rows):.3f} | {auc(k, rows) - auc(max(CUTS), rows):+.3f} [{low:+.3f}, {high:+.3f}] |"
+            f"| {name} | {auc(k, rows):.3f} | {auc(k, rows) - auc(FULL, rows):+.3f} [{low:+.3f}, {high:+.3f}] |"
             f" {changed:.1%} | {tokens:.1f} ({tokens / tokens_full:.0%}) | {steps:.1f} ({steps / steps_full:.0%}) |"
         )
+    lines += [
+        "",
+        "Reading: by the rule fixed before the run (the shortest cut within 0.005 AUROC of 32, its interval "
+        "covering 0, the agreement changed on at most 2% of questions) a fixed cut of 12 tokens would do. The "
+        "default is the cut fitted to each answer instead (`Consistency.sample_tokens`: twice the answer's length "
+        "at about 4 characters a token, plus 4, at least 12 and at most 32): it meets the same rule, changes no "
+        "agreement here, and does not cut the samples of a long answer, which a chattier upstream gives, short "
+        "of what could agree with it; it saves less than a fixed 12 on this model's sentence-long answers. The "
+        "time it saves is measured in `local_backend.md` (samples after the answer, fitted vs up to 32 tokens).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,12 @@ __all__ = ["Consistency", "cluster_probabilities", "semantic_entropy"]
 
 logger = logging.getLogger(__name__)
 
+MIN_SAMPLE_TOKENS = 12
+"""The shortest a sample may be cut when the length is fitted to the answer. On 600 development questions of
+the embedded model, cutting every sample at 12 tokens left the agreement AUROC unchanged (-0.000 [-0.001,
++0.001]), changed the agreement of 0.5% of the questions, and saved a third of the decoding steps
+(``benchmarks/results/sample_length.md``)."""
+
 
 @dataclass
 class _Pool:
@@ -65,7 +71,11 @@ class Consistency:
     seed : int, default 0
         Base seed of the draws.
     max_tokens : int, default 32
-        Tokens per sampled answer.
+        Most tokens per sampled answer.
+    fit_to_answer : bool, default True
+        With ``ExactMatch`` (the default judge), cut the samples at ``max(MIN_SAMPLE_TOKENS, len(answer) // 2
+        + 4)`` tokens (at most ``max_tokens``): a sample more than twice the answer's length cannot agree with
+        it, and the longest sample sets how long the whole batch decodes. Other judges get ``max_tokens``.
     top_up : bool, default False
         When ``samples`` are supplied but fewer than ``n_samples``, draw the rest from ``llm``.
 
@@ -92,6 +102,7 @@ class Consistency:
         stop_confidence: float = 0.9,
         seed: int = 0,
         max_tokens: int = 32,
+        fit_to_answer: bool = True,
         top_up: bool = False,
     ) -> None:
         for label, value in (("n_samples", n_samples), ("batch_size", batch_size), ("max_tokens", max_tokens)):
@@ -113,7 +124,15 @@ class Consistency:
         self.stop_confidence = stop_confidence
         self.seed = seed
         self.max_tokens = max_tokens
+        self.fit_to_answer = fit_to_answer
         self.top_up = top_up
+
+    def sample_tokens(self, answer: str) -> int:
+        """How many tokens each sample may run to when judging ``answer`` (see ``fit_to_answer``)."""
+        if not self.fit_to_answer or not isinstance(self.equivalence, ExactMatch):
+            return self.max_tokens
+        # twice the answer's length at about 4 characters a token, with a margin
+        return min(self.max_tokens, max(MIN_SAMPLE_TOKENS, len(answer) // 2 + 4))
 
     async def score(
         self,
@@ -187,7 +206,11 @@ class Consistency:
         n = min(self.batch_size, want) if self.adaptive else want
         generations = await llm.generate(
             list(conversation) if conversation else [{"role": "user", "content": question}],
-            n=n, temperature=self.temperature, max_tokens=self.max_tokens, logprobs=1, seed=self.seed + pool.drawn,
+            n=n,
+            temperature=self.temperature,
+            max_tokens=self.sample_tokens(answer),
+            logprobs=1,
+            seed=self.seed + pool.drawn,
         )
         pool.drawn += n
         pool.spent.extend(generations)

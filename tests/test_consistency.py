@@ -72,7 +72,7 @@ async def test_drawn_samples_are_weighted_by_sequence_likelihood() -> None:
     assert signal.confidence == pytest.approx(2 / 3)
     (call,) = llm.calls
     assert call.prompt == f"user: {QUESTION}"
-    assert (call.n, call.temperature, call.seed, call.logprobs, call.max_tokens) == (3, 1.0, 0, 1, 32)
+    assert (call.n, call.temperature, call.seed, call.logprobs, call.max_tokens) == (3, 1.0, 0, 1, 12)
     assert signal.cost.calls == 1
 
 
@@ -232,3 +232,19 @@ async def test_on_the_embedded_model(local_llm: LocalLLM) -> None:
     assert math.fsum(signal.details["cluster_probabilities"]) == pytest.approx(1.0)
     assert signal.cost.calls == 1
     json.dumps(signal.details)
+
+
+def test_samples_are_cut_to_the_length_that_could_still_agree_with_the_answer() -> None:
+    short, long = "Paris", "The capital of France is Paris, on the Seine, and it has been since the tenth century."
+    assert Consistency().sample_tokens(short) == 12  # MIN_SAMPLE_TOKENS
+    assert Consistency().sample_tokens("x" * 40) == 24  # twice 40 characters at 4 a token, plus 4
+    assert Consistency().sample_tokens(long) == 32  # never past max_tokens
+    assert Consistency(fit_to_answer=False).sample_tokens(short) == 32
+    judge = EntailmentMatch(ScriptedLLM())  # a judge of meaning: a cut sample could mean something else
+    assert Consistency(equivalence=judge).sample_tokens(short) == 32
+
+
+async def test_the_samples_are_drawn_at_the_fitted_length() -> None:
+    llm = ScriptedLLM(rules=[Rule("capital", "Paris")])
+    await Consistency(adaptive=False).score(QUESTION, "Paris", llm=llm)
+    assert [call.max_tokens for call in llm.calls] == [12]
