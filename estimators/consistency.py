@@ -127,6 +127,10 @@ class Consistency:
         self.fit_to_answer = fit_to_answer
         self.top_up = top_up
 
+    def draws(self, samples: Sequence[str] | None) -> bool:
+        """Whether scoring with ``samples`` (the caller's, or ``None``) may call the LLM for more."""
+        return samples is None or self.top_up
+
     def sample_tokens(self, answer: str) -> int:
         """How many tokens each sample may run to when judging ``answer`` (see ``fit_to_answer``)."""
         if not self.fit_to_answer or not isinstance(self.equivalence, ExactMatch):
@@ -182,7 +186,7 @@ class Consistency:
         pool = _Pool()
         if samples is not None:
             await self._add(pool, question, answer, _as_texts(samples), [None] * len(samples))
-        may_draw = samples is None or self.top_up
+        may_draw = self.draws(samples)
         stopped_early = False
         while may_draw and len(pool.texts) < self.n_samples:
             if self.adaptive and self._decisive(pool.agrees):

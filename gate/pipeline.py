@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from calibration.decision import Decision, decision_of
 from estimators.base import LLM, Cost, Generation, Message, Prompt, Signal, total_cost
 from estimators.claims import split_claims
+from estimators.consistency import Consistency
 from estimators.tool_agreement import ToolCallAgreement
 from gate.assessment import Assessment, RequestKindName
 from gate.claim_judge import MIN_CLAIMS, ClaimJudge
@@ -525,14 +526,14 @@ class _Run:
         """True when the full stage needs no LLM call: its signals are consistency, and the caller gave the samples.
 
         Stopping at the free stage saves calls; when there are none to save, the full stage (which reads more
-        signals) decides. Consistency draws more only when asked to top up the caller's samples.
+        signals) decides. Each consistency estimator says itself whether it would draw (``Consistency.draws``).
         """
         done = self.signals.keys() | self.skipped.keys()
-        pending = [spec for spec in self._stage("full") if spec.key not in done]
-        return (
-            bool(pending)
-            and bool(context.get("samples"))
-            and all(spec.estimator == "consistency" and not spec.params.get("top_up") for spec in pending)
+        pending = [self.gate.estimators[spec.key] for spec in self._stage("full") if spec.key not in done]
+        samples = context.get("samples") or None  # an empty list gives consistency nothing to compare with
+        return bool(pending) and all(
+            isinstance(estimator, Consistency) and not estimator.draws(samples)  # type: ignore[arg-type]
+            for estimator in pending
         )
 
     def free_stage_decides(self) -> bool:
