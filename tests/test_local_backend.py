@@ -200,7 +200,7 @@ def test_batched_samples_leave_only_the_prompt_in_the_kv_cache(llama_model):
     memory = llama_cpp.llama_get_memory(llama_model._ctx.ctx)
     n_prompt = engine.count_tokens(PAINTER)
     assert llama_cpp.llama_memory_seq_pos_max(memory, 0) == n_prompt - 1
-    assert [llama_cpp.llama_memory_seq_pos_max(memory, seq) for seq in range(1, 5)] == [-1] * 4
+    assert [llama_cpp.llama_memory_seq_pos_max(memory, seq) for seq in range(1, 8)] == [-1] * 7  # the spare too
 
 
 def test_serial_samples_match_forced_continuation_exactly(llama_model):
@@ -310,3 +310,39 @@ def test_samples_that_drew_the_same_tokens_share_one_row(llama_model, monkeypatc
     assert {g.text for g in cold} == {greedy.text} and rows == [1] * (greedy.usage.completion_tokens - 1)
     for sample in cold:
         assert sample.logprobs == pytest.approx(greedy.logprobs, abs=1e-3)
+
+
+def _recording_rows(llama_cpp, monkeypatch) -> list[list[int]]:
+    """Record the first sequence of every row of every ``llama_decode`` call."""
+    real, steps = llama_cpp.llama_decode, []
+
+    def decode(ctx, batch):
+        steps.append([batch.seq_id[row][0] for row in range(batch.n_tokens)])
+        return real(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+    return steps
+
+
+def test_a_step_with_an_odd_number_of_rows_from_three_gets_one_row_in_the_spare_sequence(llama_model, monkeypatch):
+    import llama_cpp
+
+    from gate.backends.embedded.engine import LlamaEngine
+
+    engine = LlamaEngine(llama_model)
+    engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=1, top_logprobs=None, stop=[], seed=None)
+    steps = _recording_rows(llama_cpp, monkeypatch)
+    spare = 5  # five samples are sequences 0-4
+    for seed in range(3):  # hot samples, so that steps of 3 and 5 distinct rows occur
+        engine.generate(PAINTER, n=5, temperature=3.0, max_tokens=6, top_logprobs=1, stop=[], seed=seed)
+    real_rows = [[seq for seq in step if seq != spare] for step in steps]
+    padded = [len(step) > len(real) for step, real in zip(steps, real_rows, strict=True)]
+    assert any(padded)
+    for step, real, pad in zip(steps, real_rows, padded, strict=True):
+        assert pad == (len(real) >= 3 and len(real) % 2 == 1) and len(step) - len(real) <= 1
+    memory = llama_cpp.llama_get_memory(llama_model._ctx.ctx)
+    assert llama_cpp.llama_memory_seq_pos_max(memory, spare) == -1
+    engine.pad_odd_rows = False
+    steps.clear()
+    engine.generate(PAINTER, n=5, temperature=3.0, max_tokens=6, top_logprobs=1, stop=[], seed=0)
+    assert steps and all(spare not in step for step in steps)

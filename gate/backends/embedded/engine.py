@@ -2,7 +2,7 @@
 
 llama-cpp-python computes log-probs only with ``logits_all=True``, which with Gemma's 262k-token
 vocabulary makes a short answer ~34x slower. Here every step evaluates one token, reads that
-position's logits, and does the log-softmax and sampling in numpy (about a millisecond a step).
+position's logits, and reads the log-probs it needs and samples in numpy (about a millisecond a step).
 Several samples at temperature > 0 are decoded together: every sample is a sequence sharing the prompt's KV
 cells, and each step decodes one token per running sample in one batch (``LlamaEngine._sample_batched``).
 Not thread-safe: the async wrapper in ``gate.backends.embedded.local`` confines each engine to one worker thread.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,20 +38,42 @@ class SamplingParams:
     top_p: float = 0.95
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable log-softmax of one logit vector."""
-    shifted = logits - logits.max()
-    return shifted - np.log(np.exp(shifted).sum())
+class Scores:
+    """One position's next-token logits, with their log-normaliser computed once.
+
+    A step reads log-probs for a few tokens only (the one drawn, its top alternatives), so the log-softmax of
+    Gemma's 262k-token vocabulary is never built: the normaliser is one pass in float32 with a float64 sum
+    (about 0.5 ms on this project's CPUs, against 1.6 ms for a float64 log-softmax).
+    """
+
+    __slots__ = ("log_norm", "logits")
+
+    def __init__(self, logits: np.ndarray) -> None:
+        self.logits = logits  # float32, owned: llama.cpp's own buffer is overwritten by the next decode
+        top = float(logits.max())
+        self.log_norm = top + math.log(float(np.exp(logits - top).sum(dtype=np.float64)))
+
+    def logprob(self, token: int) -> float:
+        """The log-prob of ``token``."""
+        return float(self.logits[token]) - self.log_norm
+
+    def likeliest(self, k: int) -> np.ndarray:
+        """The ``k`` likeliest tokens, likeliest first."""
+        if k == 1:  # the common case (samples' log-probs): a partition of 262k scores costs half a millisecond
+            return np.array([int(np.argmax(self.logits))])
+        best = np.argpartition(self.logits, -k)[-k:]
+        return best[np.argsort(self.logits[best], kind="stable")[::-1]]
 
 
-def draw_token(logprobs: np.ndarray, temperature: float, rng: np.random.Generator, params: SamplingParams) -> int:
-    """Greedy at temperature 0; otherwise top-k, then top-p, then a tempered draw."""
+def draw_token(scores: Scores, temperature: float, rng: np.random.Generator, params: SamplingParams) -> int:
+    """Greedy at temperature 0; otherwise top-k, then top-p, then a tempered draw.
+
+    The draw needs the top-k logits only: the normaliser cancels when their probabilities are renormalised.
+    """
     if temperature <= 0:
-        return int(np.argmax(logprobs))
-    k = min(params.top_k, logprobs.size)
-    candidates = np.argpartition(logprobs, -k)[-k:]
-    candidates = candidates[np.argsort(logprobs[candidates])[::-1]]
-    scaled = logprobs[candidates] / temperature
+        return int(np.argmax(scores.logits))
+    candidates = scores.likeliest(min(params.top_k, scores.logits.size))
+    scaled = scores.logits[candidates].astype(np.float64) / temperature
     probs = np.exp(scaled - scaled.max())
     probs /= probs.sum()
     keep = int(np.searchsorted(np.cumsum(probs), params.top_p) + 1)
@@ -69,12 +92,20 @@ class LlamaEngine:
     in another order), and from 4 rows repacked weights go through a GEMM kernel, so they differ from
     ``continuation_logprobs`` of the same text by rounding (up to 0.2 on a sampled token, measured with Gemma
     3 270M Q4_K_M: the size of the prompt-batching effect ``_evaluate_prompt`` avoids); serial samples match it.
+    ``pad_odd_rows`` (default on) evens out a batched step's rows where that is faster (``_Padding``); the padding
+    too moves the rounding, so samples drawn with it off differ from samples drawn with it on.
     """
 
     def __init__(
-        self, model: Any, *, sampling: SamplingParams = SamplingParams(), sample_decoding: SampleDecoding = "batched"
+        self,
+        model: Any,
+        *,
+        sampling: SamplingParams = SamplingParams(),
+        sample_decoding: SampleDecoding = "batched",
+        pad_odd_rows: bool = True,
     ) -> None:
         self._model = model
+        self.pad_odd_rows = pad_odd_rows  # see ``_Padding``; may be switched between calls (to measure it)
         self._sampling = sampling
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
@@ -82,7 +113,7 @@ class LlamaEngine:
         # The last prompt evaluated and its last position's logits: the samples a gate draws after the answer ask
         # the same prompt again, and its cells are still in the cache (see ``_evaluate_prompt``).
         self._prompt_tokens: list[int] = []
-        self._prompt_logits: np.ndarray | None = None
+        self._prompt_scores: Scores | None = None
         self._batching = sample_decoding == "batched"  # also set to False (with one warning) if batching fails
 
     @property
@@ -120,11 +151,11 @@ class LlamaEngine:
         room = self.context_size - len(prompt_tokens)
         if room <= 0:
             raise ValueError(f"prompt is {len(prompt_tokens)} tokens; the model's context holds {self.context_size}")
-        prompt_logits = self._evaluate_prompt(prompt_tokens)
+        prompt_scores = self._evaluate_prompt(prompt_tokens)
         limit = min(max_tokens, room)
         if n > 1 and temperature > 0 and self._batching:
             samples = self._try_batched(
-                prompt_logits,
+                prompt_scores,
                 len(prompt_tokens),
                 n=n,
                 temperature=temperature,
@@ -140,14 +171,14 @@ class LlamaEngine:
                     for index, sample in enumerate(samples)
                 ]
             if not self._batching:  # it failed and cleared the cache: evaluate the prompt again
-                prompt_logits = self._evaluate_prompt(prompt_tokens)
+                prompt_scores = self._evaluate_prompt(prompt_tokens)
         rng = np.random.default_rng(seed)
         outputs = []
         for index in range(n):
             self._model.n_tokens = len(prompt_tokens)
             sample_started = started if index == 0 else time.perf_counter()  # the first pays for the prompt
             sample = self._continue(
-                prompt_logits,
+                prompt_scores,
                 temperature=temperature,
                 max_tokens=limit,
                 top_logprobs=top_logprobs,
@@ -168,16 +199,16 @@ class LlamaEngine:
                 f"prompt and continuation are {len(prompt_tokens) + len(forced)} tokens; "
                 f"the model's context holds {self.context_size}"
             )
-        logits = self._evaluate_prompt(prompt_tokens)
-        scores = []
+        scores = self._evaluate_prompt(prompt_tokens)
+        logprobs = []
         for token in forced:
-            scores.append(float(log_softmax(logits)[token]))
-            logits = self._step(token)
-        return scores
+            logprobs.append(scores.logprob(token))
+            scores = self._step(token)
+        return logprobs
 
     def _continue(
         self,
-        logits: np.ndarray,
+        scores: Scores,
         *,
         temperature: float,
         max_tokens: int,
@@ -188,31 +219,30 @@ class LlamaEngine:
     ) -> _Sample:
         sample = _Sample()
         for _ in range(max_tokens):
-            logprobs = log_softmax(logits)
-            if self._advance(sample, logprobs, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
+            if self._advance(sample, scores, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
                 return sample
             if on_text is not None:
                 on_text(sample.text)
-            logits = self._step(sample.ids[-1])
+            scores = self._step(sample.ids[-1])
         return sample.finish("length")
 
     def _advance(
         self,
         sample: _Sample,
-        logprobs: np.ndarray,
+        scores: Scores,
         *,
         temperature: float,
         top_logprobs: int | None,
         stop: Sequence[str],
         rng: np.random.Generator,
     ) -> bool:
-        """Draw ``sample``'s next token from ``logprobs``; ``True`` when that ended it (end of generation, a stop)."""
-        token = draw_token(logprobs, temperature, rng, self._sampling)
+        """Draw ``sample``'s next token from ``scores``; ``True`` when that ended it (end of generation, a stop)."""
+        token = draw_token(scores, temperature, rng, self._sampling)
         if _is_end_of_generation(self._vocab, token):
             sample.finish("stop", self._detokenize(sample.ids))
             return True
         sample.ids.append(token)
-        sample.tokens.append(self._token_logprob(token, logprobs, top_logprobs or 0))
+        sample.tokens.append(self._token_logprob(token, scores, top_logprobs or 0))
         text = self._detokenize(sample.ids)
         cut = _first_stop(text, stop)
         if cut is not None:
@@ -224,7 +254,7 @@ class LlamaEngine:
 
     def _try_batched(
         self,
-        prompt_logits: np.ndarray,
+        prompt_scores: Scores,
         n_prompt: int,
         *,
         n: int,
@@ -246,7 +276,8 @@ class LlamaEngine:
             parallel = int(_llama().llama_n_seq_max(ctx))
             if parallel < 2:
                 raise RuntimeError(f"the model's context holds {parallel} sequence(s)")
-            group = min(n, parallel, (self.context_size - n_prompt) // max_tokens)
+            room = (self.context_size - n_prompt) // max_tokens  # sequences of max_tokens cells that still fit
+            group = min(n, parallel, room)
             if group < 2:
                 return None  # not enough free cells for two samples of this length: one at a time
             rng = np.random.default_rng(seed)
@@ -254,9 +285,10 @@ class LlamaEngine:
             while len(samples) < n:
                 size = min(group, n - len(samples))
                 samples += self._sample_batched(
-                    prompt_logits,
+                    prompt_scores,
                     n_prompt,
                     size=size,
+                    spare_seq=size if self.pad_odd_rows and size < min(parallel, room) else None,
                     temperature=temperature,
                     max_tokens=max_tokens,
                     top_logprobs=top_logprobs,
@@ -273,10 +305,11 @@ class LlamaEngine:
 
     def _sample_batched(
         self,
-        prompt_logits: np.ndarray,
+        prompt_scores: Scores,
         n_prompt: int,
         *,
         size: int,
+        spare_seq: int | None,
         temperature: float,
         max_tokens: int,
         top_logprobs: int | None,
@@ -290,17 +323,20 @@ class LlamaEngine:
         ``n_prompt + t`` in one batch; each sample draws from its own log-probs, in sequence order, from the
         one ``rng``; a finished sample leaves the batch. Samples that drew the same tokens so far share one
         row of the batch (one cell in every one of their sequences): their next logits are the same, and each
-        row costs a pass through the 262k-token output layer. Afterwards every generated cell is removed, so
-        the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later requests do not depend
-        on this one.
+        row costs a pass through the 262k-token output layer. A step with an odd number of rows (3 or more)
+        gets one throwaway row in ``spare_seq`` when there is one (``_even_rows``). Afterwards every generated
+        cell is removed, so the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later
+        requests do not depend on this one.
         """
         llama = _llama()
         memory = llama.llama_get_memory(self._model._ctx.ctx)
         samples = [_Sample() for _ in range(size)]
-        logprobs = [log_softmax(prompt_logits)] * size
-        batch = llama.llama_batch_init(size, 0, size)
+        scores = [prompt_scores] * size
+        batch = llama.llama_batch_init(size + 1, 0, size)
+        helpers = list(range(1, size)) + ([spare_seq] if spare_seq is not None else [])
+        padding = _Padding(spare_seq, n_prompt)
         try:
-            for seq in range(1, size):
+            for seq in helpers:
                 llama.llama_memory_seq_cp(memory, 0, seq, -1, -1)
             for step in range(max_tokens):
                 running = []
@@ -308,7 +344,7 @@ class LlamaEngine:
                     if sample.reason is not None:
                         continue
                     ended = self._advance(
-                        sample, logprobs[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
+                        sample, scores[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
                     )
                     if not ended and step + 1 == max_tokens:
                         sample.finish("length")  # its last token needs no evaluation
@@ -318,24 +354,25 @@ class LlamaEngine:
                     break
                 rows = _same_tokens(samples, running)
                 self._decode_rows(
-                    batch, [(group, samples[group[0]].ids[-1]) for group in rows], position=n_prompt + step
+                    batch,
+                    padding.even([(group, samples[group[0]].ids[-1], n_prompt + step) for group in rows]),
                 )
                 for row, group in enumerate(rows):
-                    row_logprobs = log_softmax(self._logits_at(row))
+                    row_scores = Scores(self._logits_at(row))
                     for seq in group:
-                        logprobs[seq] = row_logprobs
+                        scores[seq] = row_scores
         finally:
             llama.llama_batch_free(batch)
-            for seq in range(1, size):
+            for seq in helpers:
                 llama.llama_memory_seq_rm(memory, seq, -1, -1)
             self._model.n_tokens = n_prompt
             if not llama.llama_memory_seq_rm(memory, 0, n_prompt, -1):
                 self._forget_cache()
         return samples
 
-    def _decode_rows(self, batch: Any, rows: list[tuple[list[int], int]], *, position: int) -> None:
-        """Decode one ``(sequences, token)`` per row, all at ``position``, with logits for every row."""
-        for row, (seqs, token) in enumerate(rows):
+    def _decode_rows(self, batch: Any, rows: list[_Row]) -> None:
+        """Decode one ``(sequences, token, position)`` per row, with logits for every row."""
+        for row, (seqs, token, position) in enumerate(rows):
             batch.token[row] = token
             batch.pos[row] = position
             batch.n_seq_id[row] = len(seqs)
@@ -350,14 +387,14 @@ class LlamaEngine:
     def _forget_cache(self) -> None:
         """Clear the KV cache; the next prompt is evaluated from its first token."""
         self._block_valid = 0
-        self._prompt_tokens, self._prompt_logits = [], None
+        self._prompt_tokens, self._prompt_scores = [], None
         self._model.n_tokens = 0
         memory = _llama().llama_get_memory(self._model._ctx.ctx)
         if memory is not None:
             _llama().llama_memory_clear(memory, True)
 
-    def _evaluate_prompt(self, tokens: list[int]) -> np.ndarray:
-        """Evaluate ``tokens`` in fixed blocks, reusing cached blocks; return the last position's logits.
+    def _evaluate_prompt(self, tokens: list[int]) -> Scores:
+        """Evaluate ``tokens`` in fixed blocks, reusing cached blocks; return the last position's scores.
 
         llama.cpp's numerics depend on how a prompt is split into batches (logits moved by up to ~0.9 when
         a shared prefix was reused and the rest evaluated in one go), so results would depend on the
@@ -368,10 +405,10 @@ class LlamaEngine:
         draws to check it) is not evaluated again: its cells are all still there, evaluated the same way, so
         only the cells generated after it are dropped and its logits, kept from the first time, returned.
         """
-        if self._prompt_logits is not None and tokens == self._prompt_tokens and self._holds(tokens):
+        if self._prompt_scores is not None and tokens == self._prompt_tokens and self._holds(tokens):
             self._model.n_tokens = len(tokens)
             self._model._ctx.kv_cache_seq_rm(-1, len(tokens), -1)
-            return self._prompt_logits.copy()
+            return self._prompt_scores  # never written to: every step makes new scores
         cached = self._model.input_ids[: self._block_valid]
         shared = 0
         while shared < len(cached) and shared < len(tokens) and cached[shared] == tokens[shared]:
@@ -381,38 +418,33 @@ class LlamaEngine:
         for begin in range(start, len(tokens), PROMPT_BLOCK):
             self._model.eval(tokens[begin : begin + PROMPT_BLOCK])
         self._block_valid = len(tokens) // PROMPT_BLOCK * PROMPT_BLOCK
-        self._prompt_tokens, self._prompt_logits = list(tokens), self._last_logits()
-        return self._prompt_logits.copy()
+        self._prompt_tokens, self._prompt_scores = list(tokens), Scores(self._last_logits())
+        return self._prompt_scores
 
     def _holds(self, tokens: list[int]) -> bool:
         """Whether the model's cache still starts with ``tokens`` (nothing else evaluated over them since)."""
         held = self._model.input_ids[: len(tokens)]
         return self._model.n_tokens >= len(tokens) and bool(np.array_equal(held, tokens))
 
-    def _step(self, token: int) -> np.ndarray:
+    def _step(self, token: int) -> Scores:
         self._model.eval([token])
-        return self._last_logits()
+        return Scores(self._last_logits())
 
     def _last_logits(self) -> np.ndarray:
         raw = self._model._ctx.get_logits()  # the last evaluated position, when logits_all=False
-        return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).astype(np.float64)
+        return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).copy()
 
     def _logits_at(self, row: int) -> np.ndarray:
         """The logits of row ``row`` of the last decoded batch."""
         raw = _llama().llama_get_logits_ith(self._model._ctx.ctx, row)
         if not ctypes.cast(raw, ctypes.c_void_p).value:
             raise RuntimeError(f"llama.cpp has no logits for batch row {row}")
-        return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).astype(np.float64)
+        return np.ctypeslib.as_array(raw, shape=(self._vocab_size,)).copy()
 
-    def _token_logprob(self, token: int, logprobs: np.ndarray, top: int) -> TokenLogprob:
-        alternatives: tuple[tuple[str, float], ...] = ()
-        if top == 1:  # the common case (samples' log-probs): a full partition of 262k scores costs a millisecond
-            alternatives = ((self._piece(int(np.argmax(logprobs))), float(logprobs.max())),)
-        elif top > 1:
-            best = np.argpartition(logprobs, -top)[-top:]
-            best = best[np.argsort(logprobs[best])[::-1]]
-            alternatives = tuple((self._piece(int(t)), float(logprobs[t])) for t in best)
-        return TokenLogprob(token=self._piece(token), logprob=float(logprobs[token]), top=alternatives)
+    def _token_logprob(self, token: int, scores: Scores, top: int) -> TokenLogprob:
+        best = scores.likeliest(top) if top > 0 else ()
+        alternatives = tuple((self._piece(int(t)), scores.logprob(int(t))) for t in best)
+        return TokenLogprob(token=self._piece(token), logprob=scores.logprob(token), top=alternatives)
 
     def _piece(self, token: int) -> str:
         return self._model.detokenize([token]).decode("utf-8", errors="replace")
@@ -435,6 +467,35 @@ class _Sample:
         if text is not None:
             self.text = text
         return self
+
+
+_Row = tuple[list[int], int, int]
+"""One row of a decoded batch: the sequences it belongs to, its token, its position."""
+
+
+class _Padding:
+    """Evens out a batch's rows with throwaway rows in a spare sequence, where the CPU kernels are faster so.
+
+    llama.cpp's CPU matrix kernels take the output layer (262k weight rows) through a faster path for an even
+    number of output rows. Measured with one thread on this project's AMD EPYC machine (``python -m
+    benchmarks.local_backend``, table "one decode by output rows"): 3 rows took longer than 4, 5 longer than
+    6, 7 longer than 8, while 1 and 2 rows each cost less than 4. So an odd count from 3 up gets one throwaway
+    row: the last row's token again, in ``spare_seq`` (which starts as a copy of the prompt's cells), at
+    that sequence's next position (llama.cpp requires a sequence's positions to follow on). Its logits are
+    never read; its cells go with the samples'. Without a spare sequence nothing is padded.
+    """
+
+    def __init__(self, spare_seq: int | None, n_prompt: int) -> None:
+        self._spare_seq = spare_seq
+        self._next_position = n_prompt
+
+    def even(self, rows: list[_Row]) -> list[_Row]:
+        """``rows``, with a throwaway row added when their count is odd and at least 3."""
+        if self._spare_seq is None or len(rows) < 3 or len(rows) % 2 == 0:
+            return rows
+        pad: _Row = ([self._spare_seq], rows[-1][1], self._next_position)
+        self._next_position += 1
+        return [*rows, pad]
 
 
 def _same_tokens(samples: list[_Sample], running: list[int]) -> list[list[int]]:
