@@ -51,6 +51,8 @@ MODES = (
 AFTER_ANSWER = MODES[-2:]
 """The order a gate runs them in: the answer (not timed), then the consistency samples of the same prompt, up to
 the estimator's ``max_tokens`` or to the length it fits to that answer (``Consistency.sample_tokens``)."""
+ITS_ANSWER = f"{AFTER_ANSWER[1]}: its answer"
+"""The answer the default samples follow, timed in the same pass: their paired denominator."""
 
 
 async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.ndarray]:
@@ -76,22 +78,20 @@ async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.n
             strict=True,
         )
     )
-    seconds: dict[str, list[float]] = {name: [] for name in modes} | {
-        f"{name}: its answer": [] for name in AFTER_ANSWER
-    }
+    seconds: dict[str, list[float]] = {name: [] for name in modes} | {ITS_ANSWER: []}
     tokens: dict[str, list[int]] = {name: [] for name in modes}
     # One pass per mode, so every request finds the same cache state (the previous question's prompt
     # blocks), rather than a later mode reusing the prompt an earlier mode just evaluated.
     for name, (model, kwargs) in modes.items():
         for question in questions:
             asked = kwargs
-            if name in AFTER_ANSWER:  # the gate's answer, timed too: the samples' own, paired denominator
+            if name in AFTER_ANSWER:
                 started = time.perf_counter()
                 [answer] = await model.generate(
                     [{"role": "user", "content": question}], max_tokens=MAX_TOKENS, logprobs=5
                 )
-                seconds[f"{name}: its answer"].append(time.perf_counter() - started)
-                if name == AFTER_ANSWER[1]:
+                if name == AFTER_ANSWER[1]:  # the gate's default: its answer is the paired denominator
+                    seconds[ITS_ANSWER].append(time.perf_counter() - started)
                     asked = kwargs | {"max_tokens": Consistency().sample_tokens(answer.text.strip())}
             took, produced = await _time(model, [{"role": "user", "content": question}], **asked)
             seconds[name].append(took)
@@ -277,7 +277,7 @@ def report(
         "| mode | mean s/request | median s | 95% CI of mean | mean completion tokens |",
         "|---|---|---|---|---|",
     ]
-    for name in [*MODES, f"{AFTER_ANSWER[1]}: its answer"]:
+    for name in [*MODES, ITS_ANSWER]:
         values = results[name]
         low, high = bootstrap_interval(lambda rows: rows.mean(), values)
         produced = results.get(f"tokens: {name}")
@@ -305,7 +305,7 @@ def report(
         _ratio_row(
             "5 samples after the answer, fitted / that answer (paired, same pass)",
             results[AFTER_ANSWER[1]],
-            results[f"{AFTER_ANSWER[1]}: its answer"],
+            results[ITS_ANSWER],
             1.5,
         ),
         _ratio_row(
