@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gate.backends.embedded.engine import SamplingParams, Scores, _Padding, draw_token
+from gate.backends.embedded.engine import SamplingParams, Scores, _Padding, draw_token, top_k
 
 
 def _scores(values) -> Scores:
@@ -27,6 +27,29 @@ def test_likeliest_tokens_come_likeliest_first():
     scores = _scores([0.1, 3.0, -2.0, 2.5, 3.5])
     assert list(scores.likeliest(1)) == [4]
     assert list(scores.likeliest(3)) == [4, 1, 3]
+
+
+def _sorted_reference(values, k) -> list[int]:
+    """A full sort by (largest value, lowest index): what ``top_k`` must equal."""
+    return sorted(range(len(values)), key=lambda index: (-values[index], index))[:k]
+
+
+@pytest.mark.parametrize("size", [5, 639, 262_144, 262_145])
+@pytest.mark.parametrize("k", [1, 2, 5, 40])
+def test_top_k_equals_a_full_sort_ties_included(size, k):
+    rng = np.random.default_rng(size + k)
+    spread = rng.normal(0, 4, size).astype(np.float32)
+    ties = rng.integers(0, 6, size).astype(np.float32)  # six distinct values: ties across every boundary
+    peaked = np.where(rng.random(size) < 0.001, 30.0, -30.0).astype(np.float32)  # a few in one chunk, or none
+    for values in (spread, ties, peaked):
+        assert list(top_k(values, k)) == _sorted_reference(values.tolist(), k)
+
+
+def test_likeliest_is_computed_once_per_position_and_read_only():
+    scores = _scores(np.random.default_rng(2).normal(0, 3, 5000))
+    first = scores.likeliest(40)
+    assert scores.likeliest(40) is first
+    assert not first.flags.writeable
 
 
 def test_a_draw_is_greedy_at_temperature_zero_and_within_top_k_and_top_p_otherwise():

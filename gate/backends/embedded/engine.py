@@ -46,23 +46,45 @@ class Scores:
     (about 0.5 ms on this project's CPUs, against 1.6 ms for a float64 log-softmax).
     """
 
-    __slots__ = ("log_norm", "logits")
+    __slots__ = ("_likeliest", "log_norm", "logits")
 
     def __init__(self, logits: np.ndarray) -> None:
         self.logits = logits  # float32, owned: llama.cpp's own buffer is overwritten by the next decode
         top = float(logits.max())
         self.log_norm = top + math.log(float(np.exp(logits - top).sum(dtype=np.float64)))
+        self._likeliest: dict[int, np.ndarray] = {}  # samples that share a row draw from the same scores
 
     def logprob(self, token: int) -> float:
         """The log-prob of ``token``."""
         return float(self.logits[token]) - self.log_norm
 
     def likeliest(self, k: int) -> np.ndarray:
-        """The ``k`` likeliest tokens, likeliest first."""
-        if k == 1:  # the common case (samples' log-probs): a partition of 262k scores costs half a millisecond
-            return np.array([int(np.argmax(self.logits))])
-        best = np.argpartition(self.logits, -k)[-k:]
-        return best[np.argsort(self.logits[best], kind="stable")[::-1]]
+        """The ``k`` likeliest tokens, likeliest first (the lower token id first among equal scores)."""
+        if k not in self._likeliest:
+            best = top_k(self.logits, k)
+            best.flags.writeable = False  # shared by every draw from these scores
+            self._likeliest[k] = best
+        return self._likeliest[k]
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest of ``values`` (1-D), largest first, the lower index first among equals.
+
+    ``np.argpartition`` of Gemma's 262k scores takes 2.3 ms, and a sample draws from the top 40 at every token.
+    Here ``values`` are cut into ``4 k`` chunks: the ``k``-th largest chunk maximum is a floor for the ``k``-th
+    largest value (the ``k`` chunk maxima above it are ``k`` values at least that large), so only the few values
+    at or above it are sorted. Exact, ties included, and 0.08 ms.
+    """
+    n = values.size
+    k = min(k, n)
+    if k == 1:
+        return np.array([int(np.argmax(values))])
+    candidates = np.arange(n)
+    if n >= 16 * k:
+        maxima = np.maximum.reduceat(values, np.arange(0, n, n // (4 * k)))
+        candidates = np.flatnonzero(values >= np.partition(maxima, -k)[-k])
+    order = np.lexsort((candidates, -values[candidates]))
+    return candidates[order[:k]]
 
 
 def draw_token(scores: Scores, temperature: float, rng: np.random.Generator, params: SamplingParams) -> int:
