@@ -16,6 +16,7 @@ __all__ = [
     "Prompt",
     "Signal",
     "SupportsContinuationLogprobs",
+    "SupportsDisagreementStop",
     "TokenLogprob",
     "ToolCall",
     "total_cost",
@@ -127,6 +128,33 @@ class SupportsContinuationLogprobs(Protocol):
 
     async def continuation_logprobs(self, prompt: str, continuation: str) -> list[float]:
         """Log-probs of each token of ``continuation`` given ``prompt``."""
+        ...
+
+
+@runtime_checkable
+class SupportsDisagreementStop(Protocol):
+    """An LLM that can end a generation as soon as it can no longer agree with an answer (the embedded model).
+
+    A consistency sample is read for one thing, whether it agrees with the answer (``ExactMatch``): once its words
+    rule that out, its remaining tokens would be paid for and never change the verdict. Remote endpoints have no
+    such parameter; estimators call this only where ``isinstance(llm, SupportsDisagreementStop)``.
+    """
+
+    async def generate_until_disagreeing(
+        self,
+        prompt: Prompt,
+        *,
+        answer: str,
+        min_span_fraction: float = 0.5,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """``LLM.generate``, except that a generation ends (finish reason ``"length"``) as soon as no text that starts
+        with it could agree with ``answer`` (``ExactMatch(min_span_fraction=...).could_agree``)."""
         ...
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from scipy.stats import beta
 
 from estimators._checks import check_positive_int
-from estimators.base import LLM, Cost, Generation, Message, Signal, total_cost
+from estimators.base import LLM, Cost, Generation, Message, Signal, SupportsDisagreementStop, total_cost
 from estimators.equivalence import Equivalence, ExactMatch
 
 __all__ = ["Consistency", "cluster_probabilities", "semantic_entropy"]
@@ -39,6 +39,7 @@ class _Pool:
     agrees: list[bool] = field(default_factory=list)
     spent: list[Generation | Cost] = field(default_factory=list)
     drawn: int = 0
+    cut_when_settled: bool = False  # drawn samples may end where they could no longer agree
 
 
 class Consistency:
@@ -75,7 +76,10 @@ class Consistency:
     fit_to_answer : bool, default True
         With ``ExactMatch`` (the default judge), cut the samples at ``max(MIN_SAMPLE_TOKENS, len(answer) // 2
         + 4)`` tokens (at most ``max_tokens``): a sample more than twice the answer's length cannot agree with
-        it, and the longest sample sets how long the whole batch decodes. Other judges get ``max_tokens``.
+        it, and the longest sample sets how long the whole batch decodes. Other judges get ``max_tokens``. An
+        LLM that can end a sample by its words (``SupportsDisagreementStop``, the embedded model) also ends it as
+        soon as it can no longer agree with the answer (``ExactMatch.could_agree``); its verdict is the same as
+        the whole sample's, only its text (and so the clusters among the samples) is shorter.
     top_up : bool, default False
         When ``samples`` are supplied but fewer than ``n_samples``, draw the rest from ``llm``.
 
@@ -169,7 +173,8 @@ class Consistency:
         -------
         Signal
             ``confidence`` is the agreement rate (the fraction of samples equivalent to ``answer``); ``raw``
-            is the semantic entropy in nats. ``details`` hold ``samples``, ``n_samples_used``,
+            is the semantic entropy in nats. ``details`` hold ``samples`` (with ``cut_when_settled``, drawn samples
+            may stop mid-answer, where they could no longer agree with ``answer``), ``n_samples_used``,
             ``stopped_early``, ``agreement``, ``clusters`` (indices into ``[answer, *samples]``),
             ``n_clusters``, ``cluster_probabilities``, ``probability_source`` ("likelihood" when every
             sample has token log-probs, else "counts"), ``semantic_entropy`` and ``normalised_entropy``.
@@ -208,14 +213,22 @@ class Consistency:
         """
         want = self.n_samples - len(pool.texts)
         n = min(self.batch_size, want) if self.adaptive else want
-        generations = await llm.generate(
-            list(conversation) if conversation else [{"role": "user", "content": question}],
-            n=n,
-            temperature=self.temperature,
-            max_tokens=self.sample_tokens(answer),
-            logprobs=1,
-            seed=self.seed + pool.drawn,
-        )
+        prompt = list(conversation) if conversation else [{"role": "user", "content": question}]
+        asked = {
+            "n": n,
+            "temperature": self.temperature,
+            "max_tokens": self.sample_tokens(answer),
+            "logprobs": 1,
+            "seed": self.seed + pool.drawn,
+        }
+        judge = self.equivalence
+        if self.fit_to_answer and isinstance(judge, ExactMatch) and isinstance(llm, SupportsDisagreementStop):
+            generations = await llm.generate_until_disagreeing(
+                prompt, answer=answer, min_span_fraction=judge.min_span_fraction, **asked
+            )
+            pool.cut_when_settled = True
+        else:
+            generations = await llm.generate(prompt, **asked)
         pool.drawn += n
         pool.spent.extend(generations)
         if not generations:
@@ -260,6 +273,7 @@ class Consistency:
                 "samples": pool.texts,
                 "n_samples_used": n,
                 "n_drawn": pool.drawn,
+                "cut_when_settled": pool.cut_when_settled,
                 "stopped_early": stopped_early,
                 "agreement": agreement,
                 "n_agree": sum(pool.agrees),

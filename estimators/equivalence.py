@@ -17,7 +17,7 @@ import numpy as np
 
 from estimators.base import LLM, Cost, Generation, total_cost
 from estimators.p_true import read_yes_no
-from estimators.text import contains_span, normalize_answer
+from estimators.text import complete_words, contains_span, normalize_answer
 from retrieval.base import Embedder
 
 __all__ = [
@@ -94,6 +94,33 @@ class ExactMatch(_PairFromBatch):
     async def compare(self, question: str, anchor: str, others: Sequence[str]) -> tuple[list[bool], Cost]:
         """Judge each of ``others`` against ``anchor``; free (no LLM calls)."""
         return [self._match(anchor, other) for other in others], Cost()
+
+    def could_agree(self, answer: str, partial: str) -> bool:
+        """Whether some text that starts with ``partial`` could be equivalent to ``answer``.
+
+        Only ``partial``'s complete words count (``estimators.text.complete_words``). ``False`` is certain: no
+        continuation of ``partial`` agrees with ``answer``, so a sample judged against it may stop there. It is
+        ``False`` when the words so far cannot begin ``answer``'s normal form nor a long enough span of it, and
+        ``answer`` can no longer fit in a text short enough for the span rule (of at most ``len(answer) /
+        min_span_fraction`` words) at any place that the words so far allow.
+        """
+        target, words = normalize_answer(answer).split(), complete_words(partial)
+        n = len(target)
+        if n == 0:
+            return False  # an answer with no words agrees with nothing
+        # The text ends no longer than the answer: it must equal it, or be a span of it long enough.
+        for start in range(n - len(words) + 1):
+            room = n - start  # the longest the text can grow from here, staying within the answer
+            long_enough = start == 0 or room >= self.min_span_fraction * n  # from the start it may equal the answer
+            if target[start : start + len(words)] == words and long_enough:
+                return True
+        # The text ends longer than the answer: the answer must be a span of it, found at ``offset``.
+        for offset in range(len(words) + 1):
+            overlap = words[offset : offset + n]
+            shortest = max(len(words), offset + n, n + 1)
+            if overlap == target[: len(overlap)] and n >= self.min_span_fraction * shortest:
+                return True
+        return False
 
     def _match(self, a: str, b: str) -> bool:
         short, long = sorted((normalize_answer(a), normalize_answer(b)), key=lambda text: len(text.split()))

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from estimators.base import Cost
+from estimators.base import Cost, Generation, Prompt, SupportsDisagreementStop
 from estimators.consistency import Consistency, cluster_probabilities, semantic_entropy
-from estimators.equivalence import EntailmentMatch
+from estimators.equivalence import EntailmentMatch, ExactMatch
 from estimators.testing import Rule, ScriptedLLM
+from estimators.text import normalize_answer
 from gate.backends.embedded.local import LocalLLM
 
 QUESTION = "What is the capital of France?"
@@ -248,3 +251,64 @@ async def test_the_samples_are_drawn_at_the_fitted_length() -> None:
     llm = ScriptedLLM(rules=[Rule("capital", "Paris")])
     await Consistency(adaptive=False).score(QUESTION, "Paris", llm=llm)
     assert [call.max_tokens for call in llm.calls] == [12]
+
+
+@dataclass
+class DisagreementStoppingLLM(ScriptedLLM):
+    """A scripted LLM that ends replies as the embedded model does: whole words at a time, as soon as a reply can no
+    longer agree with the answer."""
+
+    asked: list[tuple[str, float]] = field(default_factory=list)
+
+    async def generate_until_disagreeing(
+        self, prompt: Prompt, *, answer: str, min_span_fraction: float = 0.5, **kwargs: Any
+    ) -> list[Generation]:
+        self.asked.append((answer, min_span_fraction))
+        judge = ExactMatch(min_span_fraction=min_span_fraction)
+        return [
+            generation.model_copy(update={"text": _cut_when_settled(generation.text, judge, answer)})
+            for generation in await self.generate(prompt, **kwargs)
+        ]
+
+
+def _cut_when_settled(text: str, judge: ExactMatch, answer: str) -> str:
+    kept = ""
+    for word in text.split():
+        kept = f"{kept} {word}" if kept else word
+        if not judge.could_agree(answer, kept + " "):
+            break
+    return kept
+
+
+async def test_an_llm_that_can_stop_disagreeing_samples_is_asked_to_and_a_plain_one_is_not() -> None:
+    replies = ["Paris", "It is Paris, the capital of France.", "Lyon or Marseille"]
+    stopping = DisagreementStoppingLLM(rules=[Rule("capital", replies)])
+    signal = await Consistency(adaptive=False, n_samples=3).score(QUESTION, "Paris", llm=stopping)
+    assert stopping.asked == [("Paris", 0.5)]
+    assert signal.details["samples"] == ["Paris", "It is", "Lyon or"]  # two words without "Paris": settled
+    assert signal.details["n_agree"] == 1 and signal.details["cut_when_settled"]
+    plain = ScriptedLLM(rules=[Rule("capital", "Paris")])
+    assert isinstance(stopping, SupportsDisagreementStop) and not isinstance(plain, SupportsDisagreementStop)
+    whole = await Consistency(adaptive=False).score(QUESTION, "Paris", llm=plain)
+    assert len(plain.calls) == 1 and not whole.details["cut_when_settled"]  # asked through generate alone
+    other_judge = DisagreementStoppingLLM(rules=[Rule("capital", "Paris")])
+    await Consistency(adaptive=False, equivalence=EntailmentMatch(ScriptedLLM())).score(QUESTION, "P", llm=other_judge)
+    assert other_judge.asked == []  # only ExactMatch's verdicts can be settled early
+
+
+WORDS = ["Paris", "the", "France", "of", "capital", "a", "city,", "Lyon.", "U.S."]
+words = st.lists(st.sampled_from(WORDS), max_size=9)
+
+
+@given(answer=words, samples=st.lists(words, min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_stopping_disagreeing_samples_never_changes_an_agreement(answer: list[str], samples: list[list[str]]) -> None:
+    text = " ".join(answer)
+    assume(normalize_answer(text))
+    replies = [" ".join(sample) for sample in samples]
+    consistency = Consistency(adaptive=False, n_samples=len(replies))
+    stopping = DisagreementStoppingLLM(rules=[Rule("capital", replies)])
+    plain = ScriptedLLM(rules=[Rule("capital", replies)])
+    cut = asyncio.run(consistency.score(QUESTION, text, llm=stopping)).details
+    whole = asyncio.run(consistency.score(QUESTION, text, llm=plain)).details
+    assert cut["clusters"][0] == whole["clusters"][0]  # the answer's cluster: the samples that agree with it

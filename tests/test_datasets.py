@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from estimators.text import normalize_answer
+from estimators.text import complete_words, normalize_answer
 from gate.datasets import (
     DATASET_FILES,
     DatasetFormatError,
@@ -432,3 +432,24 @@ def test_real_dataset_smoke(name: str) -> None:
 def test_real_dataset_row_counts_match_readme(name: str) -> None:
     # A wrong line split (str.splitlines on U+2028/U+0085) would change the TriviaQA count.
     assert len(load_dataset(name, data_dir=_real_data_dir())) == README_ROWS[name]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", []),
+        ("Paris", []),
+        ("Paris ", ["paris"]),
+        (" Paris, France", ["paris"]),
+        ("The Eiffel Tower is", ["eiffel", "tower"]),
+        ("It is a ", ["it", "is"]),
+    ],
+)
+def test_complete_words_are_the_normalised_words_before_the_last_white_space(text: str, expected: list[str]) -> None:
+    assert complete_words(text) == expected
+
+
+@given(st.text(), st.integers(min_value=0))
+def test_the_complete_words_of_a_prefix_begin_the_words_of_the_whole(text: str, cut: int) -> None:
+    words = complete_words(text[: cut % (len(text) + 1)])
+    assert normalize_answer(text).split()[: len(words)] == words

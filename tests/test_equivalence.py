@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from estimators.base import Cost
 from estimators.equivalence import (
@@ -138,3 +140,36 @@ def test_bad_arguments_raise() -> None:
         EmbeddingMatch(TableEmbedder({}), threshold=1.5)
     with pytest.raises(TypeError, match="LLM"):
         EntailmentMatch("gpt-4")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("answer", "partial", "could"),
+    [
+        ("Paris", "", True),
+        ("Paris", "Lyon", True),  # a word still being written counts for nothing yet
+        ("Paris", "Lyon ", True),  # "Lyon Paris" agrees: the answer is half of it
+        ("Paris", "Lyon or ", False),  # "Paris" no longer fits in two words
+        ("Paris", "Paris, France, ", True),  # "Paris, France" agrees: the answer is half of it
+        ("Paris", "Paris, France, and ", False),  # three words: the answer would be a third of them
+        ("Eiffel Tower", "The tower ", True),  # articles are not words: "tower" is a span of the answer
+        ("William Shakespeare", "Shakespeare ", True),  # a span of the answer, half its length
+        ("Leonardo da Vinci", "Vinci ", True),  # "Vinci Leonardo da Vinci" would agree
+        ("Leonardo da Vinci", "Vinci, Michelangelo and Raphael ", False),  # no room left for the answer
+        ("...", "", False),  # an answer with no words agrees with nothing
+    ],
+)
+def test_could_agree_by_hand(answer: str, partial: str, could: bool) -> None:
+    assert ExactMatch().could_agree(answer, partial) is could
+
+
+VOCABULARY = ["Paris", "paris", "the", "France", "of", "a", "city,", "Lyon.", "U.S.", "x", "-"]
+phrases = st.lists(st.sampled_from(VOCABULARY), max_size=8)
+
+
+@given(phrases, phrases, st.sampled_from([0.3, 0.5, 0.7, 1.0]), st.integers(min_value=0), st.sampled_from([" ", "\n"]))
+@settings(max_examples=500, deadline=None)
+def test_could_agree_is_never_false_for_a_prefix_of_an_agreeing_text(answer, sample, fraction, cut, separator):
+    judge = ExactMatch(min_span_fraction=fraction)
+    answer_text, sample_text = " ".join(answer), separator.join(sample)
+    if judge._match(answer_text, sample_text):
+        assert judge.could_agree(answer_text, sample_text[: cut % (len(sample_text) + 1)])

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from estimators.base import LLM, SupportsContinuationLogprobs, total_cost
+from estimators.base import LLM, SupportsContinuationLogprobs, SupportsDisagreementStop, total_cost
+from estimators.equivalence import ExactMatch
 from gate.backends.embedded.local import LocalLLM
 from gate.backends.embedded.prompt_format import render_chat
 
@@ -72,6 +73,32 @@ async def test_concurrent_callers_get_their_own_answers(local_llm: LocalLLM):
 async def test_raw_prompt_is_completed_as_is(local_llm: LocalLLM):
     [gen] = await local_llm.generate("1, 2, 3, 4,", max_tokens=4, stop=["\n"])
     assert gen.text.strip().startswith("5")
+
+
+async def test_a_greedy_answer_ends_where_it_can_no_longer_agree(local_llm: LocalLLM):
+    assert isinstance(local_llm, SupportsDisagreementStop)
+    story = "Once upon a time, in a small village by the sea,"
+    [whole] = await local_llm.generate(story, max_tokens=24)
+    [cut] = await local_llm.generate_until_disagreeing(story, answer="a fisherman", max_tokens=24, logprobs=1)
+    assert whole.text.startswith(cut.text) and cut.finish_reason == "length"
+    before_its_last_token = "".join(token.token for token in cut.tokens[:-1])
+    judge = ExactMatch()
+    assert judge.could_agree("a fisherman", before_its_last_token) and not judge.could_agree("a fisherman", cut.text)
+
+
+async def test_batched_samples_end_once_they_can_no_longer_agree(local_llm: LocalLLM):
+    prompt = render_chat([{"role": "user", "content": "Name three famous painters."}])
+    answer, judge = "Claude Monet", ExactMatch()
+    samples = await local_llm.generate_until_disagreeing(
+        prompt, answer=answer, n=5, temperature=1.0, seed=3, max_tokens=24, logprobs=1, stop=["\n"]
+    )
+    for sample in samples:
+        pieces = [token.token for token in sample.tokens]
+        assert "".join(pieces) == sample.text
+        if sample.finish_reason == "length" and len(pieces) < 24:
+            assert not judge.could_agree(answer, sample.text) and judge.could_agree(answer, "".join(pieces[:-1]))
+    assert any(not judge.could_agree(answer, sample.text) for sample in samples)  # a list of three is settled
+    assert all(len(sample.tokens) < 24 for sample in samples)
 
 
 async def test_prompt_longer_than_context_is_a_clear_error():
@@ -269,6 +296,29 @@ def test_more_samples_than_sequences_and_too_little_room(llama_model, caplog):
     assert not caplog.records and engine._batching
 
 
+def _recording_calls(llama_cpp, monkeypatch) -> list[tuple[int, list[int]]]:
+    """Record every ``llama_decode`` call as (the position of its first row, the first sequence of each row)."""
+    real, calls = llama_cpp.llama_decode, []
+
+    def decode(ctx, batch):
+        calls.append((batch.pos[0], [batch.seq_id[row][0] for row in range(batch.n_tokens)]))
+        return real(ctx, batch)
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+    return calls
+
+
+def _steps(calls: list[tuple[int, list[int]]]) -> list[list[list[int]]]:
+    """The calls grouped by step: a step's calls decode its rows at one position (a padded row sits last)."""
+    steps: list[list[list[int]]] = []
+    for index, (position, seqs) in enumerate(calls):
+        if index and position == calls[index - 1][0]:
+            steps[-1].append(seqs)
+        else:
+            steps.append([seqs])
+    return steps
+
+
 def _counting_decodes(llama_cpp, monkeypatch) -> list[int]:
     """Record the rows of every ``llama_decode`` call (a prompt block or a step of the samples)."""
     real, rows = llama_cpp.llama_decode, []
@@ -289,11 +339,13 @@ def test_samples_after_the_answer_reuse_its_prompt_and_equal_samples_of_a_fresh_
     fresh = _sample(LlamaEngine(llama_model), PAINTER)
     engine = LlamaEngine(llama_model)
     engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=8, top_logprobs=1, stop=["\n"], seed=None)
-    rows = _counting_decodes(llama_cpp, monkeypatch)
+    calls = _recording_calls(llama_cpp, monkeypatch)
     after_answer = _sample(engine, PAINTER)
     assert [(g.text, g.logprobs) for g in after_answer] == [(g.text, g.logprobs) for g in fresh]
     steps = max(g.usage.completion_tokens for g in after_answer)
-    assert 0 < len(rows) <= steps  # the sampling steps only: no prompt block was evaluated again
+    assert 0 < len(_steps(calls)) <= steps
+    prompt_length = engine.count_tokens(PAINTER)
+    assert all(position >= prompt_length for position, _ in calls)  # no prompt block was evaluated again
 
 
 def test_samples_that_drew_the_same_tokens_share_one_row(llama_model, monkeypatch):
@@ -312,37 +364,38 @@ def test_samples_that_drew_the_same_tokens_share_one_row(llama_model, monkeypatc
         assert sample.logprobs == pytest.approx(greedy.logprobs, abs=1e-3)
 
 
-def _recording_rows(llama_cpp, monkeypatch) -> list[list[int]]:
-    """Record the first sequence of every row of every ``llama_decode`` call."""
-    real, steps = llama_cpp.llama_decode, []
-
-    def decode(ctx, batch):
-        steps.append([batch.seq_id[row][0] for row in range(batch.n_tokens)])
-        return real(ctx, batch)
-
-    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
-    return steps
-
-
-def test_a_step_with_an_odd_number_of_rows_from_three_gets_one_row_in_the_spare_sequence(llama_model, monkeypatch):
+def test_small_steps_are_decoded_a_row_at_a_time_and_odd_larger_ones_padded(llama_model, monkeypatch):
     import llama_cpp
 
     from gate.backends.embedded.engine import LlamaEngine
 
     engine = LlamaEngine(llama_model)
+    assert engine.split_small_steps  # the default on a model running one thread
     engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=1, top_logprobs=None, stop=[], seed=None)
-    steps = _recording_rows(llama_cpp, monkeypatch)
+    calls = _recording_calls(llama_cpp, monkeypatch)
     spare = 5  # five samples are sequences 0-4
-    for seed in range(3):  # hot samples, so that steps of 3 and 5 distinct rows occur
-        engine.generate(PAINTER, n=5, temperature=3.0, max_tokens=6, top_logprobs=1, stop=[], seed=seed)
-    real_rows = [[seq for seq in step if seq != spare] for step in steps]
-    padded = [len(step) > len(real) for step, real in zip(steps, real_rows, strict=True)]
-    assert any(padded)
-    for step, real, pad in zip(steps, real_rows, padded, strict=True):
-        assert pad == (len(real) >= 3 and len(real) % 2 == 1) and len(step) - len(real) <= 1
+
+    def hot_samples(seeds) -> list[list[list[int]]]:  # hot, so that steps of 5 distinct rows occur, and of 2 or 3
+        calls.clear()  # as samples end at the end of their line
+        for seed in seeds:
+            engine.generate(PAINTER, n=5, temperature=3.0, max_tokens=10, top_logprobs=1, stop=["\n"], seed=seed)
+        return _steps(calls)
+
+    seen = set()
+    for step in hot_samples(range(3)):
+        real = [seq for call in step for seq in call if seq != spare]
+        seen.add(len(real))
+        if len(real) in (2, 3):
+            assert [len(call) for call in step] == [1] * len(real)
+        else:
+            [call] = step
+            assert len(call) - len(real) == (1 if len(real) in (5, 7) else 0)
+    assert {2, 5} <= seen or {3, 5} <= seen
     memory = llama_cpp.llama_get_memory(llama_model._ctx.ctx)
     assert llama_cpp.llama_memory_seq_pos_max(memory, spare) == -1
+    engine.split_small_steps = False  # one call a step, odd steps from 3 rows padded
+    for [call] in hot_samples(range(3)):
+        real = [seq for seq in call if seq != spare]
+        assert len(call) - len(real) == (1 if len(real) >= 3 and len(real) % 2 else 0)
     engine.pad_odd_rows = False
-    steps.clear()
-    engine.generate(PAINTER, n=5, temperature=3.0, max_tokens=6, top_logprobs=1, stop=[], seed=0)
-    assert steps and all(spare not in step for step in steps)
+    assert all(spare not in call for [call] in hot_samples([0]))

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from estimators.base import Cost, Generation, TokenLogprob
+from estimators.equivalence import ExactMatch
 from gate.config import SampleDecoding
 
 logger = logging.getLogger(__name__)
@@ -114,8 +115,10 @@ class LlamaEngine:
     in another order), and from 4 rows repacked weights go through a GEMM kernel, so they differ from
     ``continuation_logprobs`` of the same text by rounding (up to 0.2 on a sampled token, measured with Gemma
     3 270M Q4_K_M: the size of the prompt-batching effect ``_evaluate_prompt`` avoids); serial samples match it.
-    ``pad_odd_rows`` (default on) evens out a batched step's rows where that is faster (``_Padding``); the padding
-    too moves the rounding, so samples drawn with it off differ from samples drawn with it on.
+    ``split_small_steps`` decodes a step of 2 or 3 rows one row at a time (``ONE_ROW_AT_A_TIME``; by default when
+    the model runs on one thread), and ``pad_odd_rows`` (default on) evens out a larger step's rows (``_Padding``),
+    each where that is faster; both move the rounding too, so samples drawn with either off differ from samples drawn
+    with it on.
     """
 
     def __init__(
@@ -125,9 +128,13 @@ class LlamaEngine:
         sampling: SamplingParams = SamplingParams(),
         sample_decoding: SampleDecoding = "batched",
         pad_odd_rows: bool = True,
+        split_small_steps: bool | None = None,
     ) -> None:
         self._model = model
         self.pad_odd_rows = pad_odd_rows  # see ``_Padding``; may be switched between calls (to measure it)
+        if split_small_steps is None:
+            split_small_steps = splits_small_steps(int(_llama().llama_n_threads(model._ctx.ctx)))
+        self.split_small_steps = split_small_steps  # see ``ONE_ROW_AT_A_TIME``; may be switched as well
         self._sampling = sampling
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
@@ -158,10 +165,15 @@ class LlamaEngine:
         stop: Sequence[str],
         seed: int | None,
         on_text: Callable[[str], None] | None = None,
+        agree_with: str | None = None,
+        min_span_fraction: float = 0.5,
     ) -> list[Generation]:
         """Return ``n`` completions of ``prompt``; the prompt is evaluated once for all of them.
 
         ``on_text`` (one completion only) is called with the text so far after each token (a streamed answer).
+        With ``agree_with`` (an answer) a completion also ends (reason ``"length"``) as soon as no text that starts with
+        it could agree with that answer (``ExactMatch(min_span_fraction).could_agree``): a consistency sample stops
+        once its verdict is settled.
 
         At temperature > 0 the ``n`` samples are decoded together (``_sample_batched``, unless
         ``sample_decoding="serial"``); the first generation's ``usage`` then carries the whole call's wall time and
@@ -175,6 +187,8 @@ class LlamaEngine:
             raise ValueError(f"prompt is {len(prompt_tokens)} tokens; the model's context holds {self.context_size}")
         prompt_scores = self._evaluate_prompt(prompt_tokens)
         limit = min(max_tokens, room)
+        judge = ExactMatch(min_span_fraction=min_span_fraction) if agree_with is not None else None
+        ending = _Ending(tuple(stop), judge, agree_with or "")
         if n > 1 and temperature > 0 and self._batching:
             samples = self._try_batched(
                 prompt_scores,
@@ -183,7 +197,7 @@ class LlamaEngine:
                 temperature=temperature,
                 max_tokens=limit,
                 top_logprobs=top_logprobs,
-                stop=stop,
+                ending=ending,
                 seed=seed,
             )
             if samples is not None:
@@ -204,7 +218,7 @@ class LlamaEngine:
                 temperature=temperature,
                 max_tokens=limit,
                 top_logprobs=top_logprobs,
-                stop=stop,
+                ending=ending,
                 rng=rng,
                 on_text=on_text if n == 1 else None,
             )
@@ -235,13 +249,16 @@ class LlamaEngine:
         temperature: float,
         max_tokens: int,
         top_logprobs: int | None,
-        stop: Sequence[str],
+        ending: _Ending,
         rng: np.random.Generator,
         on_text: Callable[[str], None] | None = None,
     ) -> _Sample:
         sample = _Sample()
         for _ in range(max_tokens):
-            if self._advance(sample, scores, temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng):
+            ended = self._advance(
+                sample, scores, temperature=temperature, top_logprobs=top_logprobs, ending=ending, rng=rng
+            )
+            if ended:
                 return sample
             if on_text is not None:
                 on_text(sample.text)
@@ -255,10 +272,11 @@ class LlamaEngine:
         *,
         temperature: float,
         top_logprobs: int | None,
-        stop: Sequence[str],
+        ending: _Ending,
         rng: np.random.Generator,
     ) -> bool:
-        """Draw ``sample``'s next token from ``scores``; ``True`` when that ended it (end of generation, a stop)."""
+        """Draw ``sample``'s next token from ``scores``; ``True`` when that ended it (end of generation, a stop, a
+        settled disagreement)."""
         token = draw_token(scores, temperature, rng, self._sampling)
         if _is_end_of_generation(self._vocab, token):
             sample.finish("stop", self._detokenize(sample.ids))
@@ -266,12 +284,15 @@ class LlamaEngine:
         sample.ids.append(token)
         sample.tokens.append(self._token_logprob(token, scores, top_logprobs or 0))
         text = self._detokenize(sample.ids)
-        cut = _first_stop(text, stop)
+        cut = _first_stop(text, ending.stop)
         if cut is not None:
             sample.finish("stop", text[:cut])
             sample.tokens = _tokens_within(sample.tokens, cut)
             return True
         sample.text = text
+        if ending.settled(text):
+            sample.finish("length")
+            return True
         return False
 
     def _try_batched(
@@ -283,7 +304,7 @@ class LlamaEngine:
         temperature: float,
         max_tokens: int,
         top_logprobs: int | None,
-        stop: Sequence[str],
+        ending: _Ending,
         seed: int | None,
     ) -> list[_Sample] | None:
         """``n`` samples decoded in batches, or ``None`` where that cannot be done here.
@@ -314,7 +335,7 @@ class LlamaEngine:
                     temperature=temperature,
                     max_tokens=max_tokens,
                     top_logprobs=top_logprobs,
-                    stop=stop,
+                    ending=ending,
                     rng=rng,
                 )
             return samples
@@ -335,7 +356,7 @@ class LlamaEngine:
         temperature: float,
         max_tokens: int,
         top_logprobs: int | None,
-        stop: Sequence[str],
+        ending: _Ending,
         rng: np.random.Generator,
     ) -> list[_Sample]:
         """``size`` samples as sequences 0..size-1 sharing the prompt's KV cells, decoded together.
@@ -345,8 +366,9 @@ class LlamaEngine:
         ``n_prompt + t`` in one batch; each sample draws from its own log-probs, in sequence order, from the
         one ``rng``; a finished sample leaves the batch. Samples that drew the same tokens so far share one
         row of the batch (one cell in every one of their sequences): their next logits are the same, and each
-        row costs a pass through the 262k-token output layer. A step with an odd number of rows (3 or more)
-        gets one throwaway row in ``spare_seq`` when there is one (``_even_rows``). Afterwards every generated
+        row costs a pass through the 262k-token output layer. A step of 2 or 3 rows is decoded one row at a time
+        (``ONE_ROW_AT_A_TIME``); a larger one with an odd number of rows gets one throwaway row in ``spare_seq``
+        when there is one (``_Padding``). Afterwards every generated
         cell is removed, so the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later
         requests do not depend on this one.
         """
@@ -366,7 +388,7 @@ class LlamaEngine:
                     if sample.reason is not None:
                         continue
                     ended = self._advance(
-                        sample, scores[seq], temperature=temperature, top_logprobs=top_logprobs, stop=stop, rng=rng
+                        sample, scores[seq], temperature=temperature, top_logprobs=top_logprobs, ending=ending, rng=rng
                     )
                     if not ended and step + 1 == max_tokens:
                         sample.finish("length")  # its last token needs no evaluation
@@ -375,12 +397,8 @@ class LlamaEngine:
                 if not running:
                     break
                 rows = _same_tokens(samples, running)
-                self._decode_rows(
-                    batch,
-                    padding.even([(group, samples[group[0]].ids[-1], n_prompt + step) for group in rows]),
-                )
-                for row, group in enumerate(rows):
-                    row_scores = Scores(self._logits_at(row))
+                step_rows = [(group, samples[group[0]].ids[-1], n_prompt + step) for group in rows]
+                for group, row_scores in zip(rows, self._decode_step(batch, padding, step_rows), strict=True):
                     for seq in group:
                         scores[seq] = row_scores
         finally:
@@ -391,6 +409,18 @@ class LlamaEngine:
             if not llama.llama_memory_seq_rm(memory, 0, n_prompt, -1):
                 self._forget_cache()
         return samples
+
+    def _decode_step(self, batch: Any, padding: _Padding, rows: list[_Row]) -> list[Scores]:
+        """The scores of every row of one step of batched samples: one ``llama_decode`` a row for a step of
+        ``ONE_ROW_AT_A_TIME`` rows, otherwise one for the whole step (padded by ``padding``)."""
+        if self.split_small_steps and len(rows) in ONE_ROW_AT_A_TIME:
+            scores = []
+            for row in rows:
+                self._decode_rows(batch, [row])
+                scores.append(Scores(self._logits_at(0)))
+            return scores
+        self._decode_rows(batch, padding.even(rows))
+        return [Scores(self._logits_at(row)) for row in range(len(rows))]
 
     def _decode_rows(self, batch: Any, rows: list[_Row]) -> None:
         """Decode one ``(sequences, token, position)`` per row, with logits for every row."""
@@ -491,6 +521,36 @@ class _Sample:
         return self
 
 
+@dataclass(frozen=True)
+class _Ending:
+    """What ends a completion besides the end-of-generation token and ``max_tokens``: the first of the ``stop``
+    strings (cut from the text), or text that can no longer agree with the answer ``agree_with`` (kept)."""
+
+    stop: tuple[str, ...]
+    judge: ExactMatch | None = None  # judges against ``agree_with``; without one, nothing is settled early
+    agree_with: str = ""
+
+    def settled(self, text: str) -> bool:
+        """Whether ``text`` (a completion so far) can no longer agree with ``agree_with``."""
+        return self.judge is not None and not self.judge.could_agree(self.agree_with, text)
+
+
+ONE_ROW_AT_A_TIME = frozenset({2, 3})
+"""Row counts of a step that are decoded one row per ``llama_decode`` (``splits_small_steps``)."""
+
+
+def splits_small_steps(n_threads: int) -> bool:
+    """Whether steps of ``ONE_ROW_AT_A_TIME`` rows are decoded a row at a time on a model running ``n_threads``.
+
+    llama.cpp's CPU kernels take the output layer (262k weight rows, Q8_0) through a matrix-vector path for one row
+    and a matrix-matrix path for more. Measured on this project's AMD EPYC machine (``python -m
+    benchmarks.local_backend``, table "one decode by output rows"): on one thread 2 rows in one decode cost 1.27x the
+    same rows decoded one at a time and 3 rows 1.43x (and more than 3 padded to 4), while 4 rows and more cost less in
+    one decode; on two threads 2 rows cost the same both ways and 3 rows padded to 4 cost least. So only one thread
+    splits. The rule is fixed rather than timed at run time, so a seed still gives the same samples.
+    """
+    return n_threads == 1
+
 _Row = tuple[list[int], int, int]
 """One row of a decoded batch: the sequences it belongs to, its token, its position."""
 
@@ -502,9 +562,10 @@ class _Padding:
     number of output rows. Measured with one thread on this project's AMD EPYC machine (``python -m
     benchmarks.local_backend``, table "one decode by output rows"): 3 rows took longer than 4, 5 longer than
     6, 7 longer than 8, while 1 and 2 rows each cost less than 4. So an odd count from 3 up gets one throwaway
-    row: the last row's token again, in ``spare_seq`` (which starts as a copy of the prompt's cells), at
-    that sequence's next position (llama.cpp requires a sequence's positions to follow on). Its logits are
-    never read; its cells go with the samples'. Without a spare sequence nothing is padded.
+    row (a step of 3 only when small steps are not split, ``ONE_ROW_AT_A_TIME``): the last row's token again, in
+    ``spare_seq`` (which starts as a copy of the prompt's cells), at that sequence's next position (llama.cpp
+    requires a sequence's positions to follow on). Its logits are never read; its cells go with the samples'.
+    Without a spare sequence nothing is padded.
     """
 
     def __init__(self, spare_seq: int | None, n_prompt: int) -> None:

@@ -141,6 +141,39 @@ class LocalLLM:
             seed=seed,
             options=options,
         )
+        return await self._generate(prompt, params)
+
+    async def generate_until_disagreeing(
+        self,
+        prompt: Prompt,
+        *,
+        answer: str,
+        min_span_fraction: float = 0.5,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 64,
+        logprobs: int | None = None,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Generation]:
+        """:meth:`generate`, each generation also ending (reason ``"length"``) as soon as it can no longer agree with
+        ``answer`` (``SupportsDisagreementStop``): consistency samples stop where their verdict is settled, instead
+        of running to their token limit."""
+        if not 0.0 < min_span_fraction <= 1.0:
+            raise ValueError(f"min_span_fraction must lie in (0, 1], got {min_span_fraction!r}")
+        params = self._params(
+            prompt,
+            n=n,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            logprobs=logprobs,
+            stop=stop,
+            seed=seed,
+            options=None,
+        )
+        return await self._generate(prompt, params | {"agree_with": answer, "min_span_fraction": min_span_fraction})
+
+    async def _generate(self, prompt: Prompt, params: dict[str, Any]) -> list[Generation]:
         process = await self._found_process()
         replies = await process.request("generate", **params)
         generations = [Generation.model_validate(reply) for reply in replies]
