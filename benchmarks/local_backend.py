@@ -8,15 +8,20 @@ way in a second model process (``LocalLLM(sample_decoding="serial")``). The base
 log-probs (``logits_all=True``) on a few questions, to show what computing them ourselves saves.
 
 Then, with the model in this process: what one ``llama_decode`` costs by its number of output rows (the evidence
-for padding odd steps, ``_Padding`` in the engine), and the gate's samples after the answer with and without that
-padding, paired question by question.
+for padding odd steps, ``_Padding`` in the engine), and the gate's samples after the answer against the same samples
+without each of the engine's savings (padding, the disagreement stop, the top-k from chunk maxima, splitting small
+steps), paired question by
+question.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ import numpy as np
 
 from benchmarks.common import bootstrap_interval, machine_description, package_versions
 from estimators.consistency import MIN_SAMPLE_TOKENS, Consistency
+from gate.backends.embedded.engine import LlamaEngine, splits_small_steps
 from gate.backends.embedded.local import LocalLLM, model_file
 from gate.backends.embedded.prompt_format import QA_STOP, render_chat
 from gate.datasets import load_trivia
@@ -33,10 +39,13 @@ MAX_TOKENS = 16
 SEED = 0
 
 
-async def _time(llm: LocalLLM, messages: list[dict[str, str]], **kwargs: object) -> tuple[float, int]:
+async def _time(llm: LocalLLM, messages: list[dict[str, str]], **kwargs: Any) -> tuple[float, int]:
     kwargs = {"max_tokens": MAX_TOKENS} | kwargs
     started = time.perf_counter()
-    generations = await llm.generate(messages, **kwargs)
+    if "answer" in kwargs:  # samples that end as soon as they can no longer agree with it, as the gate draws them
+        generations = await llm.generate_until_disagreeing(messages, **kwargs)
+    else:
+        generations = await llm.generate(messages, **kwargs)
     return time.perf_counter() - started, sum(g.usage.completion_tokens for g in generations)
 
 
@@ -50,7 +59,8 @@ MODES = (
 )
 AFTER_ANSWER = MODES[-2:]
 """The order a gate runs them in: the answer (not timed), then the consistency samples of the same prompt, up to
-the estimator's ``max_tokens`` or to the length it fits to that answer (``Consistency.sample_tokens``)."""
+the estimator's ``max_tokens`` or to the length it fits to that answer (``Consistency.sample_tokens``, and
+a sample that can no longer agree with the answer ends there: ``ExactMatch.could_agree``)."""
 ITS_ANSWER = f"{AFTER_ANSWER[1]}: its answer"
 """The answer the default samples follow, timed in the same pass: their paired denominator."""
 
@@ -92,7 +102,9 @@ async def measure(questions: list[str], n_threads: int | None) -> dict[str, np.n
                 )
                 if name == AFTER_ANSWER[1]:  # the gate's default: its answer is the paired denominator
                     seconds[ITS_ANSWER].append(time.perf_counter() - started)
-                    asked = kwargs | {"max_tokens": Consistency().sample_tokens(answer.text.strip())}
+                    fitted = Consistency()
+                    text = answer.text.strip()
+                    asked = kwargs | {"max_tokens": fitted.sample_tokens(text), "answer": text}
             took, produced = await _time(model, [{"role": "user", "content": question}], **asked)
             seconds[name].append(took)
             tokens[name].append(produced)
@@ -108,18 +120,18 @@ ROW_REPEATS = 20
 def _in_process_engine(threads: int) -> tuple[Any, Any]:
     """The model in this process and an engine on it, as the gate's child process loads them."""
     from gate.backends.embedded.cpu import build_features, cpu_flags, load_llama, system_info, use_extra_buffers
-    from gate.backends.embedded.engine import LlamaEngine
 
     extra = use_extra_buffers("auto", cpu=cpu_flags(), build=build_features(system_info()))
     model = load_llama(str(model_file()), n_ctx=2048, n_threads=threads, extra_buffers=extra)
     return model, LlamaEngine(model)
 
 
-def measure_rows(threads: int) -> dict[int, np.ndarray]:
-    """Milliseconds of one ``llama_decode`` of ``r`` tokens with logits for every one, for each ``r``.
+def measure_rows(threads: int) -> dict[tuple[int, bool], np.ndarray]:
+    """Milliseconds to decode ``r`` tokens with logits for every one, for each ``r``: in one ``llama_decode``
+    (key ``(r, False)``) and in ``r`` of them, one token each (key ``(r, True)``).
 
     Each token is the next one of its own sequence after a short prompt, as in a step of batched samples;
-    ``ROW_REPEATS`` decodes per row count, in rotating order so drift in the machine's speed spreads evenly.
+    ``ROW_REPEATS`` repeats per row count and way, in rotating order so drift in the machine's speed spreads evenly.
     """
     import llama_cpp
 
@@ -133,59 +145,106 @@ def measure_rows(threads: int) -> dict[int, np.ndarray]:
     for seq in range(1, max(ROW_COUNTS)):
         llama_cpp.llama_memory_seq_cp(memory, 0, seq, 0, n_prompt)
     batch = llama_cpp.llama_batch_init(max(ROW_COUNTS), 0, 1)
-    timings: dict[int, list[float]] = {rows: [] for rows in ROW_COUNTS}
+    def decode(first: int, count: int) -> None:
+        for slot in range(count):
+            row = first + slot
+            batch.token[slot], batch.pos[slot] = 1000 + row, n_prompt
+            batch.n_seq_id[slot], batch.logits[slot] = 1, 1
+            batch.seq_id[slot][0] = row
+        batch.n_tokens = count
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError(f"llama_decode failed for {count} rows")
+
+    ways = [(rows, split) for rows in ROW_COUNTS for split in (False, True)]
+    timings: dict[tuple[int, bool], list[float]] = {way: [] for way in ways}
     try:
         for repeat in range(ROW_REPEATS + 1):
-            for rows in ROW_COUNTS[repeat % len(ROW_COUNTS) :] + ROW_COUNTS[: repeat % len(ROW_COUNTS)]:
-                for row in range(rows):
-                    batch.token[row], batch.pos[row] = 1000 + row, n_prompt
-                    batch.n_seq_id[row], batch.logits[row] = 1, 1
-                    batch.seq_id[row][0] = row
-                batch.n_tokens = rows
+            for rows, split in ways[repeat % len(ways) :] + ways[: repeat % len(ways)]:
                 started = time.perf_counter()
-                if llama_cpp.llama_decode(ctx, batch) != 0:
-                    raise RuntimeError(f"llama_decode failed for {rows} rows")
+                for first in range(rows) if split else [0]:
+                    decode(first, 1 if split else rows)
                 if repeat:  # the first round warms the kernels up
-                    timings[rows].append(1000 * (time.perf_counter() - started))
+                    timings[rows, split].append(1000 * (time.perf_counter() - started))
                 for row in range(rows):
                     llama_cpp.llama_memory_seq_rm(memory, row, n_prompt, -1)
     finally:
         llama_cpp.llama_batch_free(batch)
-    return {rows: np.array(values) for rows, values in timings.items()}
+    return {way: np.array(values) for way, values in timings.items()}
 
 
 _GREEDY = {"n": 1, "temperature": 0.0, "max_tokens": MAX_TOKENS, "top_logprobs": 5, "stop": QA_STOP, "seed": None}
 
 
-def measure_padding(questions: list[str], threads: int) -> dict[str, np.ndarray]:
-    """Seconds per question, in this process: the greedy answer, then its 5 samples with and without padding.
+GATE = "as the gate draws them"
+WITHOUT = ("without padding", "without the disagreement stop", "top-k by np.argpartition", "the other small-step rule")
+"""The engine's savings, each taken away alone: padding odd steps, ending samples by their words, the top-k from
+chunk maxima (``engine.top_k``) instead of a partition of all 262k scores (what the engine did before), and the rule
+for steps of 2 or 3 rows turned round (decoded a row at a time or not; ``engine.splits_small_steps`` picks by
+threads)."""
 
-    The samples are drawn as a gate draws them (after the answer, fitted to it); both ways follow the same answer
-    and find the same cache (the prompt alone), in alternating order from one question to the next.
+
+def _argpartition_top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """The top-k the engine used before ``engine.top_k``: a partition of every score, then a sort of the k."""
+    if k == 1:
+        return np.array([int(np.argmax(values))])
+    best = np.argpartition(values, -k)[-k:]
+    return best[np.argsort(values[best], kind="stable")[::-1]]
+
+
+@contextlib.contextmanager
+def _variant(engine: Any, name: str) -> Iterator[dict[str, Any]]:
+    """The engine set up as ``name`` says, and the extra arguments of its call; restored afterwards."""
+    from gate.backends.embedded import engine as engine_module
+
+    fast_top_k, splits = engine_module.top_k, engine.split_small_steps
+    engine.pad_odd_rows = name != WITHOUT[0]
+    engine.split_small_steps = splits != (name == WITHOUT[3])
+    if name == WITHOUT[2]:
+        engine_module.top_k = _argpartition_top_k
+    try:
+        yield {"stop_disagreeing": name != WITHOUT[1]}
+    finally:
+        engine.pad_odd_rows, engine.split_small_steps = True, splits
+        engine_module.top_k = fast_top_k
+
+
+def measure_in_process(questions: list[str], threads: int) -> dict[str, np.ndarray]:
+    """Seconds per question, in this process: the greedy answer, then its 5 samples as the gate draws them and
+    without each of the engine's savings in turn.
+
+    The samples are drawn as a gate draws them (after the answer, fitted to it in tokens and words); every variant
+    follows the same answer and finds the same cache (the prompt alone), in an order that rotates from one question
+    to the next. Also the completion tokens of each way.
     """
     _, engine = _in_process_engine(threads)
     engine.generate(render_chat([{"role": "user", "content": "warm up"}]), **_GREEDY)  # the few-shot preamble
-    seconds: dict[str, list[float]] = {"answer": [], "padded": [], "unpadded": []}
+    names = [GATE, *WITHOUT]
+    seconds: dict[str, list[float]] = {name: [] for name in ["answer", *names]}
+    tokens: dict[str, list[int]] = {name: [] for name in names}
     for index, question in enumerate(questions):
         prompt = render_chat([{"role": "user", "content": question}])
         started = time.perf_counter()
         [answer] = engine.generate(prompt, **_GREEDY)
         seconds["answer"].append(time.perf_counter() - started)
-        order = [("padded", True), ("unpadded", False)]
-        for name, pad in order if index % 2 == 0 else order[::-1]:
-            engine.pad_odd_rows = pad
-            started = time.perf_counter()
-            engine.generate(
-                prompt,
-                n=5,
-                temperature=1.0,
-                max_tokens=Consistency().sample_tokens(answer.text.strip()),
-                top_logprobs=1,
-                stop=QA_STOP,
-                seed=SEED + index,
-            )
-            seconds[name].append(time.perf_counter() - started)
-    return {name: np.array(values) for name, values in seconds.items()}
+        consistency, text = Consistency(), answer.text.strip()
+        for name in names[index % len(names) :] + names[: index % len(names)]:
+            with _variant(engine, name) as asked:
+                started = time.perf_counter()
+                samples = engine.generate(
+                    prompt,
+                    n=5,
+                    temperature=1.0,
+                    max_tokens=consistency.sample_tokens(text),
+                    top_logprobs=1,
+                    stop=QA_STOP,
+                    seed=SEED + index,
+                    agree_with=text if asked["stop_disagreeing"] else None,
+                )
+                seconds[name].append(time.perf_counter() - started)
+            tokens[name].append(sum(sample.usage.completion_tokens for sample in samples))
+    return {name: np.array(values) for name, values in seconds.items()} | {
+        f"tokens: {name}": np.array(values) for name, values in tokens.items()
+    }
 
 
 def measure_logits_all(questions: list[str]) -> np.ndarray:
@@ -214,42 +273,61 @@ def _ratio_row(name: str, numerator: np.ndarray, denominator: np.ndarray, target
     return f"| {name} | {ratio:.2f}x | [{low:.2f}, {high:.2f}] | <= {target}x | {verdict} |"
 
 
-def _rows_table(rows: dict[int, np.ndarray]) -> list[str]:
+def _rows_table(rows: dict[tuple[int, bool], np.ndarray]) -> list[str]:
     lines = [
         "",
         "## One decode by output rows",
         "",
-        f"`llama_decode` of r tokens, each the next of its own sequence after a short prompt, logits for every row"
-        f" (a step of batched samples), in this process; {ROW_REPEATS} decodes per r in rotating order, after a"
-        " warm-up round. What a step of batched samples costs by its rows, and why a step with an odd number of"
-        " rows from 3 up gets one throwaway row (`_Padding` in `gate/backends/embedded/engine.py`).",
+        "r tokens, each the next of its own sequence after a short prompt, logits for every row (a step of batched"
+        f" samples), in this process: in one `llama_decode`, and in r of them, one token each; {ROW_REPEATS} times"
+        " per r and way in rotating order, after a warm-up round. What a step of batched samples costs by its rows,"
+        " why a step of 2 or 3 rows is decoded a row at a time on one thread (`splits_small_steps`), and why a"
+        " larger one with an odd number of rows gets one throwaway row (`_Padding`; both in"
+        " `gate/backends/embedded/engine.py`).",
         "",
-        "| rows | median ms [95% CI] | ms per row |",
-        "|---|---|---|",
+        "| rows | one decode: median ms [95% CI] | ms per row | a decode per row: median ms [95% CI] |",
+        "|---|---|---|---|",
     ]
-    for count, values in rows.items():
-        low, high = bootstrap_interval(np.median, values)
-        lines.append(f"| {count} | {np.median(values):.1f} [{low:.1f}, {high:.1f}] | {np.median(values) / count:.1f} |")
+    for count in ROW_COUNTS:
+        whole, split = rows[count, False], rows[count, True]
+        low, high = bootstrap_interval(np.median, whole)
+        split_low, split_high = bootstrap_interval(np.median, split)
+        lines.append(
+            f"| {count} | {np.median(whole):.1f} [{low:.1f}, {high:.1f}] | {np.median(whole) / count:.1f} |"
+            f" {np.median(split):.1f} [{split_low:.1f}, {split_high:.1f}] |"
+        )
     return lines
 
 
-def _padding_table(padding: dict[str, np.ndarray]) -> list[str]:
-    answer = padding["answer"]
-    return [
+def _in_process_table(timed: dict[str, np.ndarray], threads: int) -> list[str]:
+    answer = timed["answer"]
+    lines = [
         "",
-        "## Padding odd steps, in one process",
+        "## The engine's savings, each taken away, in one process",
         "",
         f"{len(answer)} questions in this process (no child process): the greedy answer with log-probs (top 5),"
-        " then its 5 samples as a gate draws them (after the answer, fitted to it), once with odd steps padded and"
-        " once without, in alternating order; the same seeds (the two ways round differently, so they may draw"
-        " different samples).",
+        " then its 5 samples as a gate draws them (after the answer, fitted to it in tokens, each ending once it can"
+        " no longer agree with it), and the same samples without each saving in turn: padding odd steps of 5 or 7"
+        " rows (`_Padding`), ending a sample as soon as it can no longer agree with the answer"
+        " (`ExactMatch.could_agree`), the top-k from chunk maxima (`engine.top_k`, against the partition of all 262k"
+        " scores used before), and the rule for steps of 2 or 3 rows turned round (`splits_small_steps`: with this"
+        f" many threads the gate decodes them {'a row at a time' if splits_small_steps(threads) else 'in one decode'})."
+        " Order rotating per question; the same seeds (padding, splitting and the disagreement stop change how rows"
+        " are batched and so llama.cpp's rounding: they may draw different samples; the top-k draws the same).",
+        "",
+        "| samples | mean completion tokens (5 samples) |",
+        "|---|---|",
+        *(f"| {name} | {timed[f'tokens: {name}'].mean():.1f} |" for name in (GATE, *WITHOUT)),
         "",
         "| ratio | measured | 95% CI | target | verdict |",
         "|---|---|---|---|---|",
-        _ratio_row("5 samples after the answer, padded / one answer", padding["padded"], answer, 1.5),
-        _ratio_row("5 samples after the answer, unpadded / one answer", padding["unpadded"], answer, 1.5),
-        _ratio_row("padded / unpadded", padding["padded"], padding["unpadded"], None),
+        _ratio_row(f"5 samples after the answer, {GATE} / one answer", timed[GATE], answer, 1.5),
     ]
+    for name in WITHOUT:
+        lines.append(_ratio_row(f"5 samples after the answer, {name} / one answer", timed[name], answer, 1.5))
+    for name in WITHOUT:
+        lines.append(_ratio_row(f"{GATE} / {name}", timed[GATE], timed[name], None))
+    return lines
 
 
 def report(
@@ -258,14 +336,18 @@ def report(
     n_questions: int,
     threads: int,
     *,
-    rows: dict[int, np.ndarray] | None = None,
-    padding: dict[str, np.ndarray] | None = None,
+    rows: dict[tuple[int, bool], np.ndarray] | None = None,
+    in_process: dict[str, np.ndarray] | None = None,
+    arguments: str | None = None,
 ) -> str:
-    """The results file, in Markdown."""
+    """The results file, in Markdown; ``arguments`` are the command line's (default: those the numbers imply)."""
+    if arguments is None:
+        arguments = f"--questions {n_questions} --threads {threads}"
+        arguments += f" --baseline-questions {0 if baseline is None else len(baseline)}"
     lines = [
         "# Embedded backend speed (Gemma 3 270M Q4_K_M, llama-cpp-python)",
         "",
-        f"- Command: `.venv/bin/python -m benchmarks.local_backend --questions {n_questions} --threads {threads}`"
+        f"- Command: `.venv/bin/python -m benchmarks.local_backend {arguments}`"
         f" ({threads} llama.cpp thread(s); without `--threads`, the gate's own: one less than the cores)",
         f"- Machine: {machine_description()}",
         f"- Packages: {package_versions(['llama-cpp-python', 'numpy'])}",
@@ -326,13 +408,14 @@ def report(
         " consistency: the answer to the same prompt comes first (greedy, log-probs, timed as *its answer*), so"
         " the samples find the whole prompt in the cache and evaluate none of it; they run with log-probs, up to"
         f" the estimator's {Consistency().max_tokens} tokens or (the default) to the length it fits to that answer"
-        f" (`Consistency.sample_tokens`: at least {MIN_SAMPLE_TOKENS} tokens; `sample_length.md`).",
+        f" (`Consistency.sample_tokens`: at least {MIN_SAMPLE_TOKENS} tokens; `sample_length.md`; and"
+        " a sample that can no longer agree with the answer ends there, `ExactMatch.could_agree`).",
         "",
         "Builds (native vs portable), extra buffer types on and off, the model in this process vs in its child"
         " process, and how much the signals and decisions move between kernel paths: `kernel_paths.md`.",
     ]
     lines += _rows_table(rows) if rows is not None else []
-    lines += _padding_table(padding) if padding is not None else []
+    lines += _in_process_table(in_process, threads) if in_process is not None else []
     return "\n".join(lines) + "\n"
 
 
@@ -348,9 +431,12 @@ def main() -> None:
     results = asyncio.run(measure(questions, args.threads))
     baseline = measure_logits_all(questions[: args.baseline_questions]) if args.baseline_questions else None
     rows = measure_rows(threads)
-    padding = measure_padding(questions, threads)
+    in_process = measure_in_process(questions, threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(results, baseline, len(questions), threads, rows=rows, padding=padding))
+    arguments = " ".join(sys.argv[1:])
+    args.out.write_text(
+        report(results, baseline, len(questions), threads, rows=rows, in_process=in_process, arguments=arguments)
+    )
     print(args.out.read_text())
 
 
