@@ -134,7 +134,7 @@ class LlamaEngine:
         self.pad_odd_rows = pad_odd_rows  # see ``_Padding``; may be switched between calls (to measure it)
         if split_small_steps is None:
             split_small_steps = splits_small_steps(int(_llama().llama_n_threads(model._ctx.ctx)))
-        self.split_small_steps = split_small_steps  # see ``ONE_ROW_AT_A_TIME``; may be switched as well
+        self.split_small_steps = split_small_steps  # see ``splits_small_steps``; may be switched as well
         self._sampling = sampling
         self._vocab_size = model.n_vocab()
         self._vocab = _vocab_handle(model)
@@ -366,11 +366,11 @@ class LlamaEngine:
         ``n_prompt + t`` in one batch; each sample draws from its own log-probs, in sequence order, from the
         one ``rng``; a finished sample leaves the batch. Samples that drew the same tokens so far share one
         row of the batch (one cell in every one of their sequences): their next logits are the same, and each
-        row costs a pass through the 262k-token output layer. A step of 2 or 3 rows is decoded one row at a time
-        (``ONE_ROW_AT_A_TIME``); a larger one with an odd number of rows gets one throwaway row in ``spare_seq``
-        when there is one (``_Padding``). Afterwards every generated
-        cell is removed, so the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later
-        requests do not depend on this one.
+        row costs a pass through the 262k-token output layer. With ``split_small_steps`` a step of 2 or 3 rows is
+        decoded one row at a time (``splits_small_steps``); a larger one with an odd number of rows gets one
+        throwaway row in ``spare_seq`` when there is one (``_Padding``). Afterwards every generated cell is
+        removed, so the cache holds exactly the prompt again, as after ``_evaluate_prompt``: later requests do not
+        depend on this one.
         """
         llama = _llama()
         memory = llama.llama_get_memory(self._model._ctx.ctx)
