@@ -10,8 +10,7 @@ log-probs (``logits_all=True``) on a few questions, to show what computing them 
 Then, with the model in this process: what one ``llama_decode`` costs by its number of output rows (the evidence
 for padding odd steps, ``_Padding`` in the engine), and the gate's samples after the answer against the same samples
 without each of the engine's savings (padding, the disagreement stop, the top-k from chunk maxima, splitting small
-steps), paired question by
-question.
+steps), paired question by question.
 """
 
 from __future__ import annotations
@@ -139,21 +138,14 @@ def measure_rows(threads: int) -> dict[tuple[int, bool], np.ndarray]:
     prompt = render_chat([{"role": "user", "content": "What is the capital of France?"}])
     n_prompt = engine.count_tokens(prompt)
     engine.generate(prompt, n=1, temperature=0.0, max_tokens=1, top_logprobs=None, stop=(), seed=None)
-    ctx = model._ctx.ctx
-    memory = llama_cpp.llama_get_memory(ctx)
+    memory = llama_cpp.llama_get_memory(model._ctx.ctx)
     llama_cpp.llama_memory_seq_rm(memory, 0, n_prompt, -1)  # the answer's token: the prompt alone stays
     for seq in range(1, max(ROW_COUNTS)):
         llama_cpp.llama_memory_seq_cp(memory, 0, seq, 0, n_prompt)
     batch = llama_cpp.llama_batch_init(max(ROW_COUNTS), 0, 1)
-    def decode(first: int, count: int) -> None:
-        for slot in range(count):
-            row = first + slot
-            batch.token[slot], batch.pos[slot] = 1000 + row, n_prompt
-            batch.n_seq_id[slot], batch.logits[slot] = 1, 1
-            batch.seq_id[slot][0] = row
-        batch.n_tokens = count
-        if llama_cpp.llama_decode(ctx, batch) != 0:
-            raise RuntimeError(f"llama_decode failed for {count} rows")
+
+    def decode(first: int, count: int) -> None:  # sequences first..first+count-1, one new token each
+        engine._decode_rows(batch, [([row], 1000 + row, n_prompt) for row in range(first, first + count)])
 
     ways = [(rows, split) for rows in ROW_COUNTS for split in (False, True)]
     timings: dict[tuple[int, bool], list[float]] = {way: [] for way in ways}

@@ -319,18 +319,6 @@ def _steps(calls: list[tuple[int, list[int]]]) -> list[list[list[int]]]:
     return steps
 
 
-def _counting_decodes(llama_cpp, monkeypatch) -> list[int]:
-    """Record the rows of every ``llama_decode`` call (a prompt block or a step of the samples)."""
-    real, rows = llama_cpp.llama_decode, []
-
-    def decode(ctx, batch):
-        rows.append(batch.n_tokens)
-        return real(ctx, batch)
-
-    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
-    return rows
-
-
 def test_samples_after_the_answer_reuse_its_prompt_and_equal_samples_of_a_fresh_prompt(llama_model, monkeypatch):
     import llama_cpp
 
@@ -355,10 +343,11 @@ def test_samples_that_drew_the_same_tokens_share_one_row(llama_model, monkeypatc
 
     engine = LlamaEngine(llama_model)
     [greedy] = engine.generate(PAINTER, n=1, temperature=0.0, max_tokens=6, top_logprobs=1, stop=[], seed=None)
-    rows = _counting_decodes(llama_cpp, monkeypatch)
+    calls = _recording_calls(llama_cpp, monkeypatch)
     # At a temperature this low, top-p keeps only the likeliest token (unless two are within ~3e-4 in log-prob):
     # every sample draws the greedy tokens, on any CPU, so one row a step, not five.
     cold = engine.generate(PAINTER, n=5, temperature=1e-4, max_tokens=6, top_logprobs=1, stop=[], seed=3)
+    rows = [len(seqs) for _, seqs in calls]
     assert {g.text for g in cold} == {greedy.text} and rows == [1] * (greedy.usage.completion_tokens - 1)
     for sample in cold:
         assert sample.logprobs == pytest.approx(greedy.logprobs, abs=1e-3)

@@ -185,10 +185,10 @@ class LlamaEngine:
         room = self.context_size - len(prompt_tokens)
         if room <= 0:
             raise ValueError(f"prompt is {len(prompt_tokens)} tokens; the model's context holds {self.context_size}")
+        judge = ExactMatch(min_span_fraction=min_span_fraction) if agree_with is not None else None  # checks it
+        ending = _Ending(tuple(stop), judge, agree_with or "")
         prompt_scores = self._evaluate_prompt(prompt_tokens)
         limit = min(max_tokens, room)
-        judge = ExactMatch(min_span_fraction=min_span_fraction) if agree_with is not None else None
-        ending = _Ending(tuple(stop), judge, agree_with or "")
         if n > 1 and temperature > 0 and self._batching:
             samples = self._try_batched(
                 prompt_scores,
@@ -550,6 +550,7 @@ def splits_small_steps(n_threads: int) -> bool:
     splits. The rule is fixed rather than timed at run time, so a seed still gives the same samples.
     """
     return n_threads == 1
+
 
 _Row = tuple[list[int], int, int]
 """One row of a decoded batch: the sequences it belongs to, its token, its position."""

@@ -158,9 +158,7 @@ class LocalLLM:
     ) -> list[Generation]:
         """:meth:`generate`, each generation also ending (reason ``"length"``) as soon as it can no longer agree with
         ``answer`` (``SupportsDisagreementStop``): consistency samples stop where their verdict is settled, instead
-        of running to their token limit."""
-        if not 0.0 < min_span_fraction <= 1.0:
-            raise ValueError(f"min_span_fraction must lie in (0, 1], got {min_span_fraction!r}")
+        of running to their token limit. A ``min_span_fraction`` outside (0, 1] is ``ExactMatch``'s ``ValueError``."""
         params = self._params(
             prompt,
             n=n,
